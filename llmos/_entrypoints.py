@@ -1,0 +1,84 @@
+"""A cache of the ``llmos`` entry-point group.
+
+Scanning every installed distribution's metadata costs ~60 ms with the ~200
+distributions a torch/transformers environment has — more than the rest of
+``llmos --help`` together. The scan result is cached in the llmos home, keyed by
+the modification times of the ``sys.path`` directories: installing, upgrading
+or removing any distribution adds or removes a ``*.dist-info`` directory there,
+which changes the key, so a stale cache is never used.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+
+@dataclass(frozen=True)
+class EntryPointRecord:
+    name: str
+    value: str
+    dist: str | None
+    version: str | None
+
+    def load(self) -> object:
+        from llmos.components import import_object
+
+        module, _, attr = self.value.partition(":")
+        if not attr:
+            import importlib
+
+            return importlib.import_module(module)
+        return import_object(self.value)
+
+
+def _key() -> str:
+    h = hashlib.sha256()
+    for p in sys.path:
+        try:
+            st = os.stat(p or ".")
+        except OSError:
+            continue
+        h.update(f"{p}\0{st.st_mtime_ns}\0".encode())
+    return h.hexdigest()
+
+
+def _scan(group: str) -> list[EntryPointRecord]:
+    from importlib.metadata import entry_points
+
+    out = []
+    for ep in entry_points(group=group):
+        dist = getattr(ep, "dist", None)
+        out.append(
+            EntryPointRecord(
+                ep.name, ep.value, dist.name if dist is not None else None, dist.version if dist is not None else None
+            )
+        )
+    return out
+
+
+def entry_points(group: str, cache_dir: Path | None) -> list[EntryPointRecord]:
+    """The entry points of ``group``, from the cache when it is still valid."""
+    if cache_dir is None or os.environ.get("LLMOS_NO_EP_CACHE"):
+        return _scan(group)
+    path = cache_dir / f"entry-points-{group}.json"
+    key = _key()
+    try:
+        data = json.loads(path.read_text())
+        if data.get("key") == key:
+            return [EntryPointRecord(**r) for r in data["entries"]]
+    except (OSError, ValueError, KeyError, TypeError):
+        pass
+    records = _scan(group)
+    try:
+        cache_dir.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(f".{os.getpid()}.tmp")
+        tmp.write_text(json.dumps({"key": key, "entries": [r.__dict__ for r in records]}))
+        os.replace(tmp, path)
+    except OSError:
+        pass  # a read-only home only costs speed
+    return records

@@ -1,0 +1,118 @@
+"""The run context: what a pipeline step sees.
+
+A step (the object a component's factory returns) has ``run(ctx)``. Steps talk
+to each other only through ``ctx.artifacts`` — a dict whose keys are
+conventions between plugins (see DESIGN.md, "Artifact conventions") — and talk
+to the platform through the methods here: metrics, progress, checkpoints,
+registering model versions. The core knows nothing about what an artifact is.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+
+@dataclass
+class RunContext:
+    """State shared by the stages of one pipeline run.
+
+    :ivar run_id: the registry id of this run (``None`` for an unrecorded run).
+    :ivar spec: the validated pipeline spec (``spec.name``, ``spec.model``, ``spec.stages``).
+    :ivar workdir: a directory private to this run (checkpoints, exports, reports).
+    :ivar seed: the run's random seed; steps derive theirs from it.
+    :ivar artifacts: values passed between stages (``"dataset"``, ``"tokenizer"``,
+        ``"model"``, ``"model_version"``...).
+    :ivar stage: the spec of the stage now running (``stage.id``, ``stage.use``).
+    :ivar resume: for a resumed run, the directory holding its checkpoints.
+    """
+
+    run_id: str | None
+    spec: Any
+    workdir: Path
+    seed: int = 0
+    artifacts: dict[str, Any] = field(default_factory=dict)
+    stage: Any = None
+    resume: bool = False
+    manager: Any = None  # llmos.plugins.PluginManager
+    stop_event: threading.Event = field(default_factory=threading.Event)
+    _metric_writer: Callable[[str, int | None, dict[str, float]], None] | None = None
+    _progress_factory: Callable[..., Any] | None = None
+    _version_registrar: Callable[..., Any] | None = None
+
+    # -- metrics -------------------------------------------------------------------
+
+    def log_metrics(self, step: int | None, metrics: dict[str, float], *, kind: str = "train") -> None:
+        """Record metrics of this run and tell plugins.
+
+        :param step: global step (``None`` for a one-off value).
+        :param metrics: name → float.
+        :param kind: ``"train"`` (calls ``llmos_on_train_step``), ``"eval"``
+            (calls ``llmos_on_evaluate``) or anything else (``llmos_on_metrics``).
+        """
+        clean = {k: float(v) for k, v in metrics.items()}
+        if self._metric_writer is not None:
+            self._metric_writer(kind, step, clean)
+        if self.manager is not None:
+            if kind == "train":
+                self.manager.notify("llmos_on_train_step", ctx=self, step=step, metrics=clean)
+            elif kind == "eval":
+                self.manager.notify("llmos_on_evaluate", ctx=self, step=step, metrics=clean)
+            else:
+                self.manager.notify("llmos_on_metrics", source=f"run:{self.run_id}:{kind}", step=step, metrics=clean)
+
+    # -- progress ------------------------------------------------------------------
+
+    def progress(self, total: int | None, description: str, unit: str = "it") -> Any:
+        """A progress reporter: ``with ctx.progress(n, "training") as p: p.update(1, loss=...)``.
+
+        The runner supplies a live terminal display; without one this is silent.
+        """
+        if self._progress_factory is not None:
+            return self._progress_factory(total=total, description=description, unit=unit)
+        return _NullProgress()
+
+    # -- checkpoints and stopping ------------------------------------------------
+
+    def checkpoint_dir(self, stage_id: str | None = None) -> Path:
+        """Directory where the current (or named) stage keeps resumable checkpoints."""
+        sid = stage_id or (self.stage.id if self.stage is not None else "run")
+        path = self.workdir / "checkpoints" / sid
+        path.mkdir(parents=True, exist_ok=True)
+        return path
+
+    @property
+    def should_stop(self) -> bool:
+        """True once the user asked to stop (Ctrl-C): save a checkpoint and return."""
+        return self.stop_event.is_set()
+
+    # -- registry ------------------------------------------------------------------
+
+    def register_version(self, path: Path | str, **kwargs: Any) -> Any:
+        """Register the model files in ``path`` (Hugging Face layout) as a new version
+        of the pipeline's model, with this run recorded in its lineage.
+
+        Keyword arguments are passed to the registry (``metrics``, ``parents``,
+        ``tags``, ``description``, ``lineage``, ``model`` to override the name).
+        :returns: the registered version.
+        """
+        if self._version_registrar is None:
+            raise RuntimeError("this run is not connected to a registry")
+        return self._version_registrar(Path(path), **kwargs)
+
+
+class _NullProgress:
+    def __enter__(self) -> _NullProgress:
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        return None
+
+    def update(self, advance: float = 1, **fields: Any) -> None:
+        return None
+
+    def close(self) -> None:
+        return None

@@ -1,0 +1,369 @@
+"""The plugin manager: loading, isolation, enable/disable, component lookup.
+
+Plugins are found through the ``llmos`` entry-point group (standard plugins are
+loaded exactly like community ones) or registered in code. Loading is guarded:
+
+- ``LLMOS_PLUGINS=a,b`` loads only the named entry-point plugins (an empty value
+  loads none); the persisted disabled list (``llmos plugin disable``) blocks a
+  plugin *before* it is imported.
+- a plugin that fails to import, declares an API version the core does not
+  support (module attribute ``LLMOS_API``), has malformed hook implementations,
+  or raises inside a hook is marked ``broken`` with the reason and skipped; the
+  rest keeps working. ``LLMOS_STRICT_PLUGINS=1`` re-raises instead (for CI of
+  plugin authors).
+- ``LLMOS_TRACE_PLUGINS=1`` prints every hook call to stderr.
+
+Only pluggy's public API is used; each hook implementation is called on its
+own (``HookImpl.function`` with the arguments it asks for), which is what makes
+per-plugin isolation and attribution of components possible.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+import traceback
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+import pluggy
+
+from llmos import SUPPORTED_API_VERSIONS, hookspecs
+from llmos.components import NAME_RE, STAGE_HOOKS, STAGES, Component, ComponentRef
+from llmos.config import load_settings, save_settings
+from llmos.errors import ConflictError, NotFoundError, PluginError, ValidationError
+
+log = logging.getLogger("llmos.plugins")
+
+ENTRY_POINT_GROUP = "llmos"
+
+OK, BROKEN, DISABLED, SKIPPED, INCOMPATIBLE = "ok", "broken", "disabled", "skipped", "incompatible"
+
+
+@dataclass
+class PluginInfo:
+    """What the manager knows about one plugin (loaded or not)."""
+
+    name: str
+    status: str = OK
+    source: str = "entry-point"  # or "code"
+    dist: str | None = None
+    version: str | None = None
+    module: str | None = None
+    api_version: int | None = None
+    error: str | None = None
+    obj: Any = field(default=None, repr=False)
+
+    @property
+    def hooks(self) -> list[str]:
+        return sorted(n for n in dir(self.obj) if n.startswith("llmos_")) if self.obj is not None else []
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "status": self.status,
+            "source": self.source,
+            "dist": self.dist,
+            "version": self.version,
+            "module": self.module,
+            "api_version": self.api_version,
+            "hooks": self.hooks,
+            "error": self.error,
+        }
+
+
+def _strict() -> bool:
+    return os.environ.get("LLMOS_STRICT_PLUGINS", "") not in ("", "0", "false")
+
+
+def _allow_list() -> set[str] | None:
+    raw = os.environ.get("LLMOS_PLUGINS")
+    if raw is None:
+        return None
+    return {p.strip() for p in raw.split(",") if p.strip()}
+
+
+class PluginManager:
+    """llmos's plugin manager (a thin, isolating layer over :class:`pluggy.PluginManager`).
+
+    :param load_entrypoints: load plugins from the ``llmos`` entry-point group now.
+    """
+
+    def __init__(self, *, load_entrypoints: bool = True) -> None:
+        self.pm = pluggy.PluginManager("llmos")
+        self.pm.add_hookspecs(hookspecs)
+        self.plugins: dict[str, PluginInfo] = {}
+        self._components: list[Component] | None = None
+        self._trace = os.environ.get("LLMOS_TRACE_PLUGINS", "") not in ("", "0")
+        if load_entrypoints:
+            self.load_entrypoints()
+
+    # -- loading -----------------------------------------------------------------
+
+    def load_entrypoints(self) -> None:
+        """Load every plugin of the ``llmos`` entry-point group (guarded)."""
+        from llmos._entrypoints import entry_points
+        from llmos.config import home
+
+        allow = _allow_list()
+        disabled = set(load_settings().get("disabled", []))
+        seen: set[str] = set()
+        for ep in sorted(entry_points(ENTRY_POINT_GROUP, home() / "cache"), key=lambda e: e.name):
+            if ep.name in seen or ep.name in self.plugins:
+                continue  # the same distribution visible twice on sys.path
+            seen.add(ep.name)
+            info = PluginInfo(name=ep.name, dist=ep.dist, version=ep.version, module=ep.value)
+            self.plugins[ep.name] = info
+            if allow is not None and ep.name not in allow:
+                info.status, info.error = SKIPPED, "not in LLMOS_PLUGINS"
+                continue
+            if ep.name in disabled:
+                info.status, info.error = DISABLED, "disabled (llmos plugin enable to re-enable)"
+                continue
+            try:
+                obj = ep.load()
+            except Exception as exc:  # noqa: BLE001 - isolation is the point
+                self._mark_broken(info, f"failed to import {ep.value}: {_exc_line(exc)}", exc)
+                continue
+            self._register_obj(info, obj)
+        self._components = None
+
+    def register(self, obj: Any, name: str | None = None) -> PluginInfo:
+        """Register a plugin object (module, class or instance) from code.
+
+        :returns: its :class:`PluginInfo` (check ``status``: it may be ``broken``).
+        """
+        name = name or getattr(obj, "__name__", None) or type(obj).__name__
+        if name in self.plugins and self.plugins[name].status == OK:
+            raise ConflictError(f"a plugin named {name!r} is already registered; pass another name=")
+        info = PluginInfo(name=name, source="code", module=getattr(obj, "__name__", None))
+        self.plugins[name] = info
+        self._register_obj(info, obj)
+        self._components = None
+        return info
+
+    def unregister(self, name: str) -> None:
+        info = self.plugins.pop(name, None)
+        if info is not None and self.pm.has_plugin(name):
+            self.pm.unregister(name=name)
+        self._components = None
+
+    def _register_obj(self, info: PluginInfo, obj: Any) -> None:
+        info.obj = obj
+        api = getattr(obj, "LLMOS_API", None)
+        info.api_version = api
+        if api is not None and api not in SUPPORTED_API_VERSIONS:
+            info.status = INCOMPATIBLE
+            info.error = (
+                f"written for llmos plugin API {api}, this llmos supports "
+                f"{sorted(SUPPORTED_API_VERSIONS)}: upgrade llmos or the plugin"
+            )
+            if _strict():
+                raise PluginError(f"plugin {info.name!r}: {info.error}")
+            return
+        try:
+            self.pm.register(obj, name=info.name)
+        except Exception as exc:  # noqa: BLE001 - pluggy validation, duplicate objects
+            self._mark_broken(info, f"invalid hook implementation: {_exc_line(exc)}", exc)
+            return
+        unknown = [
+            n for n in dir(obj)
+            if n.startswith("llmos_") and callable(getattr(obj, n, None)) and not hasattr(self.pm.hook, n)
+        ]
+        if unknown:
+            self.pm.unregister(name=info.name)
+            self._mark_broken(info, f"unknown hook(s) {', '.join(unknown)} (typo? see llmos.hookspecs)")
+            return
+        info.status, info.error = OK, None
+
+    def _mark_broken(self, info: PluginInfo, reason: str, exc: BaseException | None = None) -> None:
+        info.status, info.error = BROKEN, reason
+        if self.pm.has_plugin(info.name):
+            self.pm.unregister(name=info.name)
+        self._components = None
+        log.warning("plugin %s is broken: %s", info.name, reason)
+        if self._trace and exc is not None:
+            traceback.print_exception(exc, file=sys.stderr)
+        if _strict():
+            raise PluginError(f"plugin {info.name!r} is broken: {reason}") from exc
+
+    # -- calling hooks -----------------------------------------------------------
+
+    def _impls(self, hook_name: str) -> list[Any]:
+        hook = getattr(self.pm.hook, hook_name)
+        # sorted by plugin name: results never depend on registration order
+        return sorted(
+            (i for i in hook.get_hookimpls() if not (i.hookwrapper or i.wrapper)),
+            key=lambda i: i.plugin_name,
+        )
+
+    def call_each(self, hook_name: str, per_plugin_kwargs: Any = None, **kwargs: Any) -> list[tuple[str, Any]]:
+        """Call every implementation of ``hook_name`` on its own, isolating failures.
+
+        :param per_plugin_kwargs: optional ``fn(plugin_name) -> dict`` of extra
+            arguments for each plugin (used to hand out attributed callbacks).
+        :returns: ``[(plugin_name, result)]`` for implementations that did not raise.
+        """
+        results = []
+        for impl in self._impls(hook_name):
+            info = self.plugins.get(impl.plugin_name)
+            if info is not None and info.status != OK:
+                continue
+            args = dict(kwargs)
+            if per_plugin_kwargs is not None:
+                args.update(per_plugin_kwargs(impl.plugin_name))
+            try:
+                call_args = {a: args[a] for a in impl.argnames}
+            except KeyError as exc:
+                self._mark_broken(info or PluginInfo(impl.plugin_name), f"{hook_name}: unknown argument {exc}")
+                continue
+            if self._trace:
+                print(f"llmos: {impl.plugin_name}.{hook_name}({', '.join(call_args)})", file=sys.stderr)
+            try:
+                result = impl.function(**call_args)
+            except Exception as exc:  # noqa: BLE001 - isolation is the point
+                if info is not None:
+                    self._mark_broken(info, f"{hook_name} raised {_exc_line(exc)}", exc)
+                continue
+            results.append((impl.plugin_name, result))
+        return results
+
+    def notify(self, hook_name: str, **kwargs: Any) -> None:
+        """Call a lifecycle hook on every plugin; a plugin that raises is marked
+        broken and skipped from then on, and the caller never sees the error."""
+        self.call_each(hook_name, **kwargs)
+
+    # -- components --------------------------------------------------------------
+
+    def components(self, stage: str | None = None) -> list[Component]:
+        """Every component from every working plugin (optionally of one stage)."""
+        if self._components is None:
+            self._components = self._collect_components()
+        comps = self._components
+        if stage is not None:
+            if stage not in STAGES:
+                raise ValidationError(f"unknown stage {stage!r}: use one of {', '.join(STAGES)}")
+            comps = [c for c in comps if c.stage == stage]
+        return comps
+
+    def _collect_components(self) -> list[Component]:
+        found: list[Component] = []
+        for stage in STAGES:
+            registrars: dict[str, _Registrar] = {}
+
+            def kw(plugin: str, stage: str = stage) -> dict[str, Any]:
+                registrars[plugin] = _Registrar(plugin, stage)
+                return {"register": registrars[plugin]}
+
+            ok_plugins = {p for p, _ in self.call_each(STAGE_HOOKS[stage], per_plugin_kwargs=kw)}
+            for plugin in sorted(ok_plugins):
+                reg = registrars[plugin]
+                if reg.error:
+                    info = self.plugins.get(plugin)
+                    if info is not None:
+                        self._mark_broken(info, reg.error)
+                    continue
+                found.extend(reg.components)
+        # a plugin marked broken in a later stage loses its earlier components too
+        return [c for c in found if self.plugins.get(c.plugin, PluginInfo(c.plugin)).status == OK]
+
+    def get_component(self, ref: str | ComponentRef) -> Component:
+        """Find a component by reference (``stage.name`` or ``plugin:stage.name``).
+
+        :raises NotFoundError: no such component (the message lists what exists).
+        :raises ConflictError: two plugins provide it and no plugin was named.
+        """
+        cref = ComponentRef.parse(ref) if isinstance(ref, str) else ref
+        matches = [c for c in self.components(cref.stage) if c.name == cref.name]
+        if cref.plugin is not None:
+            matches = [c for c in matches if c.plugin == cref.plugin]
+        if not matches:
+            available = ", ".join(c.ref for c in self.components(cref.stage)) or "none"
+            hint = _broken_hint(self.plugins.values())
+            raise NotFoundError(
+                f"no component {cref} (available in stage {cref.stage}: {available}){hint}"
+            )
+        if len(matches) > 1:
+            both = " and ".join(repr(c.plugin) for c in matches)
+            raise ConflictError(
+                f"component {cref} is provided by plugins {both}: name one, e.g. "
+                f"'{matches[0].qualified_ref}'"
+            )
+        return matches[0]
+
+    # -- enable / disable ----------------------------------------------------------
+
+    def info(self, name: str) -> PluginInfo:
+        if name not in self.plugins:
+            known = ", ".join(sorted(self.plugins)) or "none"
+            raise NotFoundError(f"no plugin named {name!r} (installed: {known})")
+        return self.plugins[name]
+
+    def set_enabled(self, name: str, enabled: bool) -> None:
+        """Persist ``name`` as enabled/disabled (takes effect for new processes)."""
+        self.info(name)  # must exist
+        settings = load_settings()
+        disabled = set(settings.get("disabled", []))
+        if enabled:
+            disabled.discard(name)
+        else:
+            disabled.add(name)
+        settings["disabled"] = sorted(disabled)
+        save_settings(settings)
+
+
+class _Registrar:
+    """The ``register`` callback handed to one plugin for one stage."""
+
+    def __init__(self, plugin: str, stage: str) -> None:
+        self.plugin, self.stage = plugin, stage
+        self.components: list[Component] = []
+        self.error: str | None = None
+
+    def __call__(self, name: str, factory: Any, *, config: Any = None, description: str = "") -> None:
+        problem = None
+        if not isinstance(name, str) or not NAME_RE.match(name):
+            problem = f"invalid component name {name!r} (use lowercase letters, digits, '-' and '_')"
+        elif not (callable(factory) or (isinstance(factory, str) and ":" in factory)):
+            problem = f"component {name!r}: factory must be callable or 'module:attr', got {factory!r}"
+        elif config is not None and not hasattr(config, "model_validate"):
+            problem = f"component {name!r}: config must be a pydantic model class, got {config!r}"
+        elif any(c.name == name for c in self.components):
+            problem = f"component {self.stage}.{name} registered twice"
+        if problem:
+            self.error = self.error or problem
+            return
+        lines = (description or "").strip().splitlines()
+        self.components.append(
+            Component(self.stage, name, factory, config, lines[0] if lines else "", self.plugin)
+        )
+
+
+def _exc_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {text[0]}" if text else type(exc).__name__
+
+
+def _broken_hint(infos: Iterable[PluginInfo]) -> str:
+    bad = [i.name for i in infos if i.status in (BROKEN, INCOMPATIBLE)]
+    return f"; broken plugins: {', '.join(bad)} (see llmos plugin list)" if bad else ""
+
+
+_manager: PluginManager | None = None
+
+
+def get_manager() -> PluginManager:
+    """The process-wide plugin manager (created and loaded on first use)."""
+    global _manager
+    if _manager is None:
+        _manager = PluginManager()
+    return _manager
+
+
+def set_manager(manager: PluginManager | None) -> PluginManager | None:
+    """Replace the process-wide manager (tests); returns the previous one."""
+    global _manager
+    previous, _manager = _manager, manager
+    return previous

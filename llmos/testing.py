@@ -1,0 +1,85 @@
+"""pytest fixtures for plugin authors (and llmos's own tests).
+
+Installed as a pytest plugin (entry point ``pytest11``), so any project with
+llmos installed can use them::
+
+    def test_my_plugin_registers(plugin_manager):
+        import my_plugin
+        plugin_manager.register(my_plugin, name="my-plugin")
+        assert plugin_manager.get_component("data.my-corpus")
+
+    def test_contract():
+        import my_plugin
+        from llmos.testing import check_plugin_contract
+        check_plugin_contract(my_plugin)
+
+Fixtures:
+
+- ``llmos_home`` — a fresh, empty ``$LLMOS_HOME`` (and SQLite database) for the test.
+- ``plugin_manager`` — an isolated plugin manager that loads *no* installed plugin
+  (tests never depend on what happens to be installed), made the process-wide one
+  for the duration of the test.
+- ``standard_plugins`` — a manager with only the named entry-point plugins
+  loaded: ``standard_plugins("llmos-data", "llmos-models")``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+
+def check_plugin_contract(obj: Any, name: str | None = None) -> None:
+    """Assert that ``obj`` satisfies the plugin contract (see :mod:`llmos.contract`)."""
+    from llmos.contract import check_plugin
+
+    problems = check_plugin(obj, name)
+    assert not problems, "plugin contract violated:\n  " + "\n  ".join(problems)
+
+
+@pytest.fixture
+def llmos_home(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    """A fresh ``$LLMOS_HOME`` with the default SQLite database inside it."""
+    home = tmp_path_factory.mktemp("llmos-home")
+    monkeypatch.setenv("LLMOS_HOME", str(home))
+    monkeypatch.delenv("LLMOS_DATABASE_URL", raising=False)
+    monkeypatch.delenv("LLMOS_PLUGINS", raising=False)
+    yield home
+
+
+@pytest.fixture
+def plugin_manager(llmos_home: Path) -> Iterator[Any]:
+    """An isolated :class:`llmos.plugins.PluginManager` with no plugins loaded."""
+    from llmos.plugins import PluginManager, set_manager
+
+    manager = PluginManager(load_entrypoints=False)
+    previous = set_manager(manager)
+    try:
+        yield manager
+    finally:
+        set_manager(previous)
+
+
+@pytest.fixture
+def standard_plugins(llmos_home: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Callable[..., Any]]:
+    """Factory: ``standard_plugins("llmos-data", ...)`` → a manager that loaded only
+    those entry-point plugins, installed as the process-wide manager."""
+    from llmos.plugins import PluginManager, set_manager
+
+    previous = set_manager(None)
+
+    def make(*names: str) -> Any:
+        monkeypatch.setenv("LLMOS_PLUGINS", ",".join(names))
+        manager = PluginManager()
+        missing = [n for n in names if n not in manager.plugins]
+        assert not missing, f"plugins not installed: {missing} (run make install)"
+        set_manager(manager)
+        return manager
+
+    try:
+        yield make
+    finally:
+        set_manager(previous)
