@@ -10,7 +10,6 @@ which changes the key, so a stale cache is never used.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import sys
@@ -37,14 +36,13 @@ class EntryPointRecord:
 
 
 def _key() -> str:
-    h = hashlib.sha256()
+    parts = [sys.executable]
     for p in sys.path:
         try:
-            st = os.stat(p or ".")
+            parts.append(f"{p}={os.stat(p or '.').st_mtime_ns}")
         except OSError:
             continue
-        h.update(f"{p}\0{st.st_mtime_ns}\0".encode())
-    return h.hexdigest()
+    return "|".join(parts)
 
 
 def _scan(group: str) -> list[EntryPointRecord]:

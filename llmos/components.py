@@ -69,7 +69,8 @@ class Component:
 
     :ivar stage: one of :data:`STAGES`.
     :ivar name: unique within its stage (per plugin).
-    :ivar factory: callable ``factory(config)`` or ``"module:attr"`` (imported on use).
+    :ivar factory: callable ``factory(config)`` (``config`` is ``None`` for a component
+        without a config model) or ``"module:attr"`` (imported on use).
     :ivar config: pydantic model class for its settings, or ``None``.
     :ivar description: one line.
     :ivar plugin: name of the plugin that registered it.
@@ -118,7 +119,7 @@ class Component:
         """Validate ``config`` and call the factory with it."""
         cfg = self.validate_config(config)
         factory = self.load_factory()
-        return factory(cfg) if self.config is not None else factory()
+        return factory(cfg)
 
     def config_fields(self) -> list[dict[str, Any]]:
         """Describe the config model's fields (name, type, default, description)."""

@@ -169,8 +169,10 @@ class PluginManager:
             self._mark_broken(info, f"invalid hook implementation: {_exc_line(exc)}", exc)
             return
         unknown = [
-            n for n in dir(obj)
-            if n.startswith("llmos_") and callable(getattr(obj, n, None)) and not hasattr(self.pm.hook, n)
+            n
+            for n in dir(obj)
+            if self.pm.parse_hookimpl_opts(obj, n) is not None
+            and getattr(getattr(self.pm.hook, n, None), "spec", None) is None
         ]
         if unknown:
             self.pm.unregister(name=info.name)
@@ -342,8 +344,10 @@ class _Registrar:
 
 
 def _exc_line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return f"{type(exc).__name__}: {text[0]}" if text else type(exc).__name__
+    text = " ".join(line.strip() for line in str(exc).splitlines() if line.strip())
+    if len(text) > 300:
+        text = text[:297] + "..."
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
 
 def _broken_hint(infos: Iterable[PluginInfo]) -> str:
