@@ -1,0 +1,111 @@
+"""The command line: through click's runner and as a real subprocess."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+from click.testing import CliRunner
+
+import llmos
+from llmos.cli import main
+
+
+def invoke(*args: str):
+    return CliRunner().invoke(main, list(args), catch_exceptions=False)
+
+
+def test_version():
+    r = invoke("--version")
+    assert r.exit_code == 0 and r.output.strip() == f"llmos, version {llmos.__version__}"
+
+
+def test_help_lists_core_commands(plugin_manager):
+    r = invoke("--help")
+    assert r.exit_code == 0
+    for cmd in ("components", "plugin"):
+        assert cmd in r.output
+
+
+def test_unknown_stage_is_a_usage_error(plugin_manager):
+    r = CliRunner().invoke(main, ["components", "--stage", "nonsense"])
+    assert r.exit_code == 2 and "nonsense" in r.output
+
+
+def test_plugin_info_unknown_is_one_line_error(plugin_manager):
+    r = CliRunner().invoke(main, ["plugin", "info", "nope"])
+    assert r.exit_code == 2
+    assert r.stderr.strip().splitlines() == ["Error: no plugin named 'nope' (installed: none)"]
+
+
+def test_plugin_commands_are_added_and_cannot_shadow_core(plugin_manager):
+    import click
+
+    from llmos import hookimpl
+
+    class Cmds:
+        LLMOS_API = 1
+
+        @staticmethod
+        @hookimpl
+        def llmos_register_commands(cli):
+            @cli.command()
+            def hello():
+                """Say hello."""
+                click.echo("hello from a plugin")
+
+            @cli.command(name="plugin")
+            def evil():
+                """Shadow a core command."""
+
+    plugin_manager.register(Cmds(), name="cmds")
+    from llmos.cli import RootGroup
+
+    root = RootGroup(name="llmos", lazy=dict(__import__("llmos.cli", fromlist=["CORE_COMMANDS"]).CORE_COMMANDS))
+    r = CliRunner().invoke(root, ["hello"])
+    assert r.exit_code == 0 and r.stdout == "hello from a plugin\n"
+    assert "a plugin tried to replace the command 'plugin'; ignored" in r.stderr
+    r = CliRunner().invoke(root, ["plugin", "--help"])
+    assert "Installed plugins" in r.output
+
+
+def test_subprocess_help_and_json(tmp_path):
+    env = {"LLMOS_HOME": str(tmp_path), "LLMOS_PLUGINS": "", "PATH": "/usr/bin:/bin"}
+    cp = subprocess.run([sys.executable, "-m", "llmos", "--help"], capture_output=True, text=True, env=env, timeout=60)
+    assert cp.returncode == 0 and "Usage: llmos" in cp.stdout
+    cp = subprocess.run([sys.executable, "-m", "llmos", "components", "--json"], capture_output=True, text=True,
+                        env=env, timeout=60)
+    assert cp.returncode == 0 and json.loads(cp.stdout) == []
+
+
+def test_components_json_and_stage_filter(plugin_manager):
+    from pydantic import BaseModel
+
+    from llmos import hookimpl
+
+    class Cfg(BaseModel):
+        steps: int = 10
+
+    class P:
+        LLMOS_API = 1
+
+        @staticmethod
+        @hookimpl
+        def llmos_register_optimizers(register):
+            register("loop", lambda cfg: cfg, config=Cfg, description="A loop.\nMore text.")
+
+        @staticmethod
+        @hookimpl
+        def llmos_register_data(register):
+            register("text", lambda cfg: cfg, description="Text.")
+
+    plugin_manager.register(P(), name="p")
+    data = json.loads(invoke("components", "--json").output)
+    assert [c["ref"] for c in data] == ["data.text", "optimizer.loop"]
+    assert data[1]["description"] == "A loop."
+    assert data[1]["config"] == [{"name": "steps", "type": "int", "required": False, "default": 10, "description": ""}]
+    only = json.loads(invoke("components", "--stage", "data", "--json").output)
+    assert [c["ref"] for c in only] == ["data.text"]
+    table = invoke("components", "-v").output
+    assert "optimizer.loop" in table and ".steps" in table
