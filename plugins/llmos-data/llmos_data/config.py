@@ -1,0 +1,111 @@
+"""Settings of the ``data.corpus`` component (pydantic; imported by the hook lazily)."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+FORMATS = ("auto", "txt", "md", "jsonl", "wikitext")
+
+
+class CorpusConfig(BaseModel):
+    """Where the text comes from and how it becomes training blocks."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    # -- sources ---------------------------------------------------------------
+    paths: list[str] = Field(
+        default_factory=list,
+        description="Files, folders (searched recursively) or glob patterns of .txt/.md/.jsonl/WikiText "
+        "files; empty = the default offline corpus (Python standard library docstrings).",
+    )
+    format: Literal["auto", "txt", "md", "jsonl", "wikitext"] = Field(
+        "auto",
+        description="File format: auto (by extension; WikiText detected by its '= Heading =' lines), txt, md, "
+        "jsonl, wikitext.",
+    )
+    text_field: str = Field("text", description="Field holding the text in .jsonl records (dots for nesting).")
+    split_paragraphs: bool = Field(
+        False, description="Treat each blank-line separated paragraph of a .txt/.md file as its own document."
+    )
+    stdlib_parts: list[Literal["docstrings", "comments"]] = Field(
+        default_factory=lambda: ["docstrings"],
+        description="For the default corpus: docstrings (prose) and/or comment blocks of the stdlib.",
+    )
+    max_bytes: int | None = Field(
+        None, ge=1, description="Stop reading once this many bytes of cleaned text are kept (None = no limit)."
+    )
+    max_documents: int | None = Field(None, ge=1, description="Stop after this many kept documents.")
+
+    # -- cleaning --------------------------------------------------------------
+    normalize: Literal["NFC", "NFKC", "none"] = Field("NFC", description="Unicode normalisation form.")
+    clean_whitespace: bool = Field(
+        True, description="Strip trailing spaces, collapse runs of spaces/tabs and of 3+ newlines."
+    )
+    min_chars: int = Field(20, ge=0, description="Drop documents shorter than this (characters, after cleaning).")
+    max_chars: int | None = Field(None, ge=1, description="Drop documents longer than this (None = no limit).")
+    dedup: bool = Field(True, description="Drop exact duplicate documents (sha256 of the cleaned text).")
+    near_dedup: bool = Field(True, description="Drop near-duplicates (MinHash over character shingles + LSH).")
+    near_dedup_threshold: float = Field(
+        0.8, gt=0.0, le=1.0, description="Estimated Jaccard similarity at or above which a document is a near-duplicate."
+    )
+    shingle_size: int = Field(5, ge=1, le=64, description="Character shingle length for MinHash.")
+    num_perm: int = Field(64, ge=8, le=512, description="MinHash signature length (number of hash functions).")
+
+    # -- split -----------------------------------------------------------------
+    validation_fraction: float = Field(
+        0.05, ge=0.0, lt=1.0, description="Fraction of documents (chosen by document hash) put in validation."
+    )
+
+    # -- tokenizer -------------------------------------------------------------
+    vocab_size: int = Field(4096, ge=300, le=1_000_000, description="BPE vocabulary size (incl. special tokens).")
+    min_frequency: int = Field(2, ge=1, description="Minimum pair frequency for a BPE merge.")
+    tokenizer_train_bytes: int | None = Field(
+        100_000_000,
+        ge=1,
+        description="Train the tokenizer on at most this many bytes of the training split (None = all).",
+    )
+    bos_token: str = Field("<|bos|>", description="Beginning-of-sequence special token.")
+    eos_token: str = Field("<|eos|>", description="End-of-sequence special token (appended to every document).")
+    pad_token: str = Field("<|pad|>", description="Padding special token.")
+    tokenizer: str | None = Field(
+        None, description="Use this existing tokenizer directory (with tokenizer.json) instead of training one."
+    )
+
+    # -- packing ---------------------------------------------------------------
+    block_size: int = Field(128, ge=2, le=1_048_576, description="Tokens per training block.")
+    cache: bool = Field(True, description="Reuse tokenizers and packed arrays from $LLMOS_HOME/cache.")
+
+    @field_validator("text_field")
+    @classmethod
+    def _field_name(cls, value: str) -> str:
+        if not value or any(not part for part in value.split(".")):
+            raise ValueError("text_field must be a field name like 'text' or 'meta.body'")
+        return value
+
+    @model_validator(mode="after")
+    def _check(self) -> CorpusConfig:
+        if self.max_chars is not None and self.max_chars < self.min_chars:
+            raise ValueError(f"max_chars ({self.max_chars}) is smaller than min_chars ({self.min_chars})")
+        specials = [self.bos_token, self.eos_token, self.pad_token]
+        if any(not s for s in specials) or len(set(specials)) != 3:
+            raise ValueError("bos_token, eos_token and pad_token must be three different non-empty strings")
+        if self.num_perm % _bands(self.num_perm, self.near_dedup_threshold)[0]:
+            raise ValueError("num_perm must be divisible into LSH bands")  # pragma: no cover - _bands ensures it
+        return self
+
+
+def _bands(num_perm: int, threshold: float) -> tuple[int, int]:
+    """(bands, rows) for LSH: the divisor pair of ``num_perm`` whose S-curve threshold
+    ``(1/b)^(1/r)`` is closest to ``threshold``."""
+    best = (num_perm, 1)
+    best_err = float("inf")
+    for rows in range(1, num_perm + 1):
+        if num_perm % rows:
+            continue
+        bands = num_perm // rows
+        err = abs((1.0 / bands) ** (1.0 / rows) - threshold)
+        if err < best_err:
+            best, best_err = (bands, rows), err
+    return best

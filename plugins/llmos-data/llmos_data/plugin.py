@@ -1,0 +1,20 @@
+"""Hook module of llmos-data (light: imports only llmos)."""
+
+from __future__ import annotations
+
+from llmos import hookimpl
+
+LLMOS_API = 1
+
+
+@hookimpl
+def llmos_register_data(register):
+    from llmos_data.config import CorpusConfig
+
+    register(
+        "corpus",
+        "llmos_data.corpus:CorpusStep",
+        config=CorpusConfig,
+        description="Text corpus (files, folders, globs or the offline stdlib docstrings) → "
+        "cleaned, deduplicated, split, BPE-tokenized, packed into memory-mapped blocks",
+    )
