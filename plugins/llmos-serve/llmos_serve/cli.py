@@ -1,0 +1,167 @@
+"""``llmos serve`` and ``llmos deploy``: click commands (light; heavy imports inside)."""
+
+from __future__ import annotations
+
+import json
+
+import click
+
+
+def _echo_json(data: object) -> None:
+    click.echo(json.dumps(data, indent=2, default=str))
+
+
+@click.command("serve")
+@click.argument("model_ref")
+@click.option("--host", default="127.0.0.1", show_default=True, help="Interface to listen on (0.0.0.0: all).")
+@click.option("--port", default=8000, show_default=True, type=click.IntRange(0, 65535), help="TCP port.")
+@click.option("--workers", default=1, show_default=True, type=click.IntRange(1, 64),
+              help="Server processes sharing the port (each loads the model).")
+@click.option("--canary", default=None, metavar="REF", help="Second version getting --canary-percent of requests.")
+@click.option("--canary-percent", default=0.0, show_default=True, type=click.FloatRange(0, 100),
+              help="Share of requests for the canary, in percent.")
+@click.option("--admin-token", envvar="LLMOS_ADMIN_TOKEN", default=None, metavar="TOKEN",
+              help="Bearer token enabling /admin/alias and /admin/reload [env: LLMOS_ADMIN_TOKEN].")
+@click.option("--max-batch-size", default=16, show_default=True, type=click.IntRange(1, 1024),
+              help="Most sequences decoded together in one forward pass.")
+@click.option("--max-queue", default=64, show_default=True, type=click.IntRange(0),
+              help="Most sequences waiting for a slot; beyond that requests get 429.")
+@click.option("--timeout", default=300.0, show_default=True, type=click.FloatRange(min=0, min_open=True),
+              help="Seconds a request may take before 504.")
+@click.option("--max-tokens-limit", default=None, type=click.IntRange(1),
+              help="Largest max_tokens a request may ask for [default: the context length].")
+@click.option("--poll-interval", default=2.0, show_default=True, type=click.FloatRange(0),
+              help="Seconds between checks of the alias being served (0: never).")
+@click.option("--max-body-bytes", default=1_000_000, show_default=True, type=click.IntRange(1024),
+              help="Largest request body (413 beyond).")
+@click.option("--no-access-log", is_flag=True, help="Do not log a line per request.")
+def serve(model_ref: str, host: str, port: int, workers: int, canary: str | None, canary_percent: float,
+          admin_token: str | None, max_batch_size: int, max_queue: int, timeout: float,
+          max_tokens_limit: int | None, poll_interval: float, max_body_bytes: int, no_access_log: bool) -> None:
+    """Serve MODEL_REF with an OpenAI-compatible HTTP API.
+
+    MODEL_REF is a registry reference — 'name' (latest version), 'name:N' or
+    'name@alias' (followed live: move the alias and the server switches without
+    a restart) — or a model directory.
+
+    \b
+    Examples:
+      llmos serve quickstart@production
+      llmos serve quickstart@production --canary quickstart@canary --canary-percent 10
+      llmos serve ./exports/quickstart --port 9000 --workers 2
+
+    \b
+    Then, with any OpenAI client:
+      curl localhost:8000/v1/completions -H 'content-type: application/json' \\
+           -d '{"model": "quickstart", "prompt": "Once upon a time", "max_tokens": 32}'
+
+    Endpoints: /v1/models, /v1/completions, /v1/chat/completions (stream: true
+    for server-sent events), /health, /ready, /metrics (Prometheus), and with
+    --admin-token: POST /admin/alias, POST /admin/reload. Every response carries
+    the header X-Llmos-Model-Version: name:N.
+    """
+    from llmos_serve.config import ServeConfig
+    from llmos_serve.server import serve as run
+
+    config = ServeConfig(
+        model=model_ref, host=host, port=port, workers=workers, canary=canary, canary_percent=canary_percent,
+        admin_token=admin_token or None, max_batch_size=max_batch_size, max_queue=max_queue, timeout=timeout,
+        max_tokens_limit=max_tokens_limit, poll_interval=poll_interval, max_body_bytes=max_body_bytes,
+        access_log=not no_access_log,
+    )
+    if canary_percent and not canary:
+        raise click.UsageError("--canary-percent needs --canary REF")
+    run(config)
+
+
+@click.group("deploy")
+def deploy() -> None:
+    """Move aliases between versions: promote a version, roll back.
+
+    A server started with 'llmos serve NAME@ALIAS' follows the alias within its
+    --poll-interval and switches without failing in-flight requests.
+
+    \b
+    Examples:
+      llmos deploy promote quickstart:3                 # production -> 3
+      llmos deploy promote quickstart@canary --to production
+      llmos deploy rollback quickstart                  # production -> what it was before
+      llmos deploy status quickstart --json
+    """
+
+
+@deploy.command("promote")
+@click.argument("source")
+@click.option("--to", "alias", default="production", show_default=True, help="Alias to move.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON (for scripts).")
+def promote(source: str, alias: str, as_json: bool) -> None:
+    """Point MODEL@ALIAS at the version SOURCE names (name:N, name@alias or name).
+
+    The alias's previous version is remembered (as alias '<ALIAS>-previous' in the
+    registry, shared by every machine) so 'llmos deploy rollback' can restore it.
+
+    \b
+    Example:
+      llmos deploy promote quickstart:3 --to production
+    """
+    from llmos_serve.deploy import promote as do
+
+    result = do(source, alias)
+    if as_json:
+        _echo_json(result)
+    elif result["previous"] == result["version"]:
+        click.echo(f"{result['model']}@{alias} already points at version {result['version']}.")
+    else:
+        was = f" (was {result['previous']})" if result["previous"] is not None else ""
+        click.echo(f"{result['model']}@{alias} -> version {result['version']}{was}.")
+
+
+@deploy.command("rollback")
+@click.argument("model")
+@click.option("--alias", default="production", show_default=True, help="Alias to roll back.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON (for scripts).")
+def rollback(model: str, alias: str, as_json: bool) -> None:
+    """Point MODEL@ALIAS back at the version it had before the last promote.
+
+    Rolling back twice returns to where you started (the two versions swap).
+
+    \b
+    Example:
+      llmos deploy rollback quickstart
+    """
+    from llmos_serve.deploy import rollback as do
+
+    result = do(model, alias)
+    if as_json:
+        _echo_json(result)
+    else:
+        click.echo(f"{model}@{alias} -> version {result['version']} (rolled back from {result['previous']}).")
+
+
+@deploy.command("status")
+@click.argument("model")
+@click.option("--alias", default="production", show_default=True, help="Alias to show.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON (for scripts).")
+def status(model: str, alias: str, as_json: bool) -> None:
+    """Show which version MODEL@ALIAS points at, and what a rollback would restore.
+
+    \b
+    Example:
+      llmos deploy status quickstart --json
+    """
+    from llmos_serve.deploy import status as do
+
+    result = do(model, alias)
+    if as_json:
+        _echo_json(result)
+    else:
+        prev = result["previous"] if result["previous"] is not None else "-"
+        click.echo(f"{model}@{alias}: version {result['version']}   rollback target: {prev}")
+
+
+def register(cli: click.Group) -> None:
+    cli.add_command(serve)
+    cli.add_command(deploy)
+
+
+__all__ = ["deploy", "register", "serve"]

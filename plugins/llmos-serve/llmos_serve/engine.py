@@ -1,0 +1,450 @@
+"""The batching engine: one thread per loaded model version.
+
+Requests become :class:`Sequence` objects submitted to an :class:`Engine`. The
+engine thread runs *continuous* dynamic batching:
+
+- between two decode steps it admits waiting sequences (up to
+  ``max_batch_size`` running at once): their prompts are prefilled together
+  with **left padding**, and their KV cache is left-padded to the running
+  batch's length and concatenated to it (``transformers.DynamicCache``);
+- each decode step is **one forward pass** for every running sequence, with a
+  2-D attention mask (zeros over padding) and per-sequence position ids;
+- each sequence samples with its own settings (temperature, top-k, top-p) and
+  its own seeded ``torch.Generator``, and stops on its own (EOS, stop strings,
+  ``max_tokens``, or cancellation — a disconnected client frees its slot at the
+  next step), after which its rows are dropped from the cache.
+
+The waiting queue is bounded: :meth:`Engine.submit` raises :class:`QueueFull`
+(the server answers 429 with ``Retry-After``).
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import threading
+import time
+from collections import Counter, deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+log = logging.getLogger("llmos.serve.engine")
+
+_ids = itertools.count(1)
+
+
+class QueueFull(Exception):
+    """The engine's waiting queue is full; retry later."""
+
+
+class EngineStopped(Exception):
+    """The engine no longer accepts work."""
+
+
+@dataclass
+class SamplingParams:
+    """Per-sequence generation settings (OpenAI semantics).
+
+    ``temperature == 0`` is greedy; ``top_k <= 0`` and ``top_p >= 1`` disable
+    those filters; ``seed`` makes sampling reproducible.
+    """
+
+    max_tokens: int = 16
+    temperature: float = 1.0
+    top_p: float = 1.0
+    top_k: int = 0
+    seed: int | None = None
+    stop: list[str] = field(default_factory=list)
+
+
+@dataclass
+class Sequence:
+    """One generated continuation (a request with ``n=3`` makes three).
+
+    ``sink(event)`` is called from the engine thread with
+    ``("delta", text)`` (only when ``stream`` is true) and finally
+    ``("finish", self)``; it must be cheap and thread-safe.
+    """
+
+    prompt_ids: list[int]
+    params: SamplingParams
+    sink: Callable[[tuple[str, Any]], None] | None = None
+    stream: bool = False
+    id: int = field(default_factory=lambda: next(_ids))
+    generated: list[int] = field(default_factory=list)
+    text: str = ""
+    emitted: int = 0
+    finish_reason: str | None = None
+    error: str | None = None
+    cancelled: bool = False
+    t_submit: float = 0.0
+    t_first: float | None = None
+    t_last: float | None = None
+    t_end: float | None = None
+    itl: list[float] = field(default_factory=list, repr=False)
+    generator: Any = field(default=None, repr=False)
+
+    def cancel(self) -> None:
+        """Ask the engine to stop this sequence (takes effect at the next step)."""
+        self.cancelled = True
+
+    @property
+    def completion_tokens(self) -> int:
+        return len(self.generated)
+
+
+class Engine:
+    """Runs one model version; thread-safe :meth:`submit`.
+
+    :param model: a causal LM taking ``input_ids, attention_mask, position_ids,
+        past_key_values`` (any ``transformers`` decoder).
+    :param tokenizer: its tokenizer (used to detokenize and find stop strings).
+    :param max_batch_size: most sequences decoded in one forward pass.
+    :param max_queue: most sequences waiting for a slot; more raise :class:`QueueFull`.
+    :param observer: optional object with ``on_batch(size)``,
+        ``on_token(seq, first: bool, interval_s)``, ``on_finish(seq)``.
+    """
+
+    def __init__(
+        self,
+        model: Any,
+        tokenizer: Any,
+        *,
+        max_batch_size: int = 16,
+        max_queue: int = 64,
+        eos_token_ids: set[int] | None = None,
+        label: str = "model",
+        observer: Any = None,
+    ) -> None:
+        self.model = model
+        self.tokenizer = tokenizer
+        self.max_batch_size = max(1, int(max_batch_size))
+        self.max_queue = max(0, int(max_queue))
+        self.label = label
+        self.observer = observer
+        eos = set(eos_token_ids or ())
+        if not eos and getattr(tokenizer, "eos_token_id", None) is not None:
+            eos.add(int(tokenizer.eos_token_id))
+        self.eos_token_ids = eos
+        pad = getattr(tokenizer, "pad_token_id", None)
+        if pad is None:
+            pad = next(iter(eos)) if eos else 0
+        self.pad_id = int(pad)
+        self._cv = threading.Condition()
+        self._waiting: deque[Sequence] = deque()
+        self._active: list[Sequence] = []
+        self._stopping = False
+        self._thread: threading.Thread | None = None
+        # batch state (engine thread only)
+        self._cache: Any = None
+        self._mask: Any = None
+        self._pos: Any = None
+        self._last: Any = None
+        # statistics (read by /stats and tests)
+        self.batch_sizes: Counter[int] = Counter()
+        self.steps = 0
+        self.tokens_generated = 0
+        self.sequences_finished = 0
+
+    # -- public API -----------------------------------------------------------------
+
+    def start(self) -> Engine:
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._run, name=f"llmos-engine-{self.label}", daemon=True)
+            self._thread.start()
+        return self
+
+    def stop(self, timeout: float | None = 10.0) -> None:
+        """Stop accepting work, cancel what is left, and join the thread."""
+        with self._cv:
+            self._stopping = True
+            for s in list(self._waiting) + list(self._active):
+                s.cancel()
+            self._cv.notify_all()
+        if self._thread is not None and self._thread is not threading.current_thread():
+            self._thread.join(timeout)
+
+    def submit(self, seqs: list[Sequence]) -> None:
+        """Queue sequences (all or none).
+
+        :raises QueueFull: not enough room in the waiting queue.
+        :raises EngineStopped: the engine is shutting down.
+        """
+        import torch
+
+        now = time.perf_counter()
+        for s in seqs:
+            s.t_submit = now
+            g = torch.Generator()
+            g.manual_seed(s.params.seed if s.params.seed is not None else torch.seed())
+            s.generator = g
+        with self._cv:
+            if self._stopping:
+                raise EngineStopped(f"engine {self.label} is stopping")
+            if len(self._waiting) + len(seqs) > self.max_queue + max(0, self.max_batch_size - len(self._active)):
+                raise QueueFull(f"{len(self._waiting)} requests are waiting (limit {self.max_queue})")
+            self._waiting.extend(seqs)
+            self._cv.notify_all()
+
+    @property
+    def num_waiting(self) -> int:
+        return len(self._waiting)
+
+    @property
+    def num_running(self) -> int:
+        return len(self._active)
+
+    def stats(self) -> dict[str, Any]:
+        return {
+            "label": self.label,
+            "running": self.num_running,
+            "waiting": self.num_waiting,
+            "steps": self.steps,
+            "tokens_generated": self.tokens_generated,
+            "sequences_finished": self.sequences_finished,
+            "max_batch_size_seen": max(self.batch_sizes) if self.batch_sizes else 0,
+            "batch_sizes": {str(k): v for k, v in sorted(self.batch_sizes.items())},
+        }
+
+    # -- engine thread --------------------------------------------------------------
+
+    def _run(self) -> None:
+        import torch
+
+        with torch.inference_mode():
+            while True:
+                with self._cv:
+                    while not self._waiting and not self._active and not self._stopping:
+                        self._cv.wait()
+                    if self._stopping:
+                        leftover = list(self._waiting) + list(self._active)
+                        self._waiting.clear()
+                        self._active = []
+                        self._cache = None
+                        for s in leftover:
+                            self._finish(s, "cancelled")
+                        return
+                    new: list[Sequence] = []
+                    room = self.max_batch_size - len(self._active)
+                    while self._waiting and len(new) < room:
+                        s = self._waiting.popleft()
+                        if s.cancelled:
+                            self._finish(s, "cancelled")
+                        else:
+                            new.append(s)
+                try:
+                    self._drop_cancelled()
+                    if new:
+                        self._prefill(new)
+                    if self._active:
+                        self._decode_step()
+                except Exception as exc:  # noqa: BLE001 - fail the batch, keep serving
+                    log.exception("engine %s: batch failed", self.label)
+                    failed = self._active + [s for s in new if s.finish_reason is None]
+                    self._active, self._cache = [], None
+                    for s in failed:
+                        s.error = f"{type(exc).__name__}: {exc}"
+                        self._finish(s, "error")
+
+    def _drop_cancelled(self) -> None:
+        if any(s.cancelled for s in self._active):
+            keep = [i for i, s in enumerate(self._active) if not s.cancelled]
+            for s in self._active:
+                if s.cancelled:
+                    self._finish(s, "cancelled")
+            self._select(keep)
+
+    def _prefill(self, new: list[Sequence]) -> None:
+        import torch
+        from transformers import DynamicCache
+
+        lens = [len(s.prompt_ids) for s in new]
+        width = max(lens)
+        ids = torch.full((len(new), width), self.pad_id, dtype=torch.long)
+        mask = torch.zeros((len(new), width), dtype=torch.long)
+        for i, s in enumerate(new):
+            ids[i, width - lens[i] :] = torch.tensor(s.prompt_ids, dtype=torch.long)
+            mask[i, width - lens[i] :] = 1
+        pos = (mask.cumsum(-1) - 1).clamp(min=0)
+        out = self.model(
+            input_ids=ids, attention_mask=mask, position_ids=pos, past_key_values=DynamicCache(), use_cache=True
+        )
+        cache = out.past_key_values
+        tokens = self._sample(out.logits[:, -1, :], new)
+        next_pos = torch.tensor(lens, dtype=torch.long)
+        last = torch.tensor(tokens, dtype=torch.long)
+        if self._active and self._cache is not None:
+            self._merge(cache, mask, next_pos, last)
+        else:
+            self._cache, self._mask, self._pos, self._last = cache, mask, next_pos, last
+        self._active = self._active + new
+        self._accept(tokens, offset=len(self._active) - len(new))
+
+    def _merge(self, cache: Any, mask: Any, pos: Any, last: Any) -> None:
+        import torch
+        import torch.nn.functional as F
+
+        width = max(self._mask.shape[1], mask.shape[1])
+
+        def pad(c: Any, m: Any) -> Any:
+            d = width - m.shape[1]
+            if d > 0:
+                for layer in c.layers:
+                    layer.keys = F.pad(layer.keys, (0, 0, d, 0))
+                    layer.values = F.pad(layer.values, (0, 0, d, 0))
+                m = F.pad(m, (d, 0))
+            return m
+
+        self._mask = torch.cat([pad(self._cache, self._mask), pad(cache, mask)], 0)
+        for mine, theirs in zip(self._cache.layers, cache.layers, strict=True):
+            mine.keys = torch.cat([mine.keys, theirs.keys], 0)
+            mine.values = torch.cat([mine.values, theirs.values], 0)
+        self._pos = torch.cat([self._pos, pos])
+        self._last = torch.cat([self._last, last])
+
+    def _decode_step(self) -> None:
+        import torch
+
+        batch = len(self._active)
+        self.batch_sizes[batch] += 1
+        self.steps += 1
+        if self.observer is not None:
+            self.observer.on_batch(batch)
+        mask = torch.cat([self._mask, torch.ones((batch, 1), dtype=torch.long)], 1)
+        out = self.model(
+            input_ids=self._last[:, None],
+            attention_mask=mask,
+            position_ids=self._pos[:, None],
+            past_key_values=self._cache,
+            use_cache=True,
+        )
+        self._cache = out.past_key_values
+        self._mask = mask
+        self._pos = self._pos + 1
+        tokens = self._sample(out.logits[:, -1, :], self._active)
+        self._last = torch.tensor(tokens, dtype=torch.long)
+        self._accept(tokens, offset=0)
+
+    def _sample(self, logits: Any, seqs: list[Sequence]) -> list[int]:
+        import torch
+
+        logits = logits.float()
+        out = torch.argmax(logits, dim=-1)
+        for i, s in enumerate(seqs):
+            p = s.params
+            if p.temperature <= 1e-5:
+                continue
+            row = logits[i] / p.temperature
+            if p.top_k and 0 < p.top_k < row.shape[-1]:
+                kth = torch.topk(row, p.top_k).values[-1]
+                row = row.masked_fill(row < kth, float("-inf"))
+            if p.top_p < 1.0:
+                srt, idx = torch.sort(row, descending=True)
+                probs = torch.softmax(srt, -1)
+                drop = (torch.cumsum(probs, -1) - probs) > p.top_p
+                srt = srt.masked_fill(drop, float("-inf"))
+                row = torch.full_like(row, float("-inf")).scatter(0, idx, srt)
+            probs = torch.softmax(row, -1)
+            out[i] = torch.multinomial(probs, 1, generator=s.generator)[0]
+        return out.tolist()
+
+    def _accept(self, tokens: list[int], offset: int) -> None:
+        """Record one new token for ``self._active[offset:]`` and retire finished ones."""
+        now = time.perf_counter()
+        finished: list[int] = []
+        for j, tok in enumerate(tokens):
+            i = offset + j
+            s = self._active[i]
+            first = s.t_first is None
+            interval = now - (s.t_submit if first else s.t_last)  # type: ignore[operator]
+            if first:
+                s.t_first = now
+            else:
+                s.itl.append(interval)
+            s.t_last = now
+            self.tokens_generated += 1
+            if self.observer is not None:
+                self.observer.on_token(s, first, interval)
+            reason = self._advance(s, tok)
+            if reason is not None:
+                self._finish(s, reason)
+                finished.append(i)
+        if finished:
+            gone = set(finished)
+            self._select([i for i in range(len(self._active)) if i not in gone])
+
+    def _advance(self, s: Sequence, tok: int) -> str | None:
+        if tok in self.eos_token_ids:
+            s.generated.append(tok)
+            return "stop"
+        s.generated.append(tok)
+        text = self.tokenizer.decode(
+            [t for t in s.generated if t not in self.eos_token_ids], skip_special_tokens=True
+        )
+        reason = None
+        if s.params.stop:
+            cut = min((k for k in (text.find(st) for st in s.params.stop if st) if k >= 0), default=-1)
+            if cut >= 0:
+                text, reason = text[:cut], "stop"
+        if reason is None and len(s.generated) >= s.params.max_tokens:
+            reason = "length"
+        s.text = text
+        if s.stream and reason is None:
+            safe = len(text)
+            while safe > s.emitted and text[safe - 1] == "\ufffd":  # an incomplete UTF-8 character
+                safe -= 1
+            for st in s.params.stop:  # hold back what may be the start of a stop string
+                for k in range(min(len(st) - 1, safe - s.emitted), 0, -1):
+                    if text[safe - k : safe] == st[:k]:
+                        safe -= k
+                        break
+            if safe > s.emitted:
+                delta, s.emitted = text[s.emitted : safe], safe
+                self._emit(s, ("delta", delta))
+        return reason
+
+    def _select(self, keep: list[int]) -> None:
+        import torch
+
+        if not keep:
+            self._active, self._cache, self._mask, self._pos, self._last = [], None, None, None, None
+            return
+        if len(keep) == len(self._active):
+            return
+        idx = torch.tensor(keep, dtype=torch.long)
+        self._active = [self._active[i] for i in keep]
+        self._cache.batch_select_indices(idx)
+        self._mask, self._pos, self._last = self._mask[idx], self._pos[idx], self._last[idx]
+        # drop columns that are padding for every remaining row
+        used = self._mask.any(0).nonzero()
+        start = int(used[0]) if len(used) else 0
+        if start > 0:
+            self._mask = self._mask[:, start:]
+            for layer in self._cache.layers:
+                layer.keys = layer.keys[:, :, start:]
+                layer.values = layer.values[:, :, start:]
+
+    def _finish(self, s: Sequence, reason: str) -> None:
+        if s.finish_reason is not None:
+            return
+        s.finish_reason = reason
+        s.t_end = time.perf_counter()
+        self.sequences_finished += 1
+        if s.stream and len(s.text) > s.emitted and reason not in ("cancelled", "error"):
+            delta, s.emitted = s.text[s.emitted :], len(s.text)
+            self._emit(s, ("delta", delta))
+        if self.observer is not None:
+            try:
+                self.observer.on_finish(s)
+            except Exception:  # noqa: BLE001
+                log.exception("observer failed")
+        self._emit(s, ("finish", s))
+
+    @staticmethod
+    def _emit(s: Sequence, event: tuple[str, Any]) -> None:
+        if s.sink is not None:
+            try:
+                s.sink(event)
+            except Exception:  # noqa: BLE001 - a closed event loop must not kill the engine
+                log.debug("sink of sequence %s failed", s.id, exc_info=True)

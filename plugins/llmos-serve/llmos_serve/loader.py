@@ -1,0 +1,171 @@
+"""Find and load the model versions a server serves.
+
+A *model spec* is what the user typed after ``llmos serve``:
+
+- a registry reference — ``name`` (latest ready version), ``name:N`` (one
+  version) or ``name@alias`` (whatever the alias points at, followed while the
+  server runs);
+- or a local directory in Hugging Face layout (``config.json``,
+  ``model.safetensors``, tokenizer files, optional ``llmos.json``).
+
+Models load through ``llmos_models.io.load_model`` when the model plugin is
+installed (so int8 and other compressed versions load with their own loader),
+otherwise through ``transformers.AutoModelForCausalLM``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from llmos.errors import NotFoundError, ValidationError
+
+log = logging.getLogger("llmos.serve")
+
+_REF_RE = re.compile(r"^(?P<name>[A-Za-z0-9][A-Za-z0-9._-]*)(?:(?P<sep>[:@])(?P<tail>[A-Za-z0-9][A-Za-z0-9._-]*))?$")
+
+#: the chat template used when a model ships none (plain role markers)
+DEFAULT_CHAT_TEMPLATE = (
+    "{% for m in messages %}<|{{ m['role'] }}|>\n{{ m['content'] }}\n{% endfor %}"
+    "{% if add_generation_prompt %}<|assistant|>\n{% endif %}"
+)
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """A parsed model spec. ``follows`` is true when the version it names can change
+    (an alias, or a bare name meaning "latest")."""
+
+    text: str
+    name: str
+    path: Path | None = None
+    version: int | None = None
+    alias: str | None = None
+
+    @property
+    def follows(self) -> bool:
+        return self.path is None and self.version is None
+
+    @classmethod
+    def parse(cls, text: str) -> ModelSpec:
+        text = (text or "").strip()
+        p = Path(text).expanduser()
+        if text and (p.is_dir() or text.startswith((".", "/", "~"))):
+            if not (p / "config.json").is_file():
+                raise NotFoundError(
+                    f"{text!r} is not a model directory (no config.json): pass a registry reference "
+                    f"like 'quickstart@production' or a directory written by save_model"
+                )
+            return cls(text=text, name=p.resolve().name, path=p.resolve())
+        m = _REF_RE.match(text)
+        if not m:
+            raise ValidationError(
+                f"invalid model reference {text!r}: write 'name', 'name:VERSION', 'name@ALIAS' or a directory path"
+            )
+        name, sep, tail = m.group("name"), m.group("sep"), m.group("tail")
+        if sep == ":":
+            if not tail.isdigit():
+                raise ValidationError(f"invalid version in {text!r}: write 'name:N' with N a number")
+            return cls(text=text, name=name, version=int(tail))
+        return cls(text=text, name=name, alias=tail if sep == "@" else None)
+
+
+@dataclass
+class LoadedModel:
+    """A model version in memory, ready for an engine."""
+
+    name: str
+    version: str  # "3", or "local" for a directory
+    path: Path
+    model: Any
+    tokenizer: Any
+    context_length: int
+    chat_template: str | None = None
+    generation: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def ref(self) -> str:
+        return f"{self.name}:{self.version}"
+
+    def render_chat(self, messages: list[dict[str, str]]) -> str:
+        """The prompt text for ``messages`` (the model's chat template, else a default)."""
+        template = self.chat_template or getattr(self.tokenizer, "chat_template", None) or DEFAULT_CHAT_TEMPLATE
+        return self.tokenizer.apply_chat_template(
+            messages, chat_template=template, tokenize=False, add_generation_prompt=True
+        )
+
+
+def open_registry() -> Any:
+    """The llmos registry (``$LLMOS_DATABASE_URL`` or SQLite in ``$LLMOS_HOME``)."""
+    try:
+        from llmos.registry import open_registry as _open
+    except ImportError as exc:  # pragma: no cover - the registry ships with the core
+        raise NotFoundError("this llmos has no model registry: serve a model directory instead") from exc
+    return _open()
+
+
+def resolve(spec: ModelSpec, registry: Any = None) -> tuple[str, str, Any]:
+    """``(name, version, version_info_or_None)`` that ``spec`` points at now."""
+    if spec.path is not None:
+        return spec.name, "local", None
+    reg = registry if registry is not None else open_registry()
+    info = reg.resolve(spec.text)
+    return str(info.model), str(info.number), info
+
+
+def load(spec: ModelSpec, version: str | None = None, registry: Any = None) -> LoadedModel:
+    """Load the version ``spec`` points at (or ``name:version`` when given)."""
+    if spec.path is not None:
+        return load_directory(spec.path, name=spec.name, version="local")
+    reg = registry if registry is not None else open_registry()
+    if version is None:
+        _, version, _ = resolve(spec, reg)
+    path = Path(reg.checkout(f"{spec.name}:{version}"))
+    return load_directory(path, name=spec.name, version=str(version))
+
+
+def load_directory(path: Path, *, name: str, version: str) -> LoadedModel:
+    """Load a Hugging Face-layout directory (with its ``llmos.json`` if any)."""
+    path = Path(path)
+    try:
+        from llmos_models.io import load_model
+    except ImportError:
+        load_model = None
+    if load_model is not None:
+        model, tokenizer = load_model(path)
+    else:
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+
+        model = AutoModelForCausalLM.from_pretrained(path)
+        tokenizer = AutoTokenizer.from_pretrained(path)
+    model.eval()
+    meta: dict[str, Any] = {}
+    meta_file = path / "llmos.json"
+    if meta_file.is_file():
+        try:
+            meta = json.loads(meta_file.read_text())
+        except ValueError:
+            log.warning("%s is not valid JSON; ignoring it", meta_file)
+    cfg = getattr(model, "config", None)
+    ctx = (
+        meta.get("context_length")
+        or getattr(cfg, "max_position_embeddings", None)
+        or getattr(cfg, "n_positions", None)
+        or getattr(tokenizer, "model_max_length", None)
+        or 2048
+    )
+    generation = meta.get("generation") or meta.get("generation_defaults") or {}
+    return LoadedModel(
+        name=name,
+        version=version,
+        path=path,
+        model=model,
+        tokenizer=tokenizer,
+        context_length=int(ctx),
+        chat_template=meta.get("chat_template"),
+        generation=dict(generation) if isinstance(generation, dict) else {},
+    )

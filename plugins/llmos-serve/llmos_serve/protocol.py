@@ -1,0 +1,163 @@
+"""Request and response bodies of the OpenAI-compatible API (pydantic models).
+
+Fields follow OpenAI's API; fields OpenAI clients may send that this server does
+not act on (``presence_penalty``, ``user``...) are accepted and ignored, while
+features it does not implement (``logprobs``, ``tools``) are refused with 400.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+_N = Annotated[int, Field(ge=1, le=16, description="How many completions to generate for each prompt.")]
+
+
+class StreamOptions(BaseModel):
+    include_usage: bool = False
+
+
+class _Common(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    model: str = Field(description="The served model's id (see GET /v1/models).", examples=["quickstart"])
+    max_tokens: Annotated[int, Field(ge=1)] | None = Field(
+        default=None, description="Most tokens to generate (prompt + max_tokens must fit the context)."
+    )
+    temperature: Annotated[float, Field(ge=0.0, le=2.0)] | None = Field(default=None, description="0 = greedy.")
+    top_p: Annotated[float, Field(gt=0.0, le=1.0)] | None = None
+    top_k: Annotated[int, Field(ge=-1)] | None = Field(default=None, description="0 or -1 disables top-k.")
+    stop: str | Annotated[list[str], Field(max_length=4)] | None = Field(
+        default=None, description="Up to 4 strings; generation stops before the first one produced."
+    )
+    seed: int | None = Field(default=None, description="Makes sampling reproducible.")
+    n: _N = 1
+    stream: bool = False
+    stream_options: StreamOptions | None = None
+    logprobs: Any = None
+    presence_penalty: float | None = None
+    frequency_penalty: float | None = None
+    user: str | None = None
+
+
+class CompletionRequest(_Common):
+    """``POST /v1/completions``."""
+
+    prompt: str | list[str] | list[int] | list[list[int]] = Field(
+        description="Text, a list of texts, token ids, or a list of token-id lists.", examples=["Once upon a time"]
+    )
+    echo: bool = False
+    suffix: str | None = None
+
+
+class ContentPart(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+    type: Literal["text"] = "text"
+    text: str
+
+
+class ChatMessage(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+    role: Literal["system", "developer", "user", "assistant", "tool"]
+    content: str | list[ContentPart] | None = None
+    name: str | None = None
+
+    def text(self) -> str:
+        if self.content is None:
+            return ""
+        if isinstance(self.content, str):
+            return self.content
+        return "".join(p.text for p in self.content)
+
+
+class ChatCompletionRequest(_Common):
+    """``POST /v1/chat/completions``."""
+
+    messages: Annotated[list[ChatMessage], Field(min_length=1)] = Field(
+        examples=[[{"role": "user", "content": "Say hello."}]]
+    )
+    tools: Any = None
+    tool_choice: Any = None
+    max_completion_tokens: Annotated[int, Field(ge=1)] | None = None
+
+
+class AliasRequest(BaseModel):
+    """``POST /admin/alias``: point ``model@alias`` at ``version``."""
+
+    model_config = ConfigDict(extra="forbid")
+    alias: str = Field(min_length=1, max_length=100, examples=["production"])
+    version: Annotated[int, Field(ge=1)]
+    model: str | None = Field(default=None, description="Default: the served model's name.")
+
+
+class ErrorDetail(BaseModel):
+    message: str
+    type: str
+    param: str | None = None
+    code: str | None = None
+
+
+class ErrorResponse(BaseModel):
+    """OpenAI's error shape."""
+
+    error: ErrorDetail
+
+
+class Usage(BaseModel):
+    prompt_tokens: int
+    completion_tokens: int
+    total_tokens: int
+
+
+class CompletionChoice(BaseModel):
+    index: int
+    text: str
+    logprobs: None = None
+    finish_reason: str | None
+
+
+class CompletionResponse(BaseModel):
+    id: str
+    object: Literal["text_completion"] = "text_completion"
+    created: int
+    model: str
+    choices: list[CompletionChoice]
+    usage: Usage
+    system_fingerprint: str | None = None
+
+
+class ChatMessageOut(BaseModel):
+    role: Literal["assistant"] = "assistant"
+    content: str
+
+
+class ChatChoice(BaseModel):
+    index: int
+    message: ChatMessageOut
+    logprobs: None = None
+    finish_reason: str | None
+
+
+class ChatCompletionResponse(BaseModel):
+    id: str
+    object: Literal["chat.completion"] = "chat.completion"
+    created: int
+    model: str
+    choices: list[ChatChoice]
+    usage: Usage
+    system_fingerprint: str | None = None
+
+
+class ModelCard(BaseModel):
+    id: str
+    object: Literal["model"] = "model"
+    created: int
+    owned_by: str = "llmos"
+    version: str | None = Field(default=None, description="The version now serving this id (name:N).")
+    max_model_len: int | None = None
+
+
+class ModelList(BaseModel):
+    object: Literal["list"] = "list"
+    data: list[ModelCard]

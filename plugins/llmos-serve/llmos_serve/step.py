@@ -1,0 +1,44 @@
+"""The ``deployment.openai-server`` pipeline step."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from llmos.errors import ValidationError
+
+from llmos_serve.config import ServeConfig
+
+
+class ServeStep:
+    """Serve a model from a pipeline.
+
+    ``model`` defaults to the version the run registered last
+    (``ctx.artifacts["model_version"]``). With ``block = true`` (default) the
+    step serves until interrupted; with ``block = false`` it starts the server
+    in the background and puts it in ``ctx.artifacts["server"]`` (its URL in
+    ``ctx.artifacts["server_url"]``) for later stages.
+    """
+
+    def __init__(self, config: ServeConfig | None = None) -> None:
+        self.config = config or ServeConfig()
+
+    def run(self, ctx: Any) -> dict[str, Any]:
+        model = self.config.model or ctx.artifacts.get("model_version")
+        if not model:
+            raise ValidationError(
+                "deployment.openai-server: nothing to serve; set model = 'name@alias' or register a version first"
+            )
+        config = self.config.model_copy(update={"model": str(model)})
+        if config.block:
+            from llmos_serve.server import serve
+
+            serve(config)
+            return {"model": config.model}
+        from llmos_serve.server import BackgroundServer
+
+        server = BackgroundServer(config).start()
+        ctx.artifacts["server"] = server
+        ctx.artifacts["server_url"] = server.url
+        return {"model": config.model, "url": server.url}
+
+    __call__ = run
