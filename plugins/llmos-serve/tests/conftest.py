@@ -1,0 +1,96 @@
+"""Fixtures: tiny real Llama models (BPE trained here, weights from config) and real
+servers on free loopback ports."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+TEXT = (
+    "the quick brown fox jumps over the lazy dog. "
+    "hello world, a tiny model speaks in short sentences. "
+    "numbers one two three four five six seven eight nine ten. "
+    "once upon a time there was a little server that answered every request. "
+) * 30
+
+
+def build_tiny_model(path: Path, seed: int = 0, *, context: int = 128) -> Path:
+    """A ~60k-parameter Llama with a 300-token byte-level BPE, saved in HF layout."""
+    import torch
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
+
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=300, special_tokens=["<|endoftext|>"], initial_alphabet=pre_tokenizers.ByteLevel.alphabet()
+    )
+    tok.train_from_iterator([TEXT], trainer)
+    fast = PreTrainedTokenizerFast(
+        tokenizer_object=tok, eos_token="<|endoftext|>", bos_token="<|endoftext|>", pad_token="<|endoftext|>"
+    )
+    torch.manual_seed(seed)
+    eos = fast.eos_token_id
+    cfg = LlamaConfig(
+        vocab_size=len(fast), hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
+        num_key_value_heads=2, max_position_embeddings=context, bos_token_id=eos, eos_token_id=eos,
+        pad_token_id=eos,
+    )
+    model = LlamaForCausalLM(cfg).eval()
+    path.mkdir(parents=True, exist_ok=True)
+    model.save_pretrained(path)
+    fast.save_pretrained(path)
+    return path
+
+
+@pytest.fixture(scope="session")
+def tiny_models(tmp_path_factory: pytest.TempPathFactory) -> list[Path]:
+    """Two tiny models with different weights (two 'versions')."""
+    import torch
+
+    torch.set_num_threads(1)
+    root = tmp_path_factory.mktemp("models")
+    return [build_tiny_model(root / f"tiny{i}", seed=i) for i in range(2)]
+
+
+@pytest.fixture
+def tiny_dir(tiny_models: list[Path], tmp_path: Path) -> Path:
+    """A model directory named 'tiny' (the served model's name is the directory's)."""
+    import shutil
+
+    dst = tmp_path / "tiny"
+    shutil.copytree(tiny_models[0], dst)
+    return dst
+
+
+@pytest.fixture
+def start_server(plugin_manager: Any) -> Iterator[Callable[..., Any]]:
+    """Factory: ``start_server(model=..., **ServeConfig fields)`` → a started
+    BackgroundServer on a free port (stopped after the test)."""
+    from llmos_serve.config import ServeConfig
+    from llmos_serve.server import BackgroundServer
+
+    started: list[Any] = []
+
+    def start(**kwargs: Any) -> Any:
+        kwargs.setdefault("port", 0)
+        kwargs.setdefault("access_log", False)
+        srv = BackgroundServer(ServeConfig(**kwargs)).start()
+        started.append(srv)
+        return srv
+
+    yield start
+    for srv in started:
+        srv.stop()
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
