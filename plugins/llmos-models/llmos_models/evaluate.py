@@ -1,0 +1,216 @@
+"""Measuring a model: perplexity, the unigram baseline, size and generation speed.
+
+The functions are public so other plugins measure the same way (the compression
+plugin compares a quantized model with its parent; the server reports speed):
+
+- :func:`perplexity` — ``(mean token loss, perplexity)`` of any causal LM on token blocks;
+- :func:`unigram_perplexity` — perplexity of an add-one smoothed unigram model fitted
+  on the train blocks, on the same tokens :func:`perplexity` scores;
+- :func:`generation_speed` — greedy tokens/s and per-token latency;
+- :func:`count_parameters`, :func:`model_size_bytes`.
+
+``model.evaluate`` (:class:`EvaluateStep`) runs them all on the run's dataset.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from typing import Any
+
+from llmos.errors import ValidationError
+
+from llmos_models.build import count_parameters
+
+
+def perplexity(model: Any, blocks: Any, batch_size: int = 8, *, max_blocks: int | None = None,
+               progress: Any = None) -> tuple[float, float]:
+    """Mean next-token cross-entropy (nats) and perplexity of ``model`` on ``blocks``.
+
+    :param blocks: array-like ``(n_blocks, block_size)`` of token ids (e.g. a memory-mapped split).
+        Every position but the first of each block is predicted from the ones before it.
+    :param max_blocks: use only the first ``max_blocks`` blocks.
+    :param progress: optional reporter with ``update(n)``.
+    :returns: ``(loss, exp(loss))``.
+    """
+    import numpy as np
+    import torch
+    import torch.nn.functional as F
+
+    n = len(blocks) if max_blocks is None else min(len(blocks), max_blocks)
+    if n == 0:
+        raise ValidationError("no blocks to evaluate on: the split is empty")
+    was_training = getattr(model, "training", False)
+    model.eval()
+    total, count = 0.0, 0
+    try:
+        with torch.inference_mode():
+            for start in range(0, n, batch_size):
+                batch = torch.from_numpy(np.asarray(blocks[start : min(n, start + batch_size)], dtype=np.int64))
+                logits = model(input_ids=batch).logits
+                loss = F.cross_entropy(
+                    logits[:, :-1].reshape(-1, logits.shape[-1]).float(), batch[:, 1:].reshape(-1), reduction="sum"
+                )
+                total += float(loss)
+                count += batch[:, 1:].numel()
+                if progress is not None:
+                    progress.update(batch.shape[0])
+    finally:
+        if was_training:
+            model.train()
+    mean = total / count
+    return mean, math.exp(mean)
+
+
+def unigram_perplexity(train_blocks: Any, eval_blocks: Any, vocab_size: int, *, max_blocks: int | None = None,
+                       chunk: int = 4096) -> float:
+    """Perplexity of a unigram model with add-one smoothing, fitted on ``train_blocks``,
+    on the tokens of ``eval_blocks`` that :func:`perplexity` scores (all but the first
+    of each block). Streams both arrays in chunks (memory maps stay on disk)."""
+    import numpy as np
+
+    counts = np.ones(vocab_size, dtype=np.float64)
+    for start in range(0, len(train_blocks), chunk):
+        part = np.asarray(train_blocks[start : start + chunk]).ravel()
+        counts += np.bincount(part, minlength=vocab_size)[:vocab_size]
+    logp = np.log(counts) - math.log(counts.sum())
+    n = len(eval_blocks) if max_blocks is None else min(len(eval_blocks), max_blocks)
+    total, count = 0.0, 0
+    for start in range(0, n, chunk):
+        part = np.asarray(eval_blocks[start : min(n, start + chunk)])[:, 1:]
+        total -= float(logp[part.ravel()].sum())
+        count += part.size
+    if count == 0:
+        raise ValidationError("no tokens to evaluate the unigram baseline on")
+    return math.exp(total / count)
+
+
+def model_size_bytes(model: Any) -> int:
+    """Bytes of the model's tensors (parameters and buffers, tied/shared storage counted
+    once; packed quantized weights included when they appear in ``state_dict``)."""
+    import torch
+
+    seen: set[tuple[int, int]] = set()
+    total = 0
+
+    def add(value: Any) -> None:
+        nonlocal total
+        if isinstance(value, torch.Tensor):
+            try:
+                key = (value.untyped_storage().data_ptr(), value.storage_offset())
+            except (RuntimeError, NotImplementedError):  # quantized / opaque tensors
+                key = (id(value), 0)
+            if key in seen:
+                return
+            seen.add(key)
+            try:
+                total += value.numel() * value.element_size()
+            except (RuntimeError, NotImplementedError):
+                total += value.numel()
+        elif isinstance(value, (tuple, list)):
+            for v in value:
+                add(v)
+
+    for value in model.state_dict().values():
+        add(value)
+    return total
+
+
+def generation_speed(model: Any, tokenizer: Any, prompt: str = "The", *, new_tokens: int = 32,
+                     repeats: int = 1) -> dict[str, float]:
+    """Greedy generation speed: ``{"tokens_per_s", "latency_ms_per_token", "time_to_first_token_ms"}``.
+
+    Exactly ``new_tokens`` tokens are generated (end-of-sequence is ignored), after one
+    short warm-up; the best of ``repeats`` runs is reported.
+    """
+    import torch
+
+    ids = tokenizer(prompt, return_tensors="pt", add_special_tokens=False)["input_ids"]
+    if ids.shape[1] == 0:
+        ids = torch.tensor([[tokenizer.eos_token_id or 0]])
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+    common = dict(input_ids=ids, attention_mask=torch.ones_like(ids), do_sample=False, num_beams=1,
+                  pad_token_id=pad, eos_token_id=None, temperature=None, top_k=None, top_p=None)
+    model.eval()
+    best_total, best_first = float("inf"), float("inf")
+    with torch.inference_mode():
+        model.generate(max_new_tokens=2, min_new_tokens=2, **common)  # warm-up
+        for _ in range(max(1, repeats)):
+            t0 = time.perf_counter()
+            model.generate(max_new_tokens=1, min_new_tokens=1, **common)
+            t1 = time.perf_counter()
+            model.generate(max_new_tokens=new_tokens, min_new_tokens=new_tokens, **common)
+            t2 = time.perf_counter()
+            best_first = min(best_first, t1 - t0)
+            best_total = min(best_total, t2 - t1)
+    return {
+        "tokens_per_s": new_tokens / best_total,
+        "latency_ms_per_token": 1000.0 * best_total / new_tokens,
+        "time_to_first_token_ms": 1000.0 * best_first,
+    }
+
+
+class EvaluateStep:
+    """``model.evaluate``: measure ``ctx.artifacts["model"]`` on the dataset's validation split.
+
+    Writes ``ctx.artifacts["metrics"]`` (and ``["samples"]``), logs the metrics with
+    ``kind="eval"``, prints them with sample generations, and returns them.
+    """
+
+    def __init__(self, config: Any = None) -> None:
+        from llmos_models.config import EvaluateConfig
+
+        self.config = config if config is not None else EvaluateConfig()
+
+    def run(self, ctx: Any) -> dict[str, float]:
+        from llmos_models.generate import generate
+
+        cfg = self.config
+        model = ctx.artifacts.get("model")
+        ds = ctx.artifacts.get("dataset")
+        if model is None:
+            raise ValidationError("model.evaluate needs a model: put model.llama, model.gpt2 or model.load before it")
+        if ds is None:
+            raise ValidationError("model.evaluate needs a dataset: put a data stage (e.g. data.corpus) before it")
+        tokenizer = ctx.artifacts.get("tokenizer") or ds.tokenizer()
+        blocks = ds.split(cfg.split)
+        n = len(blocks) if cfg.max_blocks is None else min(len(blocks), cfg.max_blocks)
+        with ctx.progress(n, f"evaluating on {cfg.split}", unit="block") as bar:
+            loss, ppl = perplexity(model, blocks, cfg.batch_size, max_blocks=cfg.max_blocks, progress=bar)
+        uni = unigram_perplexity(ds.split("train"), blocks, ds.vocab_size, max_blocks=cfg.max_blocks)
+        speed = generation_speed(model, tokenizer, cfg.prompts[0] if cfg.prompts else "The", new_tokens=cfg.speed_tokens)
+        metrics: dict[str, float] = {
+            "val_loss": loss,
+            "val_ppl": ppl,
+            "unigram_ppl": uni,
+            "ppl_vs_unigram": uni / ppl,
+            "val_tokens": float(n * (ds.block_size - 1)),
+            "params": float(count_parameters(model)),
+            "size_bytes": float(model_size_bytes(model)),
+            **speed,
+        }
+        settings = cfg.sample.model_copy(update={"seed": cfg.sample.seed if cfg.sample.seed is not None else ctx.seed})
+        samples = [(p, generate(model, tokenizer, p, settings).text) for p in cfg.prompts]
+        ctx.artifacts["metrics"] = dict(metrics)
+        ctx.artifacts["samples"] = samples
+        ctx.log_metrics(getattr(ctx, "step", None), metrics, kind="eval")
+        if not cfg.quiet:
+            _print_report(metrics, samples)
+        return metrics
+
+    __call__ = run
+
+
+def _print_report(metrics: dict[str, float], samples: list[tuple[str, str]]) -> None:
+    import click
+
+    click.echo(
+        f"validation perplexity {metrics['val_ppl']:.2f} (loss {metrics['val_loss']:.4f}) | unigram baseline "
+        f"{metrics['unigram_ppl']:.2f} | {metrics['ppl_vs_unigram']:.2f}x better than unigram"
+    )
+    click.echo(
+        f"{int(metrics['params']):,} parameters, {metrics['size_bytes'] / 1e6:.2f} MB | greedy generation "
+        f"{metrics['tokens_per_s']:.1f} tokens/s ({metrics['latency_ms_per_token']:.1f} ms/token)"
+    )
+    for prompt, text in samples:
+        click.echo(f"  » {prompt}{text}".replace("\n", "\n    "))

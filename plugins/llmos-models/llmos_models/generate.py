@@ -1,0 +1,203 @@
+"""Text generation on top of ``transformers``' ``model.generate``.
+
+:class:`GenerationSettings` is the one description of a decoding strategy, shared by
+``llmos generate``, ``model.evaluate``'s samples and the server:
+
+- greedy: ``temperature=0`` (the default) and ``num_beams=1``;
+- beam search: ``num_beams>1`` (deterministic, not streamed token by token);
+- sampling: ``temperature>0`` with optional ``top_k``, ``top_p``, ``typical_p``;
+- ``repetition_penalty``, ``stop`` strings (the text is cut before the first one),
+  ``seed`` (same seed, same text), ``max_new_tokens``.
+
+:func:`generate` returns the whole completion; :func:`stream` yields text pieces as they
+are produced (``TextIteratorStreamer`` on a background thread), holding back text that
+could be the beginning of a stop string.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+
+class GenerationSettings(BaseModel):
+    """How to decode. ``temperature=0`` means greedy."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    max_new_tokens: int = Field(64, ge=1, le=100_000, description="Most tokens to generate.")
+    temperature: float = Field(0.0, ge=0.0, le=100.0, description="0 = greedy; >0 samples (higher = more random).")
+    top_k: int | None = Field(None, ge=1, description="Sample only among the k most likely tokens.")
+    top_p: float | None = Field(None, gt=0.0, le=1.0, description="Nucleus sampling: smallest set with this probability.")
+    typical_p: float | None = Field(None, gt=0.0, le=1.0, description="Locally typical sampling mass.")
+    repetition_penalty: float = Field(1.0, gt=0.0, description="> 1 discourages repeating tokens (1 = off).")
+    num_beams: int = Field(1, ge=1, le=64, description="Beam search width (1 = no beam search).")
+    stop: list[str] = Field(default_factory=list, description="Stop before the first of these strings.")
+    seed: int | None = Field(None, description="Random seed for sampling (same seed, same text).")
+
+    @field_validator("stop")
+    @classmethod
+    def _stops(cls, value: list[str]) -> list[str]:
+        if any(not s for s in value):
+            raise ValueError("stop strings must not be empty")
+        return value
+
+    @property
+    def do_sample(self) -> bool:
+        return self.temperature > 0
+
+    def generate_kwargs(self, tokenizer: Any) -> dict[str, Any]:
+        """Keyword arguments for ``model.generate`` (a complete GenerationConfig, so a
+        model's own ``generation_config`` never changes the meaning of these settings)."""
+        from transformers import GenerationConfig
+
+        eos = getattr(tokenizer, "eos_token_id", None)
+        pad = getattr(tokenizer, "pad_token_id", None)
+        kw: dict[str, Any] = {
+            "max_new_tokens": self.max_new_tokens,
+            "do_sample": self.do_sample,
+            "num_beams": self.num_beams,
+            "repetition_penalty": self.repetition_penalty,
+            "eos_token_id": eos,
+            "pad_token_id": pad if pad is not None else eos,
+        }
+        if self.do_sample:
+            kw["temperature"] = self.temperature
+            kw["top_k"] = self.top_k if self.top_k is not None else 0
+            kw["top_p"] = self.top_p if self.top_p is not None else 1.0
+            if self.typical_p is not None:
+                kw["typical_p"] = self.typical_p
+        if self.num_beams > 1:
+            kw["early_stopping"] = True
+        extra: dict[str, Any] = {"generation_config": GenerationConfig(**kw)}
+        if self.stop:
+            extra["stop_strings"] = list(self.stop)
+            extra["tokenizer"] = tokenizer
+        return extra
+
+
+@dataclass
+class Completion:
+    """What :func:`generate` returns."""
+
+    text: str
+    prompt_tokens: int
+    completion_tokens: int
+    finish_reason: str  # "stop" (eos or a stop string) or "length"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "text": self.text,
+            "prompt_tokens": self.prompt_tokens,
+            "completion_tokens": self.completion_tokens,
+            "finish_reason": self.finish_reason,
+        }
+
+
+def _inputs(model: Any, tokenizer: Any, prompt: str) -> Any:
+    import torch
+
+    ids = tokenizer(prompt, return_tensors="pt", add_special_tokens=False)["input_ids"]
+    if ids.shape[1] == 0:  # an empty prompt starts from the beginning-of-sequence token
+        start = tokenizer.bos_token_id if tokenizer.bos_token_id is not None else tokenizer.eos_token_id
+        ids = torch.tensor([[start]], dtype=torch.long)
+    limit = getattr(getattr(model, "config", None), "max_position_embeddings", None) or getattr(
+        getattr(model, "config", None), "n_positions", None)
+    if limit is not None and ids.shape[1] >= limit:
+        from llmos.errors import ValidationError
+
+        raise ValidationError(f"the prompt has {ids.shape[1]} tokens; this model accepts fewer than {limit}")
+    return ids
+
+
+def _cut_at_stop(text: str, stops: list[str]) -> tuple[str, bool]:
+    cut = min((i for i in (text.find(s) for s in stops) if i >= 0), default=-1)
+    return (text[:cut], True) if cut >= 0 else (text, False)
+
+
+def generate(model: Any, tokenizer: Any, prompt: str, settings: GenerationSettings | None = None) -> Completion:
+    """Generate a completion of ``prompt`` (the prompt is not included in the text)."""
+    import torch
+
+    settings = settings or GenerationSettings()
+    ids = _inputs(model, tokenizer, prompt)
+    model.eval()
+    with torch.random.fork_rng(devices=[]), torch.inference_mode():
+        if settings.seed is not None:
+            torch.manual_seed(settings.seed)
+        out = model.generate(input_ids=ids, attention_mask=torch.ones_like(ids), **settings.generate_kwargs(tokenizer))
+    new = out[0, ids.shape[1]:].tolist()
+    eos = tokenizer.eos_token_id
+    hit_eos = eos is not None and eos in new
+    if hit_eos:
+        new = new[: new.index(eos)]
+    text = tokenizer.decode(new, skip_special_tokens=True)
+    text, hit_stop = _cut_at_stop(text, settings.stop)
+    finish = "stop" if hit_eos or hit_stop or len(new) < settings.max_new_tokens else "length"
+    return Completion(text, int(ids.shape[1]), len(new), finish)
+
+
+def stream(model: Any, tokenizer: Any, prompt: str, settings: GenerationSettings | None = None) -> Iterator[str]:
+    """Yield the completion of ``prompt`` in pieces as tokens are generated.
+
+    Beam search cannot stream (the best beam is known only at the end): with
+    ``num_beams > 1`` the whole text is yielded once.
+    """
+    settings = settings or GenerationSettings()
+    if settings.num_beams > 1:
+        text = generate(model, tokenizer, prompt, settings).text
+        if text:
+            yield text
+        return
+    import threading
+
+    import torch
+    from transformers import TextIteratorStreamer
+
+    ids = _inputs(model, tokenizer, prompt)
+    streamer = TextIteratorStreamer(tokenizer, skip_prompt=True, skip_special_tokens=True, timeout=600)
+    errors: list[BaseException] = []
+    model.eval()
+
+    def work() -> None:
+        try:
+            with torch.random.fork_rng(devices=[]), torch.inference_mode():
+                if settings.seed is not None:
+                    torch.manual_seed(settings.seed)
+                model.generate(input_ids=ids, attention_mask=torch.ones_like(ids), streamer=streamer,
+                               **settings.generate_kwargs(tokenizer))
+        except BaseException as exc:  # noqa: BLE001 - re-raised in the caller's thread
+            errors.append(exc)
+            streamer.end()
+
+    thread = threading.Thread(target=work, name="llmos-generate", daemon=True)
+    thread.start()
+    hold = max((len(s) for s in settings.stop), default=0)
+    pending = ""
+    stopped = False
+    try:
+        for piece in streamer:
+            if stopped:
+                continue  # drain so the worker can finish
+            pending += piece
+            text, hit = _cut_at_stop(pending, settings.stop)
+            if hit:
+                if text:
+                    yield text
+                stopped = True
+                pending = ""
+                continue
+            # emit all but a tail that could be the start of a stop string
+            safe = len(pending) - (hold - 1) if hold else len(pending)
+            if safe > 0:
+                yield pending[:safe]
+                pending = pending[safe:]
+        if pending and not stopped:
+            yield pending
+    finally:
+        thread.join()
+    if errors:
+        raise errors[0]

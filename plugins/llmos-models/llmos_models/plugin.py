@@ -1,0 +1,30 @@
+"""Hook module of llmos-models (light: imports only llmos and click)."""
+
+from __future__ import annotations
+
+from llmos import hookimpl
+
+LLMOS_API = 1
+
+
+@hookimpl
+def llmos_register_models(register):
+    from llmos_models.config import EvaluateConfig, GPT2Config, LlamaConfig, LoadConfig, RegisterConfig
+
+    register("llama", "llmos_models.build:LlamaStep", config=LlamaConfig,
+             description="Llama-style decoder (RMSNorm, RoPE, SwiGLU) from a size preset: tiny ~1M, small ~10M, base ~30M")
+    register("gpt2", "llmos_models.build:GPT2Step", config=GPT2Config,
+             description="GPT-2-style decoder (LayerNorm, learned positions, GELU) from a size preset")
+    register("load", "llmos_models.steps:LoadStep", config=LoadConfig,
+             description="Load a registered model version (or a local directory) as the model or the teacher")
+    register("evaluate", "llmos_models.evaluate:EvaluateStep", config=EvaluateConfig,
+             description="Validation loss/perplexity vs a unigram baseline, size, generation speed, samples")
+    register("register", "llmos_models.steps:RegisterStep", config=RegisterConfig,
+             description="Save the model (safetensors, HF layout) and register it as a new version")
+
+
+@hookimpl
+def llmos_register_commands(cli):
+    from llmos_models.cli import generate
+
+    cli.add_command(generate)

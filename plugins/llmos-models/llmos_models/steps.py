@@ -1,0 +1,84 @@
+"""``model.load`` and ``model.register``: moving models between a run and the registry."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from llmos.errors import ValidationError
+
+
+class LoadStep:
+    """``model.load``: load a registry version (or a local directory) into the run.
+
+    Sets ``ctx.artifacts["model"]`` and ``["tokenizer"]`` and ``["model_version"]``
+    (``"name:N"``, the parent of the next registered version) — or, with
+    ``as = "teacher"``, only ``ctx.artifacts["teacher"]``.
+    """
+
+    def __init__(self, config: Any = None) -> None:
+        self.config = config
+
+    def run(self, ctx: Any) -> dict[str, float]:
+        from llmos_models.build import count_parameters
+        from llmos_models.io import load_ref
+
+        cfg = self.config
+        if cfg is None:
+            raise ValidationError("model.load needs a 'ref': the registry reference of the model to load")
+        model, tokenizer, version = load_ref(cfg.ref)
+        if cfg.as_ == "teacher":
+            ctx.artifacts["teacher"] = model
+        else:
+            ctx.artifacts["model"] = model
+            if tokenizer is not None:
+                ctx.artifacts["tokenizer"] = tokenizer
+            if version is not None:
+                ctx.artifacts["model_version"] = version
+            else:
+                ctx.artifacts.pop("model_version", None)
+        return {"params": float(count_parameters(model))}
+
+    __call__ = run
+
+
+class RegisterStep:
+    """``model.register``: save ``ctx.artifacts["model"]`` with its tokenizer into
+    ``<workdir>/<stage id>/`` and register it as a new version (metrics from
+    ``ctx.artifacts["metrics"]``); optionally move an alias to it."""
+
+    def __init__(self, config: Any = None) -> None:
+        from llmos_models.config import RegisterConfig
+
+        self.config = config if config is not None else RegisterConfig()
+
+    def run(self, ctx: Any) -> dict[str, float]:
+        from llmos_models.io import save_model
+
+        cfg = self.config
+        model = ctx.artifacts.get("model")
+        if model is None:
+            raise ValidationError("model.register needs a model: put a model or training stage before it")
+        tokenizer = ctx.artifacts.get("tokenizer")
+        if tokenizer is None and ctx.artifacts.get("dataset") is not None:
+            tokenizer = ctx.artifacts["dataset"].tokenizer()
+        stage_id = getattr(ctx.stage, "id", None) or "register"
+        path = save_model(model, tokenizer, Path(ctx.workdir) / stage_id)
+        kwargs: dict[str, Any] = {
+            "metrics": dict(ctx.artifacts.get("metrics") or {}),
+            "tags": dict(cfg.tags),
+            "description": cfg.description,
+        }
+        if cfg.model:
+            kwargs["model"] = cfg.model
+        version = ctx.register_version(path, **kwargs)
+        ref = getattr(version, "ref", None) or f"{version.model}:{version.number}"
+        if cfg.alias:
+            from llmos.registry import open_registry
+
+            open_registry().set_alias(version.model, cfg.alias, version.number)
+        ctx.artifacts["model_version"] = ref
+        ctx.artifacts.pop("lineage", None)
+        return {"version": float(version.number)}
+
+    __call__ = run
