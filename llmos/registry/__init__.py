@@ -1,0 +1,48 @@
+"""The llmos registry: model versions in a content-addressed blob store, and runs.
+
+::
+
+    from llmos.registry import open_registry
+    reg = open_registry()                # $LLMOS_DATABASE_URL or SQLite in $LLMOS_HOME
+    v = reg.register_version("quickstart", "out/model", metrics={"val_ppl": 41.2})
+    reg.set_alias("quickstart", "production", v.number)
+    path = reg.checkout("quickstart@production")
+
+See DESIGN.md §7 "Registry API". Importing this package is cheap: SQLAlchemy is
+imported on first use.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from llmos.registry.types import RunInfo, VersionInfo
+
+if TYPE_CHECKING:
+    from llmos.registry.api import Registry
+
+__all__ = ["open_registry", "Registry", "VersionInfo", "RunInfo", "parse_ref"]
+
+
+def open_registry(url: str | None = None, home: Path | str | None = None) -> Registry:
+    """Open the registry (applying migrations on first use).
+
+    :param url: SQLAlchemy URL; default ``$LLMOS_DATABASE_URL`` or ``sqlite:///<home>/llmos.db``.
+    :param home: directory of the blob store and checkouts; default ``$LLMOS_HOME``.
+    """
+    from llmos.registry.api import Registry
+
+    return Registry(url, home)
+
+
+def __getattr__(name: str) -> Any:
+    if name == "Registry":
+        from llmos.registry.api import Registry
+
+        return Registry
+    if name == "parse_ref":
+        from llmos.registry.api import parse_ref
+
+        return parse_ref
+    raise AttributeError(name)

@@ -1,0 +1,1226 @@
+"""The registry API: model versions over a content-addressed blob store, and runs.
+
+See DESIGN.md §3 and §7 ("Registry API"). Every write is one transaction; blobs are
+written (temp file, fsync, rename) before the rows that reference them are committed,
+so a crash at any point leaves no partial version — only unreferenced blobs, which
+``gc`` removes.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import math
+import mmap
+import os
+import re
+import shutil
+import sys
+import tempfile
+import uuid
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import delete, func, insert, select
+from sqlalchemy.exc import IntegrityError, OperationalError
+from sqlalchemy.orm import Session
+
+from llmos.errors import ConflictError, LlmosError, NotFoundError, ValidationError
+from llmos.registry import db as _db
+from llmos.registry import safetensors_io
+from llmos.registry.blobs import BlobStats, BlobStore, manifest_digest
+from llmos.registry.models import (
+    Alias,
+    Event,
+    FilePart,
+    LineageEdge,
+    Model,
+    ModelVersion,
+    Run,
+    RunMetric,
+    RunStage,
+    Tag,
+    VersionFile,
+    VersionMetric,
+    utcnow,
+)
+from llmos.registry.types import RunInfo, VersionInfo
+
+NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,127}$")
+ALIAS_RE = re.compile(r"^[\w\-]+$", re.ASCII)
+KEY_RE = re.compile(r"^[A-Za-z0-9_.\-/]{1,128}$")
+RESERVED_ALIAS = re.compile(r"^(latest|v\d+)$")
+PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".pkl", ".pickle", ".ckpt", ".joblib")
+STATUSES = ("ready", "archived", "deleted")
+
+
+# -- references ----------------------------------------------------------------------
+
+
+def check_name(name: str) -> str:
+    if not isinstance(name, str) or not NAME_RE.match(name):
+        raise ValidationError(
+            f"invalid model name {name!r}: use 1-128 letters, digits, '.', '_' or '-', starting with a letter or digit"
+        )
+    return name
+
+
+def check_alias(alias: str) -> str:
+    if not isinstance(alias, str) or not ALIAS_RE.match(alias) or len(alias) > 128:
+        raise ValidationError(f"invalid alias {alias!r}: use letters, digits, '_' or '-' (e.g. production)")
+    if RESERVED_ALIAS.match(alias):
+        raise ValidationError(
+            f"alias {alias!r} is reserved ('latest' and 'v<N>' always mean the newest and version N): pick another name"
+        )
+    return alias
+
+
+def parse_ref(ref: str) -> tuple[str, str, str | int | None]:
+    """Split a reference: ``name`` → ``(name, "latest", None)``, ``name:3`` →
+    ``(name, "number", 3)``, ``name@production`` → ``(name, "alias", "production")``
+    (``name@latest`` and ``name@v3`` are accepted too)."""
+    if not isinstance(ref, str) or not ref:
+        raise ValidationError(f"invalid model reference {ref!r}: use NAME, NAME:VERSION or NAME@ALIAS")
+    hint = "use NAME, NAME:VERSION (e.g. quickstart:2) or NAME@ALIAS (e.g. quickstart@production)"
+    if "@" in ref:
+        name, _, alias = ref.partition("@")
+        check_name_in_ref(name, ref, hint)
+        if alias == "latest":
+            return name, "latest", None
+        m = re.fullmatch(r"v(\d+)", alias)
+        if m:
+            return name, "number", int(m.group(1))
+        if not ALIAS_RE.match(alias or ""):
+            raise ValidationError(f"invalid model reference {ref!r}: bad alias {alias!r}; {hint}")
+        return name, "alias", alias
+    if ":" in ref:
+        name, _, num = ref.partition(":")
+        check_name_in_ref(name, ref, hint)
+        if num == "latest":
+            return name, "latest", None
+        if not num.isdigit() or int(num) < 1:
+            raise ValidationError(f"invalid model reference {ref!r}: version must be a positive integer; {hint}")
+        return name, "number", int(num)
+    check_name_in_ref(ref, ref, hint)
+    return ref, "latest", None
+
+
+def check_name_in_ref(name: str, ref: str, hint: str) -> None:
+    if not NAME_RE.match(name or ""):
+        raise ValidationError(f"invalid model reference {ref!r}: bad model name {name!r}; {hint}")
+
+
+def _utc(value: dt.datetime | None) -> dt.datetime | None:
+    if value is not None and value.tzinfo is None:
+        return value.replace(tzinfo=dt.timezone.utc)
+    return value
+
+
+def _check_json(value: Any, what: str) -> Any:
+    import json
+
+    try:
+        json.dumps(value, allow_nan=False)
+    except (TypeError, ValueError) as exc:
+        raise ValidationError(f"{what} must be JSON-serialisable: {exc}") from exc
+    return value
+
+
+def _check_metrics(metrics: Mapping[str, Any] | None) -> dict[str, float]:
+    out: dict[str, float] = {}
+    for key, value in dict(metrics or {}).items():
+        if not isinstance(key, str) or not KEY_RE.match(key):
+            raise ValidationError(f"invalid metric name {key!r}: use letters, digits, '_', '.', '-' or '/'")
+        try:
+            val = float(value)
+        except (TypeError, ValueError) as exc:
+            raise ValidationError(f"metric {key!r} must be a number, got {value!r}") from exc
+        if not math.isfinite(val):
+            raise ValidationError(f"metric {key!r} must be finite, got {val}")
+        out[key] = val
+    return out
+
+
+def _check_tags(tags: Mapping[str, Any] | None) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for key, value in dict(tags or {}).items():
+        if not isinstance(key, str) or not KEY_RE.match(key):
+            raise ValidationError(f"invalid tag key {key!r}: use letters, digits, '_', '.', '-' or '/'")
+        if value is None or isinstance(value, (dict, list)):
+            raise ValidationError(f"tag {key!r} needs a text value, got {value!r}")
+        out[key] = str(value)
+    return out
+
+
+# -- the registry ----------------------------------------------------------------------
+
+
+class Registry:
+    """Model versions, aliases, tags, metrics, lineage and runs in one database.
+
+    Use :func:`open_registry`. ``url``: any SQLAlchemy URL (default
+    ``$LLMOS_DATABASE_URL`` or SQLite in the home); ``home``: where blobs and
+    checkouts live (default ``$LLMOS_HOME``).
+    """
+
+    def __init__(self, url: str | None = None, home: Path | str | None = None, *, migrate: bool = True) -> None:
+        from llmos import config
+
+        self.home = Path(home) if home is not None else config.home()
+        if url is None:
+            url = os.environ.get("LLMOS_DATABASE_URL") or f"sqlite:///{self.home / 'llmos.db'}"
+        self.url = url
+        self.engine = _db.get_engine(self.url)
+        self.write_engine = _db.write_engine(self.engine)
+        self.blobs = BlobStore(self.home / "blobs")
+        self.checkouts = self.home / "checkouts"
+        if migrate:
+            try:
+                _db.ensure_schema(self.engine, self.url)
+            except OperationalError as exc:
+                raise LlmosError(
+                    f"cannot open the registry database {_db.redact(self.url)}: {str(exc.orig).strip().splitlines()[0]}"
+                    "; check LLMOS_DATABASE_URL"
+                ) from exc
+
+    def __repr__(self) -> str:
+        return f"Registry({_db.redact(self.url)!r}, home={str(self.home)!r})"
+
+    # -- sessions ----------------------------------------------------------------
+
+    @contextmanager
+    def session(self, write: bool = False) -> Iterator[Session]:
+        """A session in one transaction, committed on success and rolled back on error.
+
+        ``write=True`` takes SQLite's write lock at ``BEGIN`` (``BEGIN IMMEDIATE``), which
+        is what keeps concurrent writers from failing with "database is locked".
+        """
+        with Session(self.write_engine if write else self.engine, expire_on_commit=False) as s:
+            with s.begin():
+                yield s
+
+    def _lock_model(self, s: Session, name: str, *, create: str | None = None) -> Model:
+        """The model row, locked for this write transaction (created when ``create``
+        is not ``None``, with that description)."""
+        dialect = s.get_bind().dialect.name
+        if create is not None:
+            values = {"name": name, "description": create, "last_version": 0, "created_at": utcnow()}
+            if dialect == "postgresql":
+                from sqlalchemy.dialects.postgresql import insert as pg_insert
+
+                s.execute(pg_insert(Model).values(**values).on_conflict_do_nothing(index_elements=["name"]))
+            elif dialect == "sqlite":
+                from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+                s.execute(sqlite_insert(Model).values(**values).on_conflict_do_nothing(index_elements=["name"]))
+            elif s.scalar(select(Model.id).where(Model.name == name)) is None:
+                s.add(Model(**values))
+                s.flush()
+        model = s.scalar(select(Model).where(Model.name == name).with_for_update())
+        if model is None:
+            raise NotFoundError(f"no model named {name!r} (see: llmos model list)")
+        return model
+
+    # -- reading versions --------------------------------------------------------------
+
+    def _find(self, s: Session, ref: str, *, allow_deleted: bool = False) -> ModelVersion:
+        name, kind, value = parse_ref(ref)
+        model_id = s.scalar(select(Model.id).where(Model.name == name))
+        if model_id is None:
+            raise NotFoundError(f"no model named {name!r} (see: llmos model list)")
+        if kind == "latest":
+            v = s.scalar(
+                select(ModelVersion)
+                .where(ModelVersion.model_id == model_id, ModelVersion.status == "ready")
+                .order_by(ModelVersion.number.desc())
+                .limit(1)
+            )
+            if v is None:
+                raise NotFoundError(f"model {name!r} has no ready version (see: llmos model versions {name})")
+            return v
+        if kind == "alias":
+            v = s.scalar(
+                select(ModelVersion)
+                .join(Alias, Alias.version_id == ModelVersion.id)
+                .where(Alias.model_id == model_id, Alias.name == value)
+            )
+            if v is None:
+                raise NotFoundError(f"model {name!r} has no alias {value!r} (set one: llmos model alias set {name} {value} N)")
+            return v
+        v = s.scalar(select(ModelVersion).where(ModelVersion.model_id == model_id, ModelVersion.number == value))
+        if v is None:
+            raise NotFoundError(f"model {name!r} has no version {value} (see: llmos model versions {name})")
+        if v.status == "deleted" and not allow_deleted:
+            raise NotFoundError(f"{name}:{value} was deleted; its number is not reused (see: llmos model versions {name})")
+        return v
+
+    def _info(self, s: Session, v: ModelVersion, name: str | None = None, *, files: bool = True) -> VersionInfo:
+        name = name or s.scalar(select(Model.name).where(Model.id == v.model_id))
+        assert name is not None
+        file_rows = (
+            s.execute(
+                select(VersionFile.path, VersionFile.size, VersionFile.sha256, VersionFile.kind)
+                .where(VersionFile.version_id == v.id)
+                .order_by(VersionFile.path)
+            ).all()
+            if files
+            else []
+        )
+        metrics = dict(s.execute(select(VersionMetric.name, VersionMetric.value).where(VersionMetric.version_id == v.id)).all())
+        tags = dict(s.execute(select(Tag.key, Tag.value).where(Tag.version_id == v.id)).all())
+        parents = [
+            f"{m}:{n}"
+            for m, n in s.execute(
+                select(Model.name, ModelVersion.number)
+                .join(ModelVersion, ModelVersion.model_id == Model.id)
+                .join(LineageEdge, LineageEdge.parent_id == ModelVersion.id)
+                .where(LineageEdge.child_id == v.id)
+                .order_by(Model.name, ModelVersion.number)
+            ).all()
+        ]
+        aliases = sorted(s.scalars(select(Alias.name).where(Alias.version_id == v.id)).all())
+        return VersionInfo(
+            model=name,
+            number=v.number,
+            ref=f"{name}:{v.number}",
+            files=[{"path": p, "size": sz, "sha256": h, "kind": k} for p, sz, h, k in file_rows],
+            metrics=metrics,
+            tags=tags,
+            parents=parents,
+            lineage=dict(v.lineage or {}),
+            status=v.status,
+            created_at=_utc(v.created_at),
+            size_bytes=v.size_bytes,
+            description=v.description or "",
+            aliases=aliases,
+            run_id=v.run_id,
+        )
+
+    def resolve(self, ref: str) -> VersionInfo:
+        """The version a reference names: ``name`` (latest ready), ``name:3``, ``name@alias``.
+
+        :raises NotFoundError: unknown model, version or alias, or a deleted version.
+        """
+        with self.session() as s:
+            return self._info(s, self._find(s, ref))
+
+    get_version = resolve
+
+    def list_models(self) -> list[dict[str, Any]]:
+        """Every model: name, description, version counts, latest ready version, aliases."""
+        with self.session() as s:
+            models = s.scalars(select(Model).order_by(Model.name)).all()
+            counts: dict[tuple[int, str], int] = {
+                (mid, st): n
+                for mid, st, n in s.execute(
+                    select(ModelVersion.model_id, ModelVersion.status, func.count()).group_by(
+                        ModelVersion.model_id, ModelVersion.status
+                    )
+                ).all()
+            }
+            latest = dict(
+                s.execute(
+                    select(ModelVersion.model_id, func.max(ModelVersion.number))
+                    .where(ModelVersion.status == "ready")
+                    .group_by(ModelVersion.model_id)
+                ).all()
+            )
+            alias_rows = s.execute(
+                select(Alias.model_id, Alias.name, ModelVersion.number).join(
+                    ModelVersion, ModelVersion.id == Alias.version_id
+                )
+            ).all()
+            aliases: dict[int, dict[str, int]] = {}
+            for mid, alias, num in alias_rows:
+                aliases.setdefault(mid, {})[alias] = num
+            return [
+                {
+                    "name": m.name,
+                    "description": m.description,
+                    "versions": sum(counts.get((m.id, st), 0) for st in ("ready", "archived")),
+                    "ready": counts.get((m.id, "ready"), 0),
+                    "deleted": counts.get((m.id, "deleted"), 0),
+                    "latest": latest.get(m.id),
+                    "aliases": dict(sorted(aliases.get(m.id, {}).items())),
+                    "created_at": _utc(m.created_at).isoformat() if m.created_at else None,
+                }
+                for m in models
+            ]
+
+    def list_versions(self, name: str, *, include_deleted: bool = False) -> list[VersionInfo]:
+        """The versions of a model, oldest first (deleted tombstones only if asked)."""
+        check_name(name)
+        with self.session() as s:
+            model_id = s.scalar(select(Model.id).where(Model.name == name))
+            if model_id is None:
+                raise NotFoundError(f"no model named {name!r} (see: llmos model list)")
+            q = select(ModelVersion).where(ModelVersion.model_id == model_id).order_by(ModelVersion.number)
+            if not include_deleted:
+                q = q.where(ModelVersion.status != "deleted")
+            return [self._info(s, v, name, files=False) for v in s.scalars(q).all()]
+
+    def tensors(self, ref: str) -> dict[str, dict[str, Any]]:
+        """Tensors of a version: ``name → {"file", "dtype", "shape", "size", "sha256"}``;
+        files that are not safetensors appear as ``{"file": path, ...}`` under their path."""
+        with self.session() as s:
+            v = self._find(s, ref)
+            return self._tensors(s, v)
+
+    def _tensors(self, s: Session, v: ModelVersion) -> dict[str, dict[str, Any]]:
+        out: dict[str, dict[str, Any]] = {}
+        rows = s.execute(
+            select(VersionFile.path, FilePart.name, FilePart.dtype, FilePart.shape, FilePart.size, FilePart.sha256)
+            .join(FilePart, FilePart.file_id == VersionFile.id)
+            .where(VersionFile.version_id == v.id)
+            .order_by(VersionFile.path, FilePart.seq)
+        ).all()
+        for path, name, dtype, shape, size, sha in rows:
+            if name in (safetensors_io.HEADER, safetensors_io.GAP):
+                continue
+            key = name if name not in out else f"{path}:{name}"
+            out[key] = {"file": path, "dtype": dtype, "shape": shape, "size": size, "sha256": sha}
+        return out
+
+    # -- registering -------------------------------------------------------------------
+
+    def register_version(
+        self,
+        name: str,
+        path: Path | str,
+        *,
+        description: str = "",
+        tags: Mapping[str, Any] | None = None,
+        metrics: Mapping[str, Any] | None = None,
+        parents: Sequence[str] | None = None,
+        lineage: Mapping[str, Any] | None = None,
+        aliases: Sequence[str] | None = None,
+        run_id: str | None = None,
+        progress: Callable[[int], None] | None = None,
+    ) -> VersionInfo:
+        """Register the files at ``path`` (a Hugging Face layout directory or a single
+        ``.safetensors`` file) as the next version of model ``name``.
+
+        :param parents: refs of the versions this one derives from.
+        :param lineage: ``{"run_id", "method", "settings", "data"}`` (any JSON).
+        :param aliases: aliases to point at the new version in the same transaction.
+        :param progress: called with the number of bytes processed, as they are.
+        :returns: the new version (``stored_bytes``/``reused_bytes`` say what the blob
+            store had to write).
+        :raises ValidationError: bad name, tags, metrics, files (nothing is written).
+        :raises NotFoundError: a parent does not exist.
+        """
+        check_name(name)
+        tag_values = _check_tags(tags)
+        metric_values = _check_metrics(metrics)
+        alias_names = [check_alias(a) for a in (aliases or [])]
+        lineage_data = dict(_check_json(dict(lineage or {}), "lineage"))
+        if run_id is None and isinstance(lineage_data.get("run_id"), str):
+            run_id = lineage_data["run_id"]
+        parent_refs = list(dict.fromkeys(parents or []))
+        for ref in parent_refs:
+            parse_ref(ref)
+        files = _collect_files(Path(path))
+        layouts = {rel: safetensors_io.read_layout(src) for rel, src in files if rel.endswith(".safetensors")}
+        with self.session() as s:  # fail early, before writing any blob
+            for ref in parent_refs:
+                self._find(s, ref)
+            if run_id is not None and s.get(Run, run_id) is None:
+                raise NotFoundError(f"run {run_id!r} does not exist (see: llmos runs list)")
+
+        stats = BlobStats()
+        manifest: list[dict[str, Any]] = []
+        for rel, src in files:
+            entry = self._ingest_file(rel, src, layouts.get(rel), stats, progress)
+            manifest.append(entry)
+
+        with self.session(write=True) as s:
+            model = self._lock_model(s, name, create=description)
+            parent_versions = [self._find(s, ref) for ref in parent_refs]
+            model.last_version += 1
+            number = model.last_version
+            version = ModelVersion(
+                model_id=model.id,
+                number=number,
+                status="ready",
+                description=description,
+                size_bytes=sum(f["size"] for f in manifest),
+                lineage=lineage_data,
+                run_id=run_id,
+                created_at=utcnow(),
+            )
+            for f in manifest:
+                vf = VersionFile(path=f["path"], kind=f["kind"], sha256=f["sha256"], size=f["size"])
+                vf.parts = [FilePart(**p) for p in f.get("parts", [])]
+                version.files.append(vf)
+            s.add(version)
+            s.flush()
+            s.add_all(Tag(version_id=version.id, key=k, value=v) for k, v in tag_values.items())
+            s.add_all(VersionMetric(version_id=version.id, name=k, value=v) for k, v in metric_values.items())
+            s.add_all(LineageEdge(child_id=version.id, parent_id=p.id) for p in {p.id: p for p in parent_versions}.values())
+            moved = [self._move_alias(s, model, a, version) for a in alias_names]
+            s.add(
+                Event(
+                    kind="version.registered",
+                    subject=f"{name}:{number}",
+                    data={"files": len(manifest), "size_bytes": version.size_bytes, "stored_bytes": stats.written_bytes,
+                          "parents": [f"{parse_ref(r)[0]}:{p.number}" for r, p in zip(parent_refs, parent_versions)]},
+                )
+            )
+            s.flush()
+            info = self._info(s, version, name)
+        info.stored_bytes = stats.written_bytes
+        info.reused_bytes = stats.reused_bytes
+        _notify("llmos_on_version_registered", version=info)
+        for alias, old in moved:
+            _notify("llmos_on_alias_moved", model=name, alias=alias, old_version=old, new_version=number)
+        return info
+
+    def _ingest_file(
+        self,
+        rel: str,
+        src: Path,
+        parts: list[safetensors_io.Part] | None,
+        stats: BlobStats,
+        progress: Callable[[int], None] | None,
+    ) -> dict[str, Any]:
+        fd = os.open(src, os.O_RDONLY)
+        try:
+            size = os.fstat(fd).st_size
+            if parts is not None and (parts[-1].offset + parts[-1].size) != size:
+                raise ValidationError(f"{src} changed while being registered; try again")
+            mm = mmap.mmap(fd, size, access=mmap.ACCESS_READ) if size else None
+            view = memoryview(mm) if mm is not None else None
+            try:
+                if parts is None:
+                    digest, written = self.blobs.put_range(fd, 0, size, view)
+                    _count(stats, size, written)
+                    if progress:
+                        progress(size)
+                    return {"path": rel, "kind": "blob", "sha256": digest, "size": size}
+                rows = []
+                for seq, part in enumerate(parts):
+                    digest, written = self.blobs.put_range(fd, part.offset, part.size, view)
+                    _count(stats, part.size, written)
+                    rows.append(
+                        {"seq": seq, "name": part.name, "sha256": digest, "size": part.size,
+                         "dtype": part.dtype, "shape": part.shape}
+                    )
+                    if progress:
+                        progress(part.size)
+                return {
+                    "path": rel,
+                    "kind": "safetensors",
+                    "sha256": manifest_digest(r["sha256"] for r in rows),
+                    "size": size,
+                    "parts": rows,
+                }
+            finally:
+                if view is not None:
+                    view.release()
+                if mm is not None:
+                    mm.close()
+        finally:
+            os.close(fd)
+
+    # -- aliases, tags, metrics, status -------------------------------------------------
+
+    def _move_alias(self, s: Session, model: Model, alias: str, version: ModelVersion) -> tuple[str, int | None]:
+        row = s.scalar(select(Alias).where(Alias.model_id == model.id, Alias.name == alias))
+        old: int | None = None
+        if row is None:
+            s.add(Alias(model_id=model.id, name=alias, version_id=version.id, updated_at=utcnow()))
+        else:
+            old = s.scalar(select(ModelVersion.number).where(ModelVersion.id == row.version_id))
+            row.version_id = version.id
+            row.updated_at = utcnow()
+        s.add(Event(kind="alias.moved", subject=f"{model.name}@{alias}", data={"old": old, "new": version.number}))
+        return alias, old
+
+    def set_alias(self, name: str, alias: str, version: int | str) -> VersionInfo:
+        """Point ``name@alias`` at version ``version`` (moves it atomically if it exists).
+
+        :raises ValidationError: bad or reserved alias.
+        :raises NotFoundError: unknown model or version, or a deleted version.
+        """
+        check_name(name)
+        check_alias(alias)
+        number = _version_number(name, version)
+        with self.session(write=True) as s:
+            model = self._lock_model(s, name)
+            v = self._find(s, f"{name}:{number}")
+            _, old = self._move_alias(s, model, alias, v)
+            info = self._info(s, v, name, files=False)
+        _notify("llmos_on_alias_moved", model=name, alias=alias, old_version=old, new_version=number)
+        return info
+
+    def remove_alias(self, name: str, alias: str) -> int:
+        """Remove ``name@alias``. :returns: the version it pointed at."""
+        check_name(name)
+        with self.session(write=True) as s:
+            model = self._lock_model(s, name)
+            row = s.scalar(select(Alias).where(Alias.model_id == model.id, Alias.name == alias))
+            if row is None:
+                raise NotFoundError(f"model {name!r} has no alias {alias!r} (see: llmos model show {name})")
+            old = s.scalar(select(ModelVersion.number).where(ModelVersion.id == row.version_id))
+            s.delete(row)
+            s.add(Event(kind="alias.removed", subject=f"{name}@{alias}", data={"old": old}))
+        _notify("llmos_on_alias_moved", model=name, alias=alias, old_version=old, new_version=None)
+        assert old is not None
+        return old
+
+    def set_tags(self, ref: str, tags: Mapping[str, Any], *, remove: Iterable[str] = ()) -> VersionInfo:
+        """Set (or with ``remove``, delete) tags of a version."""
+        values = _check_tags(tags)
+        name = parse_ref(ref)[0]
+        with self.session(write=True) as s:
+            self._lock_model(s, name)
+            v = self._find(s, ref)
+            existing = {t.key: t for t in s.scalars(select(Tag).where(Tag.version_id == v.id)).all()}
+            for key in remove:
+                if key in existing:
+                    s.delete(existing.pop(key))
+            s.flush()
+            for key, value in values.items():
+                if key in existing:
+                    existing[key].value = value
+                else:
+                    s.add(Tag(version_id=v.id, key=key, value=value))
+            s.add(Event(kind="version.tagged", subject=f"{name}:{v.number}", data={"set": values, "removed": list(remove)}))
+            s.flush()
+            return self._info(s, v, name, files=False)
+
+    def log_metrics(self, ref: str, metrics: Mapping[str, Any]) -> VersionInfo:
+        """Record (or update) metrics of a version, e.g. after evaluating it."""
+        values = _check_metrics(metrics)
+        name = parse_ref(ref)[0]
+        with self.session(write=True) as s:
+            self._lock_model(s, name)
+            v = self._find(s, ref)
+            existing = {m.name: m for m in s.scalars(select(VersionMetric).where(VersionMetric.version_id == v.id))}
+            for key, value in values.items():
+                if key in existing:
+                    existing[key].value = value
+                    existing[key].logged_at = utcnow()
+                else:
+                    s.add(VersionMetric(version_id=v.id, name=key, value=value))
+            s.flush()
+            return self._info(s, v, name, files=False)
+
+    def archive(self, ref: str) -> VersionInfo:
+        """Mark a version archived: kept and loadable by number, but no longer ``latest``."""
+        return self._set_status(ref, "archived")
+
+    def restore(self, ref: str) -> VersionInfo:
+        """Make an archived version ready again."""
+        return self._set_status(ref, "ready")
+
+    def _set_status(self, ref: str, status: str) -> VersionInfo:
+        name = parse_ref(ref)[0]
+        with self.session(write=True) as s:
+            self._lock_model(s, name)
+            v = self._find(s, ref)
+            v.status = status
+            s.add(Event(kind=f"version.{status}", subject=f"{name}:{v.number}", data={}))
+            s.flush()
+            return self._info(s, v, name, files=False)
+
+    def delete(self, ref: str) -> VersionInfo:
+        """Delete a version: its row stays as a tombstone (the number is never reused),
+        its files and aliases go; ``gc`` later frees blobs nothing else uses."""
+        name = parse_ref(ref)[0]
+        with self.session(write=True) as s:
+            self._lock_model(s, name)
+            v = self._find(s, ref)
+            info = self._info(s, v, name)
+            removed = list(s.execute(select(Alias.name).where(Alias.version_id == v.id)).scalars())
+            s.execute(delete(Alias).where(Alias.version_id == v.id))
+            file_ids = select(VersionFile.id).where(VersionFile.version_id == v.id)
+            s.execute(delete(FilePart).where(FilePart.file_id.in_(file_ids)))
+            s.execute(delete(VersionFile).where(VersionFile.version_id == v.id))
+            v.status = "deleted"
+            v.deleted_at = utcnow()
+            s.add(Event(kind="version.deleted", subject=f"{name}:{v.number}", data={"aliases": removed}))
+        shutil.rmtree(self.checkouts / name / str(info.number), ignore_errors=True)
+        for alias in removed:
+            _notify("llmos_on_alias_moved", model=name, alias=alias, old_version=info.number, new_version=None)
+        info.status = "deleted"
+        return info
+
+    # -- files out ------------------------------------------------------------------
+
+    def checkout(self, ref: str) -> Path:
+        """Materialise a version as a read-only directory
+        ``$LLMOS_HOME/checkouts/<model>/<n>/`` (built in a temporary directory and
+        renamed into place, so it is either complete or absent) and return it."""
+        with self.session() as s:
+            v = self._find(s, ref)
+            name = s.scalar(select(Model.name).where(Model.id == v.model_id))
+            number = v.number
+            dest = self.checkouts / str(name) / str(number)
+            if dest.is_dir():
+                return dest
+            files = s.execute(
+                select(VersionFile.id, VersionFile.path, VersionFile.kind, VersionFile.sha256, VersionFile.size)
+                .where(VersionFile.version_id == v.id)
+                .order_by(VersionFile.path)
+            ).all()
+            parts: dict[int, list[str]] = {}
+            for fid, sha in s.execute(
+                select(FilePart.file_id, FilePart.sha256)
+                .join(VersionFile, VersionFile.id == FilePart.file_id)
+                .where(VersionFile.version_id == v.id)
+                .order_by(FilePart.file_id, FilePart.seq)
+            ).all():
+                parts.setdefault(fid, []).append(sha)
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(dir=dest.parent, prefix=f".tmp-{number}-"))
+        try:
+            for fid, rel, kind, sha, size in files:
+                out = tmp / rel
+                out.parent.mkdir(parents=True, exist_ok=True)
+                fd = os.open(out, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+                try:
+                    digests = parts.get(fid, []) if kind == "safetensors" else [sha]
+                    written = 0
+                    for d in digests:
+                        try:
+                            written += self.blobs.copy_into(d, fd)
+                        except FileNotFoundError:
+                            raise LlmosError(
+                                f"blob {d[:12]}… of {name}:{number}/{rel} is missing from {self.blobs.base}; "
+                                "run: llmos model fsck"
+                            ) from None
+                    if written != size:
+                        raise LlmosError(f"{name}:{number}/{rel} reassembled to {written} bytes, expected {size}; run: llmos model fsck")
+                finally:
+                    os.close(fd)
+                os.chmod(out, 0o444)
+            try:
+                os.rename(tmp, dest)
+            except OSError:
+                if not dest.is_dir():
+                    raise
+                shutil.rmtree(tmp, ignore_errors=True)  # another process won the race
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+        return dest
+
+    def export(
+        self, ref: str, dest: Path | str, *, format: str = "hf", settings: Mapping[str, Any] | None = None
+    ) -> list[Path]:
+        """Write a version to ``dest``: ``hf``/``safetensors`` copy its files (a Hugging
+        Face layout directory); any other format ``X`` uses the component
+        ``deployment.X`` (its ``export(version_dir, out_dir) -> list[Path]``)."""
+        dest = Path(dest)
+        if dest.exists() and (not dest.is_dir() or any(dest.iterdir())):
+            raise ConflictError(f"{dest} already exists and is not an empty directory: choose a new destination")
+        if format not in ("hf", "safetensors") and not re.fullmatch(r"[\w\-.]+", format):
+            raise ValidationError(f"invalid export format {format!r}")
+        if format not in ("hf", "safetensors"):
+            from llmos.plugins import get_manager
+
+            try:
+                component = get_manager().get_component(f"deployment.{format}")
+            except NotFoundError as exc:
+                raise NotFoundError(
+                    f"no exporter for format {format!r}: {exc.message}; use --format hf or install a plugin providing deployment.{format}"
+                ) from exc
+            exporter = component.create(dict(settings or {}))
+            if not hasattr(exporter, "export"):
+                raise LlmosError(f"component deployment.{format} cannot export (it has no export(version_dir, out_dir) method)")
+        elif settings:
+            raise ValidationError(f"format {format!r} takes no settings, got {sorted(settings)}")
+        src = self.checkout(ref)
+        if format not in ("hf", "safetensors"):
+            dest.mkdir(parents=True, exist_ok=True)
+            return [Path(p) for p in exporter.export(src, dest)]
+        tmp = Path(tempfile.mkdtemp(dir=dest.parent if dest.parent.exists() else None, prefix=f".{dest.name}-"))
+        try:
+            out: list[Path] = []
+            for f in sorted(p for p in src.rglob("*") if p.is_file()):
+                target = tmp / f.relative_to(src)
+                target.parent.mkdir(parents=True, exist_ok=True)
+                shutil.copyfile(f, target)
+                out.append(dest / f.relative_to(src))
+            if dest.exists():
+                dest.rmdir()
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            os.rename(tmp, dest)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+        return out
+
+    # -- comparing and lineage ------------------------------------------------------------
+
+    def diff(self, a: str, b: str) -> dict[str, Any]:
+        """What changed from version ``a`` to ``b``: tensors changed/added/removed
+        (safetensors), other files, sizes and metric deltas."""
+        with self.session() as s:
+            va, vb = self._find(s, a), self._find(s, b)
+            ia, ib = self._info(s, va), self._info(s, vb)
+            ta, tb = self._tensors(s, va), self._tensors(s, vb)
+        changed, added, removed, same_bytes = [], [], [], 0
+        for key in sorted(set(ta) | set(tb)):
+            x, y = ta.get(key), tb.get(key)
+            if x is None:
+                added.append({"name": key, **_tensor_brief(y)})
+            elif y is None:
+                removed.append({"name": key, **_tensor_brief(x)})
+            elif x["sha256"] != y["sha256"]:
+                changed.append(
+                    {"name": key, "a": _tensor_brief(x), "b": _tensor_brief(y)}
+                )
+            else:
+                same_bytes += x["size"]
+        fa = {f["path"]: f for f in ia.files}
+        fb = {f["path"]: f for f in ib.files}
+        files = {
+            "added": sorted(set(fb) - set(fa)),
+            "removed": sorted(set(fa) - set(fb)),
+            "changed": sorted(p for p in set(fa) & set(fb) if fa[p]["sha256"] != fb[p]["sha256"]),
+        }
+        metrics = {}
+        for key in sorted(set(ia.metrics) | set(ib.metrics)):
+            x, y = ia.metrics.get(key), ib.metrics.get(key)
+            metrics[key] = {"a": x, "b": y, "delta": (y - x) if x is not None and y is not None else None}
+        return {
+            "a": ia.ref,
+            "b": ib.ref,
+            "tensors": {
+                "changed": changed,
+                "added": added,
+                "removed": removed,
+                "unchanged": len([k for k in set(ta) & set(tb) if ta[k]["sha256"] == tb[k]["sha256"]]),
+            },
+            "files": files,
+            "size": {"a": ia.size_bytes, "b": ib.size_bytes, "delta": ib.size_bytes - ia.size_bytes,
+                     "shared_tensor_bytes": same_bytes},
+            "metrics": metrics,
+        }
+
+    def lineage(self, ref: str, *, max_depth: int = 50) -> dict[str, Any]:
+        """The version with its ancestors as a tree: ``{"ref", "status", "method",
+        "run_id", "parents": [...same...], "children": [refs]}``."""
+        with self.session() as s:
+            root = self._find(s, ref, allow_deleted=True)
+
+            def node(v: ModelVersion, depth: int, seen: frozenset[int]) -> dict[str, Any]:
+                name = s.scalar(select(Model.name).where(Model.id == v.model_id))
+                out = {
+                    "ref": f"{name}:{v.number}",
+                    "status": v.status,
+                    "method": (v.lineage or {}).get("method"),
+                    "run_id": v.run_id,
+                    "metrics": dict(
+                        s.execute(select(VersionMetric.name, VersionMetric.value).where(VersionMetric.version_id == v.id)).all()
+                    ),
+                    "parents": [],
+                }
+                if depth < max_depth:
+                    parents = s.scalars(
+                        select(ModelVersion)
+                        .join(LineageEdge, LineageEdge.parent_id == ModelVersion.id)
+                        .where(LineageEdge.child_id == v.id)
+                        .order_by(ModelVersion.id)
+                    ).all()
+                    out["parents"] = [node(p, depth + 1, seen | {v.id}) for p in parents if p.id not in seen]
+                return out
+
+            tree = node(root, 0, frozenset())
+            tree["children"] = [
+                f"{m}:{n}"
+                for m, n in s.execute(
+                    select(Model.name, ModelVersion.number)
+                    .join(ModelVersion, ModelVersion.model_id == Model.id)
+                    .join(LineageEdge, LineageEdge.child_id == ModelVersion.id)
+                    .where(LineageEdge.parent_id == root.id)
+                    .order_by(Model.name, ModelVersion.number)
+                ).all()
+            ]
+            return tree
+
+    # -- store maintenance -------------------------------------------------------------
+
+    def _referenced(self, s: Session) -> dict[str, list[str]]:
+        refs: dict[str, list[str]] = {}
+        for sha, m, n, p in s.execute(
+            select(VersionFile.sha256, Model.name, ModelVersion.number, VersionFile.path)
+            .join(ModelVersion, ModelVersion.id == VersionFile.version_id)
+            .join(Model, Model.id == ModelVersion.model_id)
+            .where(VersionFile.kind == "blob")
+        ).all():
+            refs.setdefault(sha, []).append(f"{m}:{n}/{p}")
+        for sha, m, n, p in s.execute(
+            select(FilePart.sha256, Model.name, ModelVersion.number, VersionFile.path)
+            .join(VersionFile, VersionFile.id == FilePart.file_id)
+            .join(ModelVersion, ModelVersion.id == VersionFile.version_id)
+            .join(Model, Model.id == ModelVersion.model_id)
+        ).all():
+            refs.setdefault(sha, []).append(f"{m}:{n}/{p}")
+        return refs
+
+    def gc(self, grace_seconds: float = 3600.0, *, dry_run: bool = False) -> dict[str, Any]:
+        """Remove blobs no version references, and left-over temporary files and
+        checkouts of deleted versions. Blobs touched in the last ``grace_seconds`` are
+        kept: a registration in progress may be about to reference them."""
+        import time
+
+        with self.session() as s:
+            referenced = set(self._referenced(s))
+            live = {
+                (m, str(n))
+                for m, n in s.execute(
+                    select(Model.name, ModelVersion.number)
+                    .join(ModelVersion, ModelVersion.model_id == Model.id)
+                    .where(ModelVersion.status != "deleted")
+                ).all()
+            }
+        cutoff = time.time() - grace_seconds
+        removed = removed_bytes = kept_recent = temps = 0
+        for digest, path in self.blobs.iter_digests():
+            if digest in referenced:
+                continue
+            try:
+                st = path.stat()
+            except FileNotFoundError:
+                continue
+            if st.st_mtime > cutoff:
+                kept_recent += 1
+                continue
+            if not dry_run:
+                path.unlink(missing_ok=True)
+            removed += 1
+            removed_bytes += st.st_size
+        for tmp in self.blobs.iter_temp():
+            try:
+                if tmp.stat().st_mtime <= cutoff:
+                    temps += 1
+                    if not dry_run:
+                        tmp.unlink(missing_ok=True)
+            except FileNotFoundError:
+                pass
+        stale_checkouts = 0
+        if self.checkouts.is_dir():
+            for mdir in self.checkouts.iterdir():
+                if not mdir.is_dir():
+                    continue
+                for vdir in mdir.iterdir():
+                    stale = vdir.name.startswith(".tmp-") or (mdir.name, vdir.name) not in live
+                    if stale and vdir.stat().st_mtime <= cutoff:
+                        stale_checkouts += 1
+                        if not dry_run:
+                            shutil.rmtree(vdir, ignore_errors=True)
+        if not dry_run and (removed or temps):
+            with self.session(write=True) as s:
+                s.add(Event(kind="store.gc", subject="blobs", data={"removed": removed, "bytes": removed_bytes}))
+        return {
+            "removed_blobs": removed,
+            "removed_bytes": removed_bytes,
+            "kept_recent": kept_recent,
+            "removed_temp_files": temps,
+            "removed_checkouts": stale_checkouts,
+            "dry_run": dry_run,
+        }
+
+    def fsck(self, progress: Callable[[int], None] | None = None) -> dict[str, Any]:
+        """Re-hash every blob; report missing (referenced but absent) and corrupt
+        (content does not match the name) blobs. ``ok`` is true when there are none."""
+        with self.session() as s:
+            refs = self._referenced(s)
+        corrupt, checked, total = [], 0, 0
+        present = set()
+        for digest, path in self.blobs.iter_digests():
+            actual = self.blobs.hash_file(digest)
+            present.add(digest)
+            checked += 1
+            size = path.stat().st_size if path.exists() else 0
+            total += size
+            if progress:
+                progress(size)
+            if actual is not None and actual != digest:
+                corrupt.append({"sha256": digest, "actual": actual, "used_by": sorted(refs.get(digest, []))[:5]})
+        missing = [
+            {"sha256": d, "used_by": sorted(users)[:5]} for d, users in sorted(refs.items()) if d not in present
+        ]
+        return {
+            "ok": not corrupt and not missing,
+            "checked_blobs": checked,
+            "checked_bytes": total,
+            "missing": missing,
+            "corrupt": corrupt,
+            "unreferenced": len(present - set(refs)),
+            "temp_files": len(list(self.blobs.iter_temp())),
+        }
+
+    # -- database -------------------------------------------------------------------
+
+    def info(self) -> dict[str, Any]:
+        """URL (password hidden), schema revision, row counts, store size."""
+        from llmos.registry import models as m
+
+        counts = {}
+        with self.session() as s:
+            for cls in (m.Model, m.ModelVersion, m.VersionFile, m.Alias, m.Run, m.RunMetric, m.InstalledPlugin,
+                        m.Contributor, m.Submission, m.Review, m.Event):
+                counts[cls.__tablename__] = s.scalar(select(func.count()).select_from(cls))
+        blobs = n = 0
+        for _, path in self.blobs.iter_digests():
+            n += 1
+            try:
+                blobs += path.stat().st_size
+            except FileNotFoundError:
+                pass
+        return {
+            "url": _db.redact(self.url),
+            "dialect": self.engine.dialect.name,
+            "revision": _db.current_revision(self.engine),
+            "head": _db.head_revision(),
+            "home": str(self.home),
+            "counts": counts,
+            "blobs": {"count": n, "bytes": blobs, "path": str(self.blobs.base)},
+        }
+
+    def record_event(self, kind: str, subject: str, data: Mapping[str, Any] | None = None) -> None:
+        """Append an event to the log (one transaction)."""
+        payload = _check_json(dict(data or {}), "event data")
+        with self.session(write=True) as s:
+            s.add(Event(kind=kind, subject=subject, data=payload))
+
+    def events(self, *, kind: str | None = None, subject: str | None = None, limit: int = 100) -> list[dict[str, Any]]:
+        """The newest events first."""
+        with self.session() as s:
+            q = select(Event).order_by(Event.id.desc()).limit(limit)
+            if kind:
+                q = q.where(Event.kind == kind)
+            if subject:
+                q = q.where(Event.subject == subject)
+            return [
+                {"id": e.id, "ts": _utc(e.ts).isoformat(), "kind": e.kind, "subject": e.subject, "data": e.data}
+                for e in s.scalars(q).all()
+            ]
+
+    # -- runs ---------------------------------------------------------------------------
+
+    def create_run(
+        self,
+        pipeline: str,
+        config: Mapping[str, Any] | None = None,
+        plugins: Mapping[str, Any] | None = None,
+        parent_run: str | None = None,
+        *,
+        workdir: Path | str | None = None,
+        run_id: str | None = None,
+    ) -> str:
+        """Record a new run (status ``running``). :returns: its id."""
+        rid = run_id or f"{dt.datetime.now(dt.timezone.utc):%Y%m%d-%H%M%S}-{uuid.uuid4().hex[:6]}"
+        cfg = _check_json(dict(config or {}), "run config")
+        plg = _check_json(dict(plugins or {}), "run plugins")
+        with self.session(write=True) as s:
+            if parent_run is not None and s.get(Run, parent_run) is None:
+                raise NotFoundError(f"parent run {parent_run!r} does not exist (see: llmos runs list)")
+            if s.get(Run, rid) is not None:
+                raise ConflictError(f"run {rid!r} already exists")
+            s.add(Run(id=rid, pipeline=pipeline, status="running", config=cfg, plugins=plg,
+                      parent_run_id=parent_run, workdir=str(workdir) if workdir else None, started_at=utcnow()))
+            s.add(Event(kind="run.started", subject=rid, data={"pipeline": pipeline}))
+        return rid
+
+    def log_run_metrics(self, run_id: str, rows: Iterable[Sequence[Any] | Mapping[str, Any]]) -> int:
+        """Append metric points ``(kind, step, name, value, timestamp)`` (or dicts with
+        those keys) in one batched insert. :returns: rows written."""
+        import time
+
+        batch = []
+        for row in rows:
+            if isinstance(row, Mapping):
+                kind, step, name, value, ts = (row.get("kind", "train"), row.get("step"), row["name"], row["value"],
+                                               row.get("ts", row.get("timestamp")))
+            else:
+                kind, step, name, value, ts = row
+            batch.append({"run_id": run_id, "kind": str(kind), "step": None if step is None else int(step),
+                          "name": str(name), "value": float(value), "ts": float(ts if ts is not None else time.time())})
+        if not batch:
+            return 0
+        with self.session(write=True) as s:
+            if s.get(Run, run_id) is None:
+                raise NotFoundError(f"run {run_id!r} does not exist (see: llmos runs list)")
+            s.execute(insert(RunMetric), batch)
+        return len(batch)
+
+    def log_run_stage(
+        self,
+        run_id: str,
+        stage_id: str,
+        component: str,
+        status: str,
+        duration_s: float | None = None,
+        result: Mapping[str, Any] | None = None,
+    ) -> None:
+        """Record how a stage of a run ended (``status``: completed, failed, skipped...)."""
+        payload = _check_json(dict(result or {}), "stage result")
+        with self.session(write=True) as s:
+            if s.get(Run, run_id) is None:
+                raise NotFoundError(f"run {run_id!r} does not exist (see: llmos runs list)")
+            s.add(RunStage(run_id=run_id, stage_id=stage_id, component=component, status=status,
+                           duration_s=duration_s, result=payload))
+
+    def finish_run(self, run_id: str, status: str = "completed", summary: Mapping[str, Any] | None = None) -> None:
+        """Mark a run finished (``completed``, ``failed``, ``interrupted``...) with a summary."""
+        payload = _check_json(dict(summary or {}), "run summary")
+        with self.session(write=True) as s:
+            run = s.get(Run, run_id)
+            if run is None:
+                raise NotFoundError(f"run {run_id!r} does not exist (see: llmos runs list)")
+            run.status = status
+            run.finished_at = utcnow()
+            if payload:
+                run.summary = {**(run.summary or {}), **payload}
+            s.add(Event(kind=f"run.{status}", subject=run_id, data={}))
+
+    def _run_info(self, s: Session, run: Run, *, detail: bool = True) -> RunInfo:
+        stages, versions = [], []
+        if detail:
+            stages = [
+                {"stage_id": st.stage_id, "component": st.component, "status": st.status,
+                 "duration_s": st.duration_s, "result": st.result}
+                for st in s.scalars(select(RunStage).where(RunStage.run_id == run.id).order_by(RunStage.id)).all()
+            ]
+            versions = [
+                f"{m}:{n}"
+                for m, n in s.execute(
+                    select(Model.name, ModelVersion.number)
+                    .join(ModelVersion, ModelVersion.model_id == Model.id)
+                    .where(ModelVersion.run_id == run.id)
+                    .order_by(ModelVersion.id)
+                ).all()
+            ]
+        return RunInfo(
+            id=run.id, pipeline=run.pipeline, status=run.status, config=run.config or {}, plugins=run.plugins or {},
+            parent_run_id=run.parent_run_id, workdir=run.workdir, started_at=_utc(run.started_at),
+            finished_at=_utc(run.finished_at), summary=run.summary or {}, stages=stages, versions=versions,
+        )
+
+    def get_run(self, run_id: str) -> RunInfo:
+        """One run with its stages; ``run_id`` may be a unique prefix."""
+        with self.session() as s:
+            run = s.get(Run, run_id)
+            if run is None:
+                matches = s.scalars(select(Run).where(Run.id.startswith(run_id, autoescape=True)).limit(2)).all()
+                if len(matches) == 1:
+                    run = matches[0]
+                elif len(matches) > 1:
+                    raise ConflictError(f"run id prefix {run_id!r} is ambiguous: give more characters")
+            if run is None:
+                raise NotFoundError(f"run {run_id!r} does not exist (see: llmos runs list)")
+            return self._run_info(s, run)
+
+    def list_runs(self, *, pipeline: str | None = None, status: str | None = None, limit: int = 100) -> list[RunInfo]:
+        """Runs, newest first."""
+        with self.session() as s:
+            q = select(Run).order_by(Run.started_at.desc(), Run.id.desc()).limit(limit)
+            if pipeline:
+                q = q.where(Run.pipeline == pipeline)
+            if status:
+                q = q.where(Run.status == status)
+            return [self._run_info(s, r, detail=False) for r in s.scalars(q).all()]
+
+    def run_metrics(self, run_id: str, name: str | None = None, *, kind: str | None = None) -> list[dict[str, Any]]:
+        """Metric points of a run, in step/time order: ``{"kind", "step", "name", "value", "ts"}``."""
+        with self.session() as s:
+            q = select(RunMetric.kind, RunMetric.step, RunMetric.name, RunMetric.value, RunMetric.ts).where(
+                RunMetric.run_id == run_id
+            )
+            if name:
+                q = q.where(RunMetric.name == name)
+            if kind:
+                q = q.where(RunMetric.kind == kind)
+            q = q.order_by(RunMetric.name, RunMetric.step, RunMetric.ts, RunMetric.id)
+            return [{"kind": k, "step": st, "name": n, "value": v, "ts": t} for k, st, n, v, t in s.execute(q).all()]
+
+
+# -- helpers ---------------------------------------------------------------------------
+
+
+def _count(stats: BlobStats, size: int, written: bool) -> None:
+    if written:
+        stats.written_bytes += size
+        stats.written_blobs += 1
+    else:
+        stats.reused_bytes += size
+        stats.reused_blobs += 1
+
+
+def _tensor_brief(t: dict[str, Any] | None) -> dict[str, Any]:
+    assert t is not None
+    return {"dtype": t["dtype"], "shape": t["shape"], "size": t["size"]}
+
+
+def _version_number(name: str, version: int | str) -> int:
+    if isinstance(version, bool):
+        raise ValidationError(f"invalid version {version!r}")
+    if isinstance(version, int):
+        number = version
+    else:
+        text = str(version)
+        if text.startswith(f"{name}:"):
+            text = text[len(name) + 1 :]
+        text = text.removeprefix("v")
+        if not text.isdigit():
+            raise ValidationError(f"invalid version {version!r}: give a version number such as 3")
+        number = int(text)
+    if number < 1:
+        raise ValidationError(f"invalid version {version!r}: version numbers start at 1")
+    return number
+
+
+def _collect_files(path: Path) -> list[tuple[str, Path]]:
+    """``(relative posix path, source)`` of the files to register, validated."""
+    if not path.exists():
+        raise ValidationError(f"{path} does not exist: give a model directory (Hugging Face layout) or a .safetensors file")
+    if path.is_file():
+        _refuse_pickle(path)
+        if path.suffix != ".safetensors":
+            raise ValidationError(
+                f"{path} is a single file but not .safetensors: register a directory (Hugging Face layout) or a .safetensors file"
+            )
+        return [(path.name, path)]
+    if not path.is_dir():
+        raise ValidationError(f"{path} is not a regular file or directory")
+    found: list[tuple[str, Path]] = []
+    for root, dirs, names in os.walk(path):
+        dirs[:] = sorted(d for d in dirs if not d.startswith(".") and d != "__pycache__")
+        for n in sorted(names):
+            if n.startswith("."):
+                continue
+            src = Path(root) / n
+            _refuse_pickle(src)
+            if not src.is_file():
+                continue
+            found.append((src.relative_to(path).as_posix(), src))
+    if not found:
+        raise ValidationError(f"{path} contains no files: nothing to register")
+    return found
+
+
+def _refuse_pickle(path: Path) -> None:
+    if path.suffix.lower() in PICKLE_SUFFIXES:
+        raise ValidationError(
+            f"{path} is a pickle-based weight file, which llmos never loads (unpickling can run code): convert it "
+            "to safetensors, e.g. safetensors.torch.save_file(torch.load(f, weights_only=True), 'model.safetensors'), "
+            "or model.save_pretrained(dir, safe_serialization=True), and register that"
+        )
+
+
+def _notify(hook: str, **kwargs: Any) -> None:
+    try:
+        from llmos.plugins import get_manager
+
+        get_manager().notify(hook, **kwargs)
+    except LlmosError as exc:  # the write is committed; a hook problem must not undo it
+        print(f"Warning: {hook} not delivered: {exc.message}", file=sys.stderr)
+
+
+__all__ = ["Registry", "parse_ref", "check_name", "check_alias", "IntegrityError"]

@@ -1,0 +1,73 @@
+"""Plain result types of the registry API (no SQLAlchemy: safe to import anywhere)."""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+
+@dataclass
+class VersionInfo:
+    """One model version as the API returns it.
+
+    ``ref`` is ``"name:N"``; ``files`` is a list of ``{"path", "size", "sha256", "kind"}``
+    (``kind`` ``"safetensors"`` files are stored per tensor); ``parents`` are refs.
+    """
+
+    model: str
+    number: int
+    ref: str
+    files: list[dict[str, Any]] = field(default_factory=list)
+    metrics: dict[str, float] = field(default_factory=dict)
+    tags: dict[str, str] = field(default_factory=dict)
+    parents: list[str] = field(default_factory=list)
+    lineage: dict[str, Any] = field(default_factory=dict)
+    status: str = "ready"
+    created_at: dt.datetime | None = None
+    size_bytes: int = 0
+    description: str = ""
+    aliases: list[str] = field(default_factory=list)
+    run_id: str | None = None
+    #: for a version just registered: bytes written to / reused from the blob store
+    stored_bytes: int | None = None
+    reused_bytes: int | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["created_at"] = self.created_at.isoformat() if self.created_at else None
+        if self.stored_bytes is None:
+            data.pop("stored_bytes")
+            data.pop("reused_bytes")
+        return data
+
+
+@dataclass
+class RunInfo:
+    """A pipeline run (``stages``: ``[{"stage_id", "component", "status", "duration_s", "result"}]``)."""
+
+    id: str
+    pipeline: str
+    status: str
+    config: dict[str, Any] = field(default_factory=dict)
+    plugins: dict[str, Any] = field(default_factory=dict)
+    parent_run_id: str | None = None
+    workdir: str | None = None
+    started_at: dt.datetime | None = None
+    finished_at: dt.datetime | None = None
+    summary: dict[str, Any] = field(default_factory=dict)
+    stages: list[dict[str, Any]] = field(default_factory=list)
+    versions: list[str] = field(default_factory=list)
+
+    @property
+    def duration_s(self) -> float | None:
+        if self.started_at and self.finished_at:
+            return (self.finished_at - self.started_at).total_seconds()
+        return None
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        for key in ("started_at", "finished_at"):
+            data[key] = data[key].isoformat() if data[key] else None
+        data["duration_s"] = self.duration_s
+        return data
