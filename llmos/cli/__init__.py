@@ -98,6 +98,8 @@ class RootGroup(LazyGroup):
 CORE_COMMANDS = {
     "plugin": "llmos.cli.plugin_cmds:plugin",
     "components": "llmos.cli.components_cmd:components",
+    "model": "llmos.cli.model:model",
+    "db": "llmos.cli.db:db",
 }
 
 
