@@ -1,0 +1,199 @@
+"""``llmos monitor ...`` and ``llmos ui`` (click only at import; the rest on use)."""
+
+from __future__ import annotations
+
+import click
+
+
+def _json_option(f):  # type: ignore[no-untyped-def]
+    return click.option("--json", "as_json", is_flag=True, help="Print JSON (for scripts) instead of a table.")(f)
+
+
+def _echo_json(data: object) -> None:
+    import json
+
+    click.echo(json.dumps(data, indent=2, default=str))
+
+
+def _table(rows: list[list[object]], headers: list[str], title: str | None = None) -> None:
+    from llmos.cli._output import echo_table
+
+    echo_table(rows, headers, title=title)
+
+
+@click.group()
+def monitor() -> None:
+    """Metrics of runs and servers: list, summarize, compare, plot.
+
+    \b
+    Every pipeline run records its training/eval metrics, stage durations and
+    system samples (CPU %, RSS) in the registry; every server process records
+    its requests as a `serve` run.
+
+    \b
+    Examples:
+      llmos monitor runs
+      llmos monitor show 3f2a            # a run id or a unique prefix
+      llmos monitor compare 3f2a 9c01
+      llmos monitor plot 3f2a -o loss.png
+    """
+
+
+@monitor.command("runs")
+@click.option("--limit", "-n", type=click.IntRange(min=1), default=20, show_default=True, help="Newest N runs.")
+@_json_option
+def runs_cmd(limit: int, as_json: bool) -> None:
+    """List recorded runs, newest first (pipelines and `serve` runs).
+
+    \b
+    Example:
+      llmos monitor runs -n 5 --json
+    """
+    from llmos_monitor.store import list_runs, open_registry
+
+    runs = list_runs(open_registry(), limit=limit)
+    if as_json:
+        _echo_json(runs)
+        return
+    if not runs:
+        click.echo("No runs yet. Start one with: llmos run pipelines/quickstart.toml")
+        return
+    rows = [
+        [r["id"], r.get("pipeline", "-"), r.get("status", "-"), str(r.get("started_at", "-"))[:19],
+         "-" if r.get("duration_s") is None else f"{r['duration_s']:.1f}s"]
+        for r in runs
+    ]
+    _table(rows, ["run", "pipeline", "status", "started", "duration"])
+
+
+@monitor.command("show")
+@click.argument("run")
+@click.option("--kind", help="Only metrics of this kind (train, eval, stage, system, request, serve).")
+@click.option("--points", is_flag=True, help="With --json: every recorded point, not only the summary.")
+@_json_option
+def show_cmd(run: str, kind: str | None, points: bool, as_json: bool) -> None:
+    """Summarize a run's metrics: first, last, min, max per metric, with a sparkline.
+
+    \b
+    Example:
+      llmos monitor show 3f2a
+      llmos monitor show 3f2a --kind train --json --points
+    """
+    from llmos_monitor.store import get_run, open_registry, run_metrics
+    from llmos_monitor.summary import fmt, sparkline, summarize
+
+    reg = open_registry()
+    info = get_run(reg, run)
+    pts = run_metrics(reg, info["id"], kind=kind)
+    rows = summarize(pts)
+    if as_json:
+        data = dict(info)
+        data["metrics"] = [
+            {k: v for k, v in r.items() if k not in ("steps", "values")} for r in rows
+        ]
+        if points:
+            data["points"] = pts
+        _echo_json(data)
+        return
+    click.echo(f"{'run:':13} {info['id']}")
+    for key in ("pipeline", "status", "started_at", "finished_at", "duration_s"):
+        if info.get(key) is not None:
+            click.echo(f"{key + ':':13} {info[key]}")
+    if not rows:
+        click.echo("No metrics recorded" + (f" of kind {kind!r}." if kind else "."))
+        return
+    table = [
+        [r["kind"], r["name"], r["count"], fmt(r["first"]), fmt(r["last"]), fmt(r["min"]), fmt(r["max"]),
+         sparkline(r["values"])]
+        for r in rows
+    ]
+    _table(table, ["kind", "metric", "n", "first", "last", "min", "max", "trend"])
+
+
+@monitor.command("compare")
+@click.argument("runs", nargs=-1, required=True)
+@click.option("--kind", default=None, help="Only metrics of this kind (default: all but system).")
+@_json_option
+def compare_cmd(runs: tuple[str, ...], kind: str | None, as_json: bool) -> None:
+    """Compare runs side by side: the last (and best) value of each metric.
+
+    \b
+    Example:
+      llmos monitor compare 3f2a 9c01 --kind eval
+    """
+    from llmos.errors import ValidationError
+
+    from llmos_monitor.store import get_run, open_registry, run_metrics
+    from llmos_monitor.summary import fmt, summarize
+
+    if len(runs) < 2:
+        raise ValidationError("compare needs at least two runs: llmos monitor compare RUN RUN...")
+    reg = open_registry()
+    infos = [get_run(reg, r) for r in runs]
+    table: dict[tuple[str, str], dict[str, dict[str, float]]] = {}
+    for info in infos:
+        for row in summarize(run_metrics(reg, info["id"], kind=kind)):
+            if kind is None and row["kind"] == "system":
+                continue
+            table.setdefault((row["kind"], row["name"]), {})[info["id"]] = {
+                "last": row["last"], "min": row["min"], "max": row["max"], "count": row["count"]
+            }
+    if as_json:
+        _echo_json({
+            "runs": infos,
+            "metrics": [{"kind": k, "name": n, "runs": v} for (k, n), v in table.items()],
+        })
+        return
+    ids = [i["id"] for i in infos]
+    short = [i[:12] for i in ids]
+    rows = []
+    for (k, n), per in table.items():
+        rows.append([k, n] + [fmt(per[i]["last"]) if i in per else "-" for i in ids])
+    if not rows:
+        click.echo("None of these runs recorded metrics.")
+        return
+    _table(rows, ["kind", "metric"] + short, title="last value per run")
+
+
+@monitor.command("plot")
+@click.argument("run")
+@click.option("-o", "--output", type=click.Path(dir_okay=False), required=True, help="PNG file to write.")
+def plot_cmd(run: str, output: str) -> None:
+    """Plot a run's loss, perplexity, learning rate and throughput to a PNG.
+
+    Only the panels whose metrics the run recorded are drawn.
+
+    \b
+    Example:
+      llmos monitor plot 3f2a -o curves.png
+    """
+    from llmos_monitor.plot import plot_points
+    from llmos_monitor.store import get_run, open_registry, run_metrics
+
+    reg = open_registry()
+    info = get_run(reg, run)
+    fig = plot_points(run_metrics(reg, info["id"]), output, title=f"{info.get('pipeline') or 'run'} {info['id']}")
+    labels = [line.get_label() for ax in fig.axes for line in ax.get_lines()]
+    click.echo(f"Wrote {output} ({', '.join(labels)})")
+
+
+@click.command("ui")
+@click.option("--host", default="127.0.0.1", show_default=True, help="Interface to bind (keep it local).")
+@click.option("--port", default=8765, show_default=True, type=click.IntRange(0, 65535), help="TCP port.")
+def ui(host: str, port: int) -> None:
+    """Web dashboard: models, versions, aliases, lineage, runs with live curves, plugins.
+
+    Everything is served from this machine (no internet needed). Stop with Ctrl-C.
+
+    \b
+    Example:
+      llmos ui                      # then open http://127.0.0.1:8765
+      llmos ui --port 9000
+    """
+    import uvicorn
+
+    from llmos_monitor.ui.app import create_app
+
+    app = create_app()
+    click.echo(f"llmos dashboard on http://{host}:{port}  (Ctrl-C to stop)")
+    uvicorn.run(app, host=host, port=port, log_level="warning")

@@ -1,0 +1,80 @@
+"""Hook module of llmos-monitor (loaded by ``llmos --help``: keep it light).
+
+Lifecycle hooks hand over to :mod:`llmos_monitor.runtime` (imported on the first
+call); commands live in :mod:`llmos_monitor.cli`.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from llmos import hookimpl
+
+LLMOS_API = 1
+
+
+@hookimpl
+def llmos_register_monitors(register: Any) -> None:
+    from llmos_monitor.config import PlotConfig, PrometheusConfig
+
+    register("prometheus", "llmos_monitor.prometheus:PrometheusStep", config=PrometheusConfig,
+             description="Serve Prometheus /metrics (train, eval, system, serving) for the rest of the run")
+    register("plot", "llmos_monitor.plot:PlotStep", config=PlotConfig,
+             description="Plot the run's loss, perplexity, learning rate and throughput to a PNG")
+
+
+@hookimpl
+def llmos_on_run_start(ctx: Any) -> None:
+    from llmos_monitor import runtime
+
+    runtime.on_run_start(ctx)
+
+
+@hookimpl
+def llmos_after_stage(ctx: Any, stage: Any, duration_s: float) -> None:
+    from llmos_monitor import runtime
+
+    runtime.after_stage(ctx, stage, duration_s)
+
+
+@hookimpl
+def llmos_on_run_end(ctx: Any) -> None:
+    from llmos_monitor import runtime
+
+    runtime.on_run_end(ctx)
+
+
+@hookimpl
+def llmos_on_train_step(ctx: Any, step: int, metrics: dict[str, float]) -> None:
+    from llmos_monitor import runtime
+
+    runtime.on_train_step(ctx, step, metrics)
+
+
+@hookimpl
+def llmos_on_evaluate(ctx: Any, metrics: dict[str, float]) -> None:
+    from llmos_monitor import runtime
+
+    runtime.on_evaluate(ctx, metrics)
+
+
+@hookimpl
+def llmos_on_request_served(request: dict[str, Any], metrics: dict[str, float]) -> None:
+    from llmos_monitor import runtime
+
+    runtime.on_request_served(request, metrics)
+
+
+@hookimpl
+def llmos_on_metrics(source: str, step: int | None, metrics: dict[str, float]) -> None:
+    from llmos_monitor import runtime
+
+    runtime.on_metrics(source, step, metrics)
+
+
+@hookimpl
+def llmos_register_commands(cli: Any) -> None:
+    from llmos_monitor.cli import monitor, ui
+
+    cli.add_command(monitor)
+    cli.add_command(ui)

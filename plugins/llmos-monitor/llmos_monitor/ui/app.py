@@ -1,0 +1,180 @@
+"""The ``llmos ui`` web dashboard (FastAPI + server-rendered Jinja2 pages).
+
+Pages: ``/`` overview, ``/models``, ``/models/{name}`` (versions, aliases, lineage
+graph), ``/models/{name}/versions/{n}`` (files, sizes, metrics, diff to parent),
+``/runs``, ``/runs/{id}`` (live-updating charts), ``/plugins``, ``/community``.
+
+JSON: ``/api/runs``, ``/api/runs/{id}`` (run + every metric point, exactly as
+recorded), ``/api/runs/{id}/series`` (points grouped per metric, polled by the
+charts), ``/api/models``, ``/api/models/{name}``.
+
+Every asset (CSS, the chart script, the icon) is served from the package: the
+dashboard works with no internet access.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+HERE = Path(__file__).resolve().parent
+
+
+def _filesize(n: Any) -> str:
+    try:
+        size = float(n)
+    except (TypeError, ValueError):
+        return "-"
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if size < 1024 or unit == "GiB":
+            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
+        size /= 1024
+    return f"{size:.1f} GiB"
+
+
+def _num(x: Any) -> Any:
+    from llmos_monitor.summary import fmt
+
+    if isinstance(x, bool) or not isinstance(x, (int, float)):
+        return x
+    return fmt(float(x))
+
+
+def create_app(registry: Any = None, *, poll_ms: int = 2000, index_dir: Path | None = None) -> Any:
+    """Build the dashboard app.
+
+    :param registry: a registry object (default: ``llmos.registry.open_registry()`` on first use).
+    :param poll_ms: how often a run page polls for new points.
+    :param index_dir: the community index folder (default: ``$LLMOS_INDEX_DIR`` or the checkout's ``registry/``).
+    """
+    import jinja2
+    from fastapi import FastAPI, Request
+    from fastapi.responses import HTMLResponse, JSONResponse, Response
+    from fastapi.staticfiles import StaticFiles
+
+    from llmos.errors import LlmosError, NotFoundError
+
+    from llmos_monitor import store
+    from llmos_monitor.summary import summarize
+    from llmos_monitor.ui import data
+
+    env = jinja2.Environment(
+        loader=jinja2.FileSystemLoader(str(HERE / "templates")),
+        autoescape=jinja2.select_autoescape(["html"]),
+        undefined=jinja2.ChainableUndefined,
+    )
+    env.filters["filesize"] = _filesize
+    env.filters["num"] = _num
+
+    app = FastAPI(title="llmos dashboard", docs_url=None, redoc_url=None, openapi_url="/api/openapi.json")
+    app.mount("/static", StaticFiles(directory=str(HERE / "static")), name="static")
+    state: dict[str, Any] = {"reg": registry}
+
+    def reg() -> Any:
+        if state["reg"] is None:
+            state["reg"] = store.open_registry()
+        return state["reg"]
+
+    def page(name: str, nav: str = "", status: int = 200, **ctx: Any) -> HTMLResponse:
+        return HTMLResponse(env.get_template(name).render(nav=nav, **ctx), status_code=status)
+
+    def wants_json(request: Request) -> bool:
+        return request.url.path.startswith("/api/")
+
+    @app.exception_handler(LlmosError)
+    async def llmos_error(request: Request, exc: LlmosError) -> Response:
+        code = 404 if isinstance(exc, NotFoundError) else 400
+        if wants_json(request):
+            return JSONResponse({"error": exc.message}, status_code=code)
+        return page("error.html", status=code, code=code, message=exc.message)
+
+    @app.get("/favicon.ico", include_in_schema=False)
+    def favicon() -> Response:
+        return Response((HERE / "static" / "favicon.svg").read_bytes(), media_type="image/svg+xml")
+
+    # -- pages -----------------------------------------------------------------------
+
+    @app.get("/", response_class=HTMLResponse)
+    def index() -> HTMLResponse:
+        ms = data.models(reg())
+        runs = store.list_runs(reg(), limit=10)
+        from llmos.plugins import get_manager
+
+        return page("index.html", "", models=ms, runs=runs, n_versions=sum(len(m["versions"]) for m in ms),
+                    n_plugins=len(get_manager().plugins))
+
+    @app.get("/models", response_class=HTMLResponse)
+    def models_page() -> HTMLResponse:
+        return page("models.html", "Models", models=data.models(reg()))
+
+    @app.get("/models/{name}", response_class=HTMLResponse)
+    def model_page(name: str) -> HTMLResponse:
+        m = data.model(reg(), name)
+        return page("model.html", "Models", model=m, lineage_svg=data.lineage_svg(m))
+
+    @app.get("/models/{name}/versions/{number}", response_class=HTMLResponse)
+    def version_page(name: str, number: int) -> HTMLResponse:
+        v = data.version(reg(), name, number)
+        parent, diff, diff_error, tables, summary = None, None, None, [], {}
+        try:
+            parent, diff = data.diff_to_parent(reg(), v)
+        except LlmosError as exc:
+            diff_error = exc.message
+        if diff is not None:
+            tables, summary = data.diff_tables(diff)
+        parent_url = None
+        if parent and ":" in parent:
+            pm, pn = parent.rsplit(":", 1)
+            parent_url = f"/models/{pm}/versions/{pn}"
+        return page("version.html", "Models", v=v, parent=parent, parent_url=parent_url,
+                    diff_tables=tables, diff_summary=summary, diff_error=diff_error)
+
+    @app.get("/runs", response_class=HTMLResponse)
+    def runs_page() -> HTMLResponse:
+        return page("runs.html", "Runs", runs=store.list_runs(reg(), limit=200))
+
+    @app.get("/runs/{run_id}", response_class=HTMLResponse)
+    def run_page(run_id: str) -> HTMLResponse:
+        run = store.get_run(reg(), run_id)
+        rows = summarize(store.run_metrics(reg(), run["id"]))
+        return page("run.html", "Runs", run=run, summary=rows, poll_ms=poll_ms)
+
+    @app.get("/plugins", response_class=HTMLResponse)
+    def plugins_page() -> HTMLResponse:
+        return page("plugins.html", "Plugins", plugins=data.plugins())
+
+    @app.get("/community", response_class=HTMLResponse)
+    def community_page() -> HTMLResponse:
+        source, entries, error = data.community(index_dir)
+        return page("community.html", "Community", source=source, entries=entries, error=error)
+
+    # -- JSON --------------------------------------------------------------------------
+
+    @app.get("/api/runs")
+    def api_runs(limit: int = 100) -> list[dict[str, Any]]:
+        return store.list_runs(reg(), limit=limit)
+
+    @app.get("/api/runs/{run_id}")
+    def api_run(run_id: str, name: str | None = None, kind: str | None = None) -> dict[str, Any]:
+        run = store.get_run(reg(), run_id)
+        return {"run": run, "points": store.run_metrics(reg(), run["id"], name=name, kind=kind)}
+
+    @app.get("/api/runs/{run_id}/series")
+    def api_series(run_id: str) -> dict[str, Any]:
+        run = store.get_run(reg(), run_id)
+        groups = store.series(store.run_metrics(reg(), run["id"]))
+        return {"run": run, "series": list(groups.values())}
+
+    @app.get("/api/models")
+    def api_models() -> list[dict[str, Any]]:
+        return data.models(reg())
+
+    @app.get("/api/models/{name}")
+    def api_model(name: str) -> dict[str, Any]:
+        return data.model(reg(), name)
+
+    @app.get("/api/plugins")
+    def api_plugins() -> list[dict[str, Any]]:
+        return data.plugins()
+
+    return app

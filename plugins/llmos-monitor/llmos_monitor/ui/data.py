@@ -1,0 +1,288 @@
+"""What the dashboard shows, read from the registry, the plugin manager and the index.
+
+Kept apart from the web app so the JSON API, the pages and the tests share it.
+"""
+
+from __future__ import annotations
+
+import html
+from pathlib import Path
+from typing import Any
+
+from llmos.errors import NotFoundError
+
+from llmos_monitor.store import as_dict
+
+
+def _version_dict(v: Any) -> dict[str, Any]:
+    d = as_dict(v)
+    d.setdefault("aliases", [])
+    d.setdefault("parents", [])
+    d.setdefault("metrics", {})
+    d.setdefault("tags", {})
+    d.setdefault("lineage", {})
+    d.setdefault("files", [])
+    d["files"] = [as_dict(f) for f in d["files"]]
+    if d.get("created_at") is not None and not isinstance(d["created_at"], str):
+        d["created_at"] = d["created_at"].isoformat()
+    d.setdefault("ref", f"{d.get('model')}:{d.get('number')}")
+    return d
+
+
+def models(reg: Any) -> list[dict[str, Any]]:
+    """Every model with its versions (oldest first) and aliases ``{alias: number}``."""
+    return [model(reg, m["name"], m) for m in reg.list_models()]
+
+
+def model(reg: Any, name: str, listed: dict[str, Any] | None = None) -> dict[str, Any]:
+    """One model: ``{"name", "description", "versions", "aliases", "latest"}``.
+
+    :raises NotFoundError: no such model.
+    """
+    if listed is None:
+        found = [m for m in reg.list_models() if m["name"] == name]
+        if not found:
+            raise NotFoundError(f"no model named {name!r}: see the Models page for registered models")
+        listed = found[0]
+    versions = [_version_dict(v) for v in reg.list_versions(name)]
+    return {
+        "name": name,
+        "description": listed.get("description") or "",
+        "versions": versions,
+        "aliases": dict(listed.get("aliases") or {}),
+        "latest": f"{name}:{listed['latest']}" if listed.get("latest") else None,
+    }
+
+
+def version(reg: Any, name: str, number: int) -> dict[str, Any]:
+    """One version with its files (``name:number``). :raises NotFoundError: no such version."""
+    return _version_dict(reg.resolve(f"{name}:{number}"))
+
+
+def diff_to_parent(reg: Any, v: dict[str, Any]) -> tuple[str | None, dict[str, Any] | None]:
+    """``(parent ref, diff dict)`` against the first parent, or ``(None, None)``."""
+    if not v["parents"]:
+        return None, None
+    parent = v["parents"][0]
+    return parent, as_dict(reg.diff(parent, v["ref"]))
+
+
+def diff_tables(diff: dict[str, Any]) -> tuple[list[tuple[str, list[dict[str, Any]]]], dict[str, Any]]:
+    """A registry diff (``reg.diff(a, b)``) as tables of row dicts, plus a summary.
+
+    Tables: ``tensors`` (changed/added/removed, with dtype, shape and size on each
+    side), ``files`` (added/removed/changed paths) and ``metrics`` (a, b, delta).
+    """
+    tables: list[tuple[str, list[dict[str, Any]]]] = []
+    t = diff.get("tensors") or {}
+    rows = []
+    for change in ("changed", "added", "removed"):
+        for item in t.get(change, []):
+            a = item.get("a") if change == "changed" else (item if change == "removed" else None)
+            b = item.get("b") if change == "changed" else (item if change == "added" else None)
+            rows.append({
+                "tensor": item["name"], "change": change,
+                "a": _brief(a), "b": _brief(b),
+                "size delta": (b or {}).get("size", 0) - (a or {}).get("size", 0),
+            })
+    if rows:
+        tables.append(("tensors", rows))
+    files = diff.get("files") or {}
+    frows = [{"file": path, "change": change} for change in ("changed", "added", "removed")
+             for path in files.get(change, [])]
+    if frows:
+        tables.append(("files", frows))
+    mrows = [{"metric": k, "parent": v.get("a"), "this": v.get("b"), "delta": v.get("delta")}
+             for k, v in (diff.get("metrics") or {}).items()]
+    if mrows:
+        tables.append(("metrics", mrows))
+    size = diff.get("size") or {}
+    summary = {
+        "tensors unchanged": t.get("unchanged", 0),
+        "tensors changed": len(t.get("changed", [])),
+        "size delta (bytes)": size.get("delta", 0),
+        "shared tensor bytes": size.get("shared_tensor_bytes", 0),
+    }
+    return tables, summary
+
+
+def _brief(t: dict[str, Any] | None) -> str:
+    if not t:
+        return "-"
+    shape = "×".join(str(i) for i in (t.get("shape") or [])) or "scalar"
+    return f"{t.get('dtype')} [{shape}] {t.get('size')} B"
+
+
+def lineage_svg(m: dict[str, Any]) -> str:
+    """A left-to-right lineage graph of a model's versions as inline SVG.
+
+    Parents from other models appear as grey nodes. Each node is ``<g class="node"
+    data-ref="name:N">``; edges are ``<path class="edge" data-from=... data-to=...>``.
+    """
+    name = m["name"]
+    versions = {v["ref"]: v for v in m["versions"]}
+    refs = list(versions)
+    for v in m["versions"]:
+        for p in v["parents"]:
+            if p not in versions and p not in refs:
+                refs.insert(0, p)
+    depth: dict[str, int] = {}
+
+    def d(ref: str, seen: frozenset[str] = frozenset()) -> int:
+        if ref in depth:
+            return depth[ref]
+        v = versions.get(ref)
+        parents = [p for p in (v["parents"] if v else []) if p not in seen]
+        depth[ref] = 0 if not parents else 1 + max(d(p, seen | {ref}) for p in parents)
+        return depth[ref]
+
+    for r in refs:
+        d(r)
+    cols: dict[int, list[str]] = {}
+    for r in refs:
+        cols.setdefault(depth[r], []).append(r)
+    bw, bh, gx, gy, pad = 132, 44, 56, 16, 12
+    pos = {}
+    for c, items in cols.items():
+        for i, r in enumerate(items):
+            pos[r] = (pad + c * (bw + gx), pad + i * (bh + gy))
+    width = pad * 2 + (max(cols) + 1) * (bw + gx) - gx if cols else 200
+    height = pad * 2 + max((len(i) for i in cols.values()), default=1) * (bh + gy) - gy
+    out = [
+        f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
+        f'viewBox="0 0 {width} {height}" data-nodes="{len(refs)}">',
+        '<defs><marker id="arrow" viewBox="0 0 10 10" refX="10" refY="5" markerWidth="7" markerHeight="7" '
+        'orient="auto-start-reverse"><path d="M0,0 L10,5 L0,10 z" fill="#9ca3af"/></marker></defs>',
+    ]
+    for r in refs:
+        v = versions.get(r)
+        for p in (v["parents"] if v else []):
+            if p in pos:
+                x1, y1 = pos[p][0] + bw, pos[p][1] + bh / 2
+                x2, y2 = pos[r][0], pos[r][1] + bh / 2
+                mx = (x1 + x2) / 2
+                out.append(
+                    f'<path class="edge" data-from="{html.escape(p)}" data-to="{html.escape(r)}" '
+                    f'd="M{x1},{y1} C{mx},{y1} {mx},{y2} {x2},{y2}"/>'
+                )
+    for r in refs:
+        x, y = pos[r]
+        v = versions.get(r)
+        status = v.get("status", "ready") if v else "external"
+        aliases = ", ".join(v["aliases"]) if v else ""
+        label = f"v{v['number']}" if v else r
+        href = f"/models/{name}/versions/{v['number']}" if v else "/models/" + r.split(":")[0]
+        sub = aliases or (v.get("tags", {}).get("stage", "") if v else "other model")
+        out.append(
+            f'<a href="{html.escape(href)}"><g class="node {html.escape(status)}" data-ref="{html.escape(r)}">'
+            f'<rect x="{x}" y="{y}" width="{bw}" height="{bh}" rx="6"/>'
+            f'<text x="{x + 8}" y="{y + 18}" font-weight="600">{html.escape(label)}</text>'
+            f'<text x="{x + 8}" y="{y + 34}" fill="#4b5563">{html.escape(sub[:20])}</text></g></a>'
+        )
+    out.append("</svg>")
+    return "".join(out)
+
+
+def plugins() -> list[dict[str, Any]]:
+    """Installed plugins (the process's plugin manager) with their components."""
+    from llmos.plugins import get_manager
+
+    manager = get_manager()
+    comps: dict[str, list[str]] = {}
+    for c in manager.components():
+        comps.setdefault(c.plugin, []).append(c.ref)
+    out = []
+    for info in sorted(manager.plugins.values(), key=lambda i: i.name):
+        d = info.to_dict()
+        d["components"] = comps.get(info.name, [])
+        d["hooks"] = [h.removeprefix("llmos_") for h in d.get("hooks", [])]
+        out.append(d)
+    return out
+
+
+def community(index_dir: Path | None = None) -> tuple[str, list[dict[str, Any]], str | None]:
+    """``(source, entries, error)`` for the community plugin index.
+
+    Uses :mod:`llmos.community`'s loader when it is installed; otherwise lists the
+    index folders and reads each plugin manifest (TOML or JSON) directly.
+    """
+    index_dir = index_dir or _default_index_dir()
+    entries: list[dict[str, Any]] = []
+    try:
+        from llmos import community as _community  # type: ignore[attr-defined]
+
+        loader = getattr(_community, "load_index", None)
+    except ImportError:
+        loader = None
+    if loader is not None:
+        try:
+            index = loader(index_dir)
+            items = index.values() if isinstance(index, dict) else getattr(index, "plugins", index)
+            if isinstance(items, dict):
+                items = items.values()
+            for item in items:
+                entries.append(_entry(as_dict(item)))
+            return str(index_dir), sorted(entries, key=lambda e: e["name"]), None
+        except Exception as exc:  # noqa: BLE001 - fall back to reading the folders
+            error: str | None = f"index loader failed ({type(exc).__name__}: {exc}); showing the folders"
+    else:
+        error = None
+    if not index_dir.is_dir():
+        return str(index_dir), [], error or f"no index folder at {index_dir} (set LLMOS_INDEX_DIR)"
+    for folder in sorted(p for p in index_dir.iterdir() if p.is_dir() and not p.name.startswith((".", "_"))):
+        entries.append(_entry(_read_manifest_folder(folder)))
+    return str(index_dir), entries, error
+
+
+def _default_index_dir() -> Path:
+    import os
+
+    env = os.environ.get("LLMOS_INDEX_DIR")
+    if env:
+        return Path(env)
+    # a source checkout: <repo>/registry next to <repo>/plugins/llmos-monitor
+    here = Path(__file__).resolve()
+    for parent in here.parents:
+        if (parent / "registry").is_dir() and (parent / "llmos").is_dir():
+            return parent / "registry"
+    return Path.cwd() / "registry"
+
+
+def _read_manifest_folder(folder: Path) -> dict[str, Any]:
+    import json
+    import tomllib
+
+    data: dict[str, Any] = {"name": folder.name}
+    for cand in ("plugin.toml", "manifest.toml", "meta.toml", "plugin.json", "manifest.json"):
+        path = folder / cand
+        if path.is_file():
+            try:
+                loaded = tomllib.loads(path.read_text()) if path.suffix == ".toml" else json.loads(path.read_text())
+                data.update(loaded.get("plugin", loaded) if isinstance(loaded, dict) else {})
+            except (OSError, ValueError):
+                data["status"] = f"unreadable {cand}"
+            break
+    versions = []
+    vdir = folder / "versions"
+    if vdir.is_dir():
+        versions = sorted(p.stem for p in vdir.iterdir() if p.suffix in (".toml", ".json"))
+    data.setdefault("versions", versions)
+    data["name"] = data.get("name") or folder.name
+    return data
+
+
+def _entry(d: dict[str, Any]) -> dict[str, Any]:
+    versions = d.get("versions") or []
+    if isinstance(versions, dict):
+        versions = list(versions)
+    versions = [v if isinstance(v, str) else str(as_dict(v).get("version", v)) for v in versions]
+    stages = d.get("stages") or d.get("capabilities") or []
+    if isinstance(stages, dict):
+        stages = list(stages)
+    return {
+        "name": str(d.get("name", "?")),
+        "summary": d.get("summary") or d.get("description") or "",
+        "versions": versions,
+        "status": d.get("status") or "",
+        "stages": [str(s) for s in stages],
+    }
