@@ -21,6 +21,8 @@ Fixtures:
   for the duration of the test.
 - ``standard_plugins`` — a manager with only the named entry-point plugins
   loaded: ``standard_plugins("llmos-data", "llmos-models")``.
+- ``postgres_url`` / ``postgres_database`` — a real PostgreSQL server started for the
+  session / a fresh database on it (see :mod:`llmos.testing_pg`).
 """
 
 from __future__ import annotations
@@ -30,6 +32,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
+from llmos.testing_pg import postgres_database, postgres_server, postgres_url  # noqa: F401 - fixtures
 
 
 def check_plugin_contract(obj: Any, name: str | None = None) -> None:
