@@ -10,8 +10,9 @@ registering model versions. The core knows nothing about what an artifact is.
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +28,9 @@ class RunContext:
     :ivar artifacts: values passed between stages (``"dataset"``, ``"tokenizer"``,
         ``"model"``, ``"model_version"``...).
     :ivar stage: the spec of the stage now running (``stage.id``, ``stage.use``).
-    :ivar resume: for a resumed run, the directory holding its checkpoints.
+    :ivar resume: True when the run is resumed (``llmos run --resume``): steps continue
+        from what they left in :meth:`checkpoint_dir`.
+    :ivar nproc: data-parallel processes a step may use (``llmos run --nproc``).
     """
 
     run_id: str | None
@@ -42,6 +45,8 @@ class RunContext:
     _metric_writer: Callable[[str, int | None, dict[str, float]], None] | None = None
     _progress_factory: Callable[..., Any] | None = None
     _version_registrar: Callable[..., Any] | None = None
+    _child_factory: Callable[..., Any] | None = None
+    nproc: int = 1
 
     # -- metrics -------------------------------------------------------------------
 
@@ -102,6 +107,34 @@ class RunContext:
         if self._version_registrar is None:
             raise RuntimeError("this run is not connected to a registry")
         return self._version_registrar(Path(path), **kwargs)
+
+
+    # -- child runs ----------------------------------------------------------------
+
+    @contextmanager
+    def child_run(self, name: str, config: dict[str, Any] | None = None) -> Iterator[RunContext]:
+        """A recorded child run of this run (a grid-search trial, a sweep point)::
+
+            with ctx.child_run("trial-1", {"lr": 1e-3}) as child:
+                child.artifacts["model"] = copy_of_model
+                train(child)                      # metrics go to the child run
+                child.artifacts["metrics"] = {...} # becomes the child's summary
+
+        The child has its own ``run_id`` and ``workdir``, shares the plugin manager,
+        progress display and stop event. It is finished ``completed``, ``failed`` or
+        ``interrupted`` when the block exits. Resuming the parent resumes an unfinished
+        child with the same name (same ``run_id`` and ``workdir``, ``resume=True``).
+        """
+        if self._child_factory is not None:
+            with self._child_factory(self, name, dict(config or {})) as child:
+                yield child
+            return
+        child = replace(
+            self, run_id=None, workdir=self.workdir / "children" / name, artifacts=dict(self.artifacts),
+            _metric_writer=None,
+        )
+        child.workdir.mkdir(parents=True, exist_ok=True)
+        yield child
 
 
 class _NullProgress:

@@ -1,0 +1,213 @@
+"""Distributed data-parallel training with ``torchrun`` (gloo on CPU, NCCL on GPUs).
+
+The pipeline stays one process; only the training loop is distributed:
+
+1. :func:`launch` (in the pipeline process) writes the model (config + safetensors),
+   points at the memory-mapped data and writes ``job.json``;
+2. it starts ``python -m torch.distributed.run --standalone --nproc-per-node N
+   -m llmos_train.ddp job.json`` in its own session (so Ctrl-C reaches only the
+   pipeline process, which then asks the workers to stop through a file);
+3. every worker runs :func:`llmos_train.loop.train` with a ``DistributedDataParallel``
+   wrapper and its slice of each global batch; rank 0 alone prints metrics (JSON
+   lines that :func:`launch` forwards to the run), writes checkpoints and the result;
+4. :func:`launch` loads the trained weights back into the pipeline's model.
+
+Usable by hand too: ``torchrun --nproc-per-node 2 -m llmos_train.ddp job.json``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import queue
+import signal
+import subprocess
+import sys
+import threading
+from pathlib import Path
+from typing import Any
+
+MARK = "@@llmos "
+
+
+# ---------------------------------------------------------------------------
+# launcher (pipeline process)
+# ---------------------------------------------------------------------------
+
+
+def _data_ref(arr: Any, path: Path) -> dict[str, Any]:
+    import numpy as np
+
+    if isinstance(arr, np.memmap) and getattr(arr, "filename", None) and arr.flags.c_contiguous:
+        base = arr
+        while isinstance(getattr(base, "base", None), np.memmap):
+            base = base.base
+        offset = getattr(arr, "offset", 0)
+        if base is arr or offset == getattr(base, "offset", 0):
+            return {"path": str(arr.filename), "dtype": str(arr.dtype), "shape": list(arr.shape), "offset": offset}
+    np.save(path, np.ascontiguousarray(arr))
+    return {"npy": str(path)}
+
+
+def _load_data(ref: dict[str, Any]) -> Any:
+    import numpy as np
+
+    if "npy" in ref:
+        return np.load(ref["npy"], mmap_mode="r")
+    return np.memmap(ref["path"], dtype=ref["dtype"], mode="r", offset=ref["offset"], shape=tuple(ref["shape"]))
+
+
+def launch(ctx: Any, io: Any, cfg: Any, model: Any, train_blocks: Any, val_blocks: Any, *, seed: int,
+           nproc: int) -> Any:
+    """Train ``model`` with ``nproc`` DDP processes; returns the loop's :class:`TrainResult`."""
+    from safetensors.torch import load_model, save_model
+
+    from llmos.errors import LlmosError, ValidationError
+    from llmos_train.loop import TrainResult
+
+    if not hasattr(getattr(model, "config", None), "to_json_string"):
+        raise ValidationError("DDP (nproc > 1) needs a transformers model (with .config): use a model.* stage")
+    sid = ctx.stage.id if ctx.stage is not None else "train"
+    job = Path(ctx.workdir) / "ddp" / sid
+    job.mkdir(parents=True, exist_ok=True)
+    (job / "model").mkdir(exist_ok=True)
+    model.config.to_json_file(str(job / "model" / "config.json"))
+    save_model(model, str(job / "model" / "model.safetensors"))
+    stop_file, result_file = job / "STOP", job / "result.json"
+    stop_file.unlink(missing_ok=True)
+    result_file.unlink(missing_ok=True)
+    spec = {
+        "config": cfg.model_dump(mode="json"),
+        "seed": seed,
+        "resume": bool(io.resume),
+        "checkpoint_dir": str(io.checkpoint_dir),
+        "model_dir": str(job / "model"),
+        "train": _data_ref(train_blocks, job / "train.npy"),
+        "validation": _data_ref(val_blocks, job / "validation.npy"),
+        "stop_file": str(stop_file),
+        "result_file": str(result_file),
+    }
+    (job / "job.json").write_text(json.dumps(spec, indent=1))
+    threads = cfg.threads or max(1, (os.cpu_count() or 1) // nproc)
+    env = dict(os.environ, OMP_NUM_THREADS=str(threads), PYTHONUNBUFFERED="1")
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={nproc}",
+           "-m", "llmos_train.ddp", str(job / "job.json")]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env,
+                            start_new_session=True, bufsize=1)
+    lines: queue.Queue[str | None] = queue.Queue()
+
+    def pump() -> None:
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            lines.put(line)
+        lines.put(None)
+
+    threading.Thread(target=pump, daemon=True).start()
+    tail: list[str] = []
+    try:
+        while True:
+            if io.should_stop() and not stop_file.exists():
+                stop_file.touch()
+            try:
+                line = lines.get(timeout=0.2)
+            except queue.Empty:
+                continue
+            if line is None:
+                break
+            pos = line.find(MARK)
+            if pos < 0:
+                tail = (tail + [line.rstrip()])[-30:]
+                continue
+            msg = json.loads(line[pos + len(MARK):])
+            if msg["t"] == "train":
+                io.log_train(msg["step"], msg["metrics"])
+            elif msg["t"] == "eval":
+                io.log_eval(msg["step"], msg["metrics"])
+            elif msg["t"] == "progress":
+                io.progress(msg["advance"], **msg["fields"])
+        rc = proc.wait()
+    finally:
+        if proc.poll() is None:  # second Ctrl-C or an error here: stop the workers
+            os.killpg(proc.pid, signal.SIGTERM)
+            try:
+                proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait()
+    if rc != 0 or not result_file.exists():
+        errors = [t for t in tail if "Error" in t or "error" in t] or tail or ["no output"]
+        sys.stderr.write("\n".join(tail) + "\n")
+        raise LlmosError(f"DDP training failed (torchrun exit {rc}): {errors[-1].strip()[:300]}")
+    res = json.loads(result_file.read_text())
+    if res.get("checkpoint"):
+        load_model(model, str(Path(res["checkpoint"]) / "model.safetensors"))
+    return TrainResult(step=res["step"], stopped=res["stopped"], metrics=res["metrics"], history=res["history"],
+                       checkpoint=res["checkpoint"])
+
+
+# ---------------------------------------------------------------------------
+# worker (one per process, started by torchrun)
+# ---------------------------------------------------------------------------
+
+
+def _emit(msg: dict[str, Any]) -> None:
+    sys.stdout.write(MARK + json.dumps(msg) + "\n")
+    sys.stdout.flush()
+
+
+def worker(job_path: str) -> int:
+    import torch
+    import torch.distributed as dist
+    from safetensors.torch import load_model
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    from llmos_train.config import TrainConfig
+    from llmos_train.loop import Dist, TrainIO, train
+
+    job = json.loads(Path(job_path).read_text())
+    backend = "nccl" if torch.cuda.is_available() and os.environ.get("LLMOS_DDP_BACKEND") != "gloo" else "gloo"
+    dist.init_process_group(backend)
+    rank, world = dist.get_rank(), dist.get_world_size()
+    cfg = TrainConfig.model_validate(job["config"])
+    config = AutoConfig.from_pretrained(job["model_dir"])
+    torch.manual_seed(job["seed"])
+    model = AutoModelForCausalLM.from_config(config)
+    load_model(model, str(Path(job["model_dir"]) / "model.safetensors"))
+    ddp = torch.nn.parallel.DistributedDataParallel(model)
+    stop_file = Path(job["stop_file"])
+
+    class WorkerIO(TrainIO):
+        checkpoint_dir = Path(job["checkpoint_dir"])
+        resume = job["resume"]
+
+        def log_train(self, step: int, metrics: dict[str, float]) -> None:
+            _emit({"t": "train", "step": step, "metrics": metrics})
+
+        def log_eval(self, step: int, metrics: dict[str, float]) -> None:
+            if rank == 0:
+                _emit({"t": "eval", "step": step, "metrics": metrics})
+
+        def progress(self, advance: int, **fields: Any) -> None:
+            if rank == 0:
+                _emit({"t": "progress", "advance": advance, "fields": fields})
+
+        def should_stop(self) -> bool:
+            return stop_file.exists()
+
+    try:
+        result = train(model, _load_data(job["train"]), _load_data(job["validation"]), cfg, WorkerIO(),
+                       seed=job["seed"], dist=Dist(rank, world), ddp_model=ddp)
+        if rank == 0:
+            out = {"step": result.step, "stopped": result.stopped, "metrics": result.metrics,
+                   "history": result.history, "checkpoint": result.checkpoint}
+            tmp = Path(job["result_file"] + ".tmp")
+            tmp.write_text(json.dumps(out))
+            os.replace(tmp, job["result_file"])
+        dist.barrier()
+    finally:
+        dist.destroy_process_group()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(worker(sys.argv[1]))

@@ -1,0 +1,27 @@
+"""Hook module of llmos-train (light: imports only llmos)."""
+
+from __future__ import annotations
+
+from llmos import hookimpl
+
+LLMOS_API = 1
+
+
+@hookimpl
+def llmos_register_optimizers(register):
+    from llmos_train.config import GridSearchConfig, TrainConfig
+
+    register(
+        "train",
+        "llmos_train.step:TrainStep",
+        config=TrainConfig,
+        description="Training loop: AdamW/Adam/SGD/LAMB, warmup/cosine/noam schedules, grad accumulation, "
+        "clipping, eval (loss, perplexity), safetensors checkpoints, exact resume, early stopping, DDP",
+    )
+    register(
+        "grid-search",
+        "llmos_train.grid:GridSearchStep",
+        config=GridSearchConfig,
+        description="Hyper-parameter grid search: each trial trains a copy of the model in a recorded "
+        "child run; keeps the best by validation loss",
+    )

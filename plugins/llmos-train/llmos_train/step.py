@@ -1,0 +1,105 @@
+"""``optimizer.train``: the pipeline step around :func:`llmos_train.loop.train`."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from llmos.errors import ValidationError
+from llmos_train.config import TrainConfig
+from llmos_train.loop import TrainIO, TrainResult
+
+
+class ContextIO(TrainIO):
+    """Connects the loop to a :class:`llmos.context.RunContext`: metrics go to the
+    run (buffered by the runner), progress to the live display, Ctrl-C to ``should_stop``."""
+
+    def __init__(self, ctx: Any, progress: Any) -> None:
+        self.ctx, self._progress = ctx, progress
+        self.checkpoint_dir = ctx.checkpoint_dir()
+        self.resume = bool(ctx.resume)
+
+    def log_train(self, step: int, metrics: dict[str, float]) -> None:
+        self.ctx.log_metrics(step, metrics, kind="train")
+
+    def log_eval(self, step: int, metrics: dict[str, float]) -> None:
+        self.ctx.log_metrics(step, metrics, kind="eval")
+
+    def progress(self, advance: int, **fields: Any) -> None:
+        self._progress.update(advance, **fields)
+
+    def should_stop(self) -> bool:
+        return self.ctx.should_stop
+
+
+def inputs(ctx: Any, who: str) -> tuple[Any, Any, Any]:
+    """``(model, train blocks, validation blocks)`` from the context, or a clear error."""
+    model = ctx.artifacts.get("model")
+    dataset = ctx.artifacts.get("dataset")
+    if model is None:
+        raise ValidationError(f"{who} needs a model: put a model stage (e.g. model.llama) before it")
+    if dataset is None:
+        raise ValidationError(f"{who} needs a dataset: put a data stage (e.g. data.corpus) before it")
+    train_blocks = dataset.split("train")
+    try:
+        val_blocks = dataset.split("validation")
+    except (KeyError, ValueError, FileNotFoundError):
+        val_blocks = train_blocks[:0]
+    return model, train_blocks, val_blocks
+
+
+def train_in_context(ctx: Any, cfg: TrainConfig, model: Any, train_blocks: Any, val_blocks: Any) -> TrainResult:
+    """Run the loop for ``ctx`` (in this process, or in DDP workers when nproc > 1)."""
+    seed = cfg.seed if cfg.seed is not None else int(ctx.seed)
+    nproc = cfg.nproc or int(getattr(ctx, "nproc", 1) or 1)
+    if len(train_blocks) < cfg.batch_size:
+        raise ValidationError(
+            f"the training split has {len(train_blocks)} blocks, fewer than batch_size={cfg.batch_size}: "
+            f"lower batch_size or block_size, or use a larger corpus"
+        )
+    if cfg.batch_size % nproc:
+        raise ValidationError(f"batch_size={cfg.batch_size} must be divisible by the {nproc} DDP processes (nproc)")
+    with ctx.progress(cfg.max_steps, "train", unit="step") as progress:
+        io = ContextIO(ctx, progress)
+        if nproc > 1:
+            from llmos_train.ddp import launch
+
+            return launch(ctx, io, cfg, model, train_blocks, val_blocks, seed=seed, nproc=nproc)
+        from llmos_train.loop import train
+
+        return train(model, train_blocks, val_blocks, cfg, io, seed=seed)
+
+
+def lineage(ctx: Any, cfg: TrainConfig, result: TrainResult, **extra: Any) -> dict[str, Any]:
+    dataset = ctx.artifacts.get("dataset")
+    data = {k: getattr(dataset, k) for k in ("corpus_sha256", "vocab_size", "block_size") if hasattr(dataset, k)}
+    return {"method": "train", "settings": cfg.model_dump(mode="json"), "data": data, "steps": result.step, **extra}
+
+
+class TrainStep:
+    """Train ``ctx.artifacts["model"]`` on ``ctx.artifacts["dataset"]``.
+
+    Writes ``ctx.artifacts["metrics"]`` (val_loss, val_ppl, steps, params) and
+    ``ctx.artifacts["lineage"]``; checkpoints go to ``ctx.checkpoint_dir()``; a
+    resumed run continues from the latest checkpoint with the same batches.
+    """
+
+    def __init__(self, config: TrainConfig | None = None) -> None:
+        self.config = config or TrainConfig()
+
+    def run(self, ctx: Any) -> dict[str, Any]:
+        cfg = self.config
+        model, train_blocks, val_blocks = inputs(ctx, "optimizer.train")
+        result = train_in_context(ctx, cfg, model, train_blocks, val_blocks)
+        model.eval()
+        params = sum(p.numel() for p in {id(p): p for p in model.parameters()}.values())
+        metrics = {**result.metrics, "params": float(params)}
+        if result.stopped == "interrupted":
+            return {"interrupted_at_step": result.step, "checkpoint": result.checkpoint}
+        ctx.artifacts["metrics"] = metrics
+        ctx.artifacts["lineage"] = lineage(ctx, cfg, result)
+        out: dict[str, Any] = dict(metrics)
+        if result.stopped:
+            out["stopped"] = result.stopped
+        return out
+
+    __call__ = run
