@@ -24,15 +24,22 @@ _M64 = (1 << 64) - 1
 
 def clean_text(text: str, *, normalize: str = "NFC", whitespace: bool = True) -> str:
     """Normalise one document: Unicode form, line endings, control characters and
-    (optionally) runs of spaces inside lines, trailing spaces and 3+ blank lines."""
-    if normalize != "none":
+    (optionally) runs of spaces inside lines, trailing spaces and 3+ blank lines.
+    Leading indentation is kept. Each pass is skipped when a cheap test shows it
+    has nothing to do (most text needs few of them)."""
+    if normalize != "none" and not (text.isascii() or unicodedata.is_normalized(normalize, text)):
         text = unicodedata.normalize(normalize, text)
-    text = text.replace("\r\n", "\n").replace("\r", "\n")
-    text = _CONTROL.sub("", text)
+    if "\r" in text:
+        text = text.replace("\r\n", "\n").replace("\r", "\n")
+    if not text.isprintable() and _CONTROL.search(text):
+        text = _CONTROL.sub("", text)
     if whitespace:
-        text = _TRAILING.sub("", text)
-        text = _SPACES.sub(" ", text)
-        text = _NEWLINES.sub("\n\n", text)
+        if " \n" in text or "\t" in text or text.endswith(" ") or "\u00a0" in text:
+            text = _TRAILING.sub("", text)
+        if "  " in text or "\t" in text or "\u00a0" in text or "\f" in text or "\v" in text:
+            text = _SPACES.sub(" ", text)
+        if "\n\n\n" in text:
+            text = _NEWLINES.sub("\n\n", text)
         text = text.strip()
     return text
 
@@ -88,8 +95,8 @@ class MinHasher:
             h ^= h >> np.uint64(27)
             h *= np.uint64(0x94D049BB133111EB)
             h ^= h >> np.uint64(31)
-        h = np.unique(h)
         if h.size <= self.exact_limit:
+            h = np.unique(h)
             # classic MinHash: num_perm hash functions (a*h + b) over every shingle
             with np.errstate(over="ignore"):
                 return (h[:, None] * self._a[None, :] + self._b[None, :]).min(axis=0)

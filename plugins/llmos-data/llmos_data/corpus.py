@@ -80,13 +80,15 @@ def build_dataset(
     """Build (or reuse from the cache) the packed dataset described by ``cfg``.
 
     :param cache_root: ``$LLMOS_HOME/cache`` to reuse and store results, or ``None`` to
-        build into ``workdir`` without caching.
+        build into ``workdir`` without caching (also when ``cfg.cache`` is false).
     :param workdir: where an uncached dataset is written.
     :param progress: ``progress(total=, description=, unit=)`` → a progress reporter.
     :raises NotFoundError: a source path does not exist.
     :raises ValidationError: bad input (no text left after cleaning, empty split...).
     """
     progress = progress or _null_progress
+    if not cfg.cache:
+        cache_root = None
     if cfg.paths:
         files = resolve_sources(cfg.paths, cfg.format)
         corpus = corpus_sha256(files, f"{cfg.format}|{cfg.text_field}|{cfg.split_paragraphs}")
@@ -343,7 +345,7 @@ def _cached_tokenizer(cfg: CorpusConfig, final: Path, tmp: Path, progress: Progr
 # ---------------------------------------------------------------------------
 
 
-def _batches(docs: Iterator[str], max_docs: int = 1024, max_chars: int = 4 << 20) -> Iterator[list[str]]:
+def _batches(docs: Iterator[str], max_docs: int = 256, max_chars: int = 1 << 20) -> Iterator[list[str]]:
     batch: list[str] = []
     size = 0
     for doc in docs:

@@ -88,7 +88,7 @@ def _format_of(path: Path, fmt: str) -> str:
     return kind
 
 
-_WIKI_HEADING = re.compile(r"^ ?(=+) (.+?) \1 ?$")
+_WIKI_HEADING = re.compile(r"^ ?((?:= )+)(.+?)(?: =)+ ?$")
 
 
 def _looks_like_wikitext(path: Path) -> bool:
@@ -183,7 +183,7 @@ _WIKI_FIXES = [
     (re.compile(r" @(.)@ "), r"\1"),  # 1 @,@ 000 -> 1,000 ; state @-@ of -> state-of
     (re.compile(r" ([.,;:!?)\]}%])"), r"\1"),
     (re.compile(r"([(\[{$]) "), r"\1"),
-    (re.compile(r" (n't|'s|'re|'ve|'m|'ll|'d)\b"), r"\1"),
+    (re.compile(r" (n't|'t|'s|'re|'ve|'m|'ll|'d)\b"), r"\1"),
     (re.compile(r'" (.*?) "'), r'"\1"'),
 ]
 
@@ -207,7 +207,7 @@ def _iter_wikitext(path: Path) -> Iterator[str]:
     with _open_text(path) as fh:
         for line in fh:
             m = _WIKI_HEADING.match(line.rstrip("\n"))
-            if (m and len(m.group(1)) == 1 and buf) or size >= 4 * MAX_DOC_CHARS:
+            if (m and m.group(1).count("=") == 1 and buf) or size >= 4 * MAX_DOC_CHARS:
                 yield "".join(buf)
                 buf, size = [], 0
             text = detokenize_wikitext(line)
