@@ -39,15 +39,9 @@ def list_(as_json: bool, show_all: bool) -> None:
         click.echo("No plugins installed. Install one with: pip install <plugin> (or llmos plugin install NAME)")
         return
     counts = _component_counts(manager)
-    rows = [
-        (i.name, i.version or "-", i.status, counts.get(i.name, 0), ", ".join(_short_hooks(i.hooks)), i.error or "")
-        for i in infos
-    ]
+    rows = [(i.name, i.version or "-", i.status, counts.get(i.name, 0), len(i.hooks), i.error or "") for i in infos]
     echo_table(rows, ["name", "version", "status", "components", "hooks", "problem"])
-
-
-def _short_hooks(hooks: list[str]) -> list[str]:
-    return [h.removeprefix("llmos_") for h in hooks]
+    click.echo("(llmos plugin info NAME shows a plugin's hooks and components)")
 
 
 def _component_counts(manager: object) -> dict[str, int]:
