@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import click
 
 
@@ -179,8 +181,12 @@ def plot_cmd(run: str, output: str) -> None:
 
 @click.command("ui")
 @click.option("--host", default="127.0.0.1", show_default=True, help="Interface to bind (keep it local).")
-@click.option("--port", default=8765, show_default=True, type=click.IntRange(0, 65535), help="TCP port.")
-def ui(host: str, port: int) -> None:
+@click.option("--port", default=8765, show_default=True, type=click.IntRange(1, 65535), help="TCP port.")
+@click.option("--refresh", default=2.0, show_default=True, type=click.FloatRange(0.1, 3600),
+              help="Seconds between chart updates on a running run's page.")
+@click.option("--index", "index_dir", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Community index folder to show (default: the one `llmos plugin install` uses).")
+def ui(host: str, port: int, refresh: float, index_dir: Path | None) -> None:
     """Web dashboard: models, versions, aliases, lineage, runs with live curves, plugins.
 
     Everything is served from this machine (no internet needed). Stop with Ctrl-C.
@@ -194,6 +200,13 @@ def ui(host: str, port: int) -> None:
 
     from llmos_monitor.ui.app import create_app
 
-    app = create_app()
-    click.echo(f"llmos dashboard on http://{host}:{port}  (Ctrl-C to stop)")
-    uvicorn.run(app, host=host, port=port, log_level="warning")
+    app = create_app(poll_ms=int(refresh * 1000), index_dir=index_dir)
+    if host not in ("127.0.0.1", "localhost", "::1"):
+        click.echo(f"Warning: the dashboard has no login; binding {host} exposes it to the network", err=True)
+    click.echo(f"llmos dashboard on http://{host}:{port}  (Ctrl-C to stop)", err=False)
+    try:
+        uvicorn.run(app, host=host, port=port, log_level="warning")
+    except SystemExit as exc:  # uvicorn exits 1 when it cannot bind
+        from llmos.errors import ConflictError
+
+        raise ConflictError(f"cannot serve on {host}:{port} (in use or not allowed): pick another --port") from exc

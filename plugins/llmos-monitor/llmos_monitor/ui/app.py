@@ -45,7 +45,7 @@ def create_app(registry: Any = None, *, poll_ms: int = 2000, index_dir: Path | N
 
     :param registry: a registry object (default: ``llmos.registry.open_registry()`` on first use).
     :param poll_ms: how often a run page polls for new points.
-    :param index_dir: the community index folder (default: ``$LLMOS_INDEX_DIR`` or the checkout's ``registry/``).
+    :param index_dir: the community index folder (default: the one ``llmos plugin install`` reads).
     """
     import jinja2
     from fastapi import FastAPI, Request

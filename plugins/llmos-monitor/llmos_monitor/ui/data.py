@@ -201,88 +201,33 @@ def plugins() -> list[dict[str, Any]]:
 
 
 def community(index_dir: Path | None = None) -> tuple[str, list[dict[str, Any]], str | None]:
-    """``(source, entries, error)`` for the community plugin index.
+    """``(where, entries, problem)`` for the community plugin index.
 
-    Uses :mod:`llmos.community`'s loader when it is installed; otherwise lists the
-    index folders and reads each plugin manifest (TOML or JSON) directly.
+    Read with :func:`llmos.community.index.load_index` from ``index_dir`` (default:
+    the index ``llmos plugin install`` uses — ``$LLMOS_INDEX``, ``./registry``, the
+    checkout's ``registry/``). Entries: ``name``, ``summary``, ``versions`` (yanked
+    ones marked), ``status``, ``stages``.
     """
-    index_dir = index_dir or _default_index_dir()
-    entries: list[dict[str, Any]] = []
-    try:
-        from llmos import community as _community  # type: ignore[attr-defined]
+    from llmos.community.index import default_index_path, load_index
 
-        loader = getattr(_community, "load_index", None)
-    except ImportError:
-        loader = None
-    if loader is not None:
-        try:
-            index = loader(index_dir)
-            items = index.values() if isinstance(index, dict) else getattr(index, "plugins", index)
-            if isinstance(items, dict):
-                items = items.values()
-            for item in items:
-                entries.append(_entry(as_dict(item)))
-            return str(index_dir), sorted(entries, key=lambda e: e["name"]), None
-        except Exception as exc:  # noqa: BLE001 - fall back to reading the folders
-            error: str | None = f"index loader failed ({type(exc).__name__}: {exc}); showing the folders"
-    else:
-        error = None
-    if not index_dir.is_dir():
-        return str(index_dir), [], error or f"no index folder at {index_dir} (set LLMOS_INDEX_DIR)"
-    for folder in sorted(p for p in index_dir.iterdir() if p.is_dir() and not p.name.startswith((".", "_"))):
-        entries.append(_entry(_read_manifest_folder(folder)))
-    return str(index_dir), entries, error
-
-
-def _default_index_dir() -> Path:
-    import os
-
-    env = os.environ.get("LLMOS_INDEX_DIR")
-    if env:
-        return Path(env)
-    # a source checkout: <repo>/registry next to <repo>/plugins/llmos-monitor
-    here = Path(__file__).resolve()
-    for parent in here.parents:
-        if (parent / "registry").is_dir() and (parent / "llmos").is_dir():
-            return parent / "registry"
-    return Path.cwd() / "registry"
-
-
-def _read_manifest_folder(folder: Path) -> dict[str, Any]:
-    import json
-    import tomllib
-
-    data: dict[str, Any] = {"name": folder.name}
-    for cand in ("plugin.toml", "manifest.toml", "meta.toml", "plugin.json", "manifest.json"):
-        path = folder / cand
-        if path.is_file():
-            try:
-                loaded = tomllib.loads(path.read_text()) if path.suffix == ".toml" else json.loads(path.read_text())
-                data.update(loaded.get("plugin", loaded) if isinstance(loaded, dict) else {})
-            except (OSError, ValueError):
-                data["status"] = f"unreadable {cand}"
-            break
-    versions = []
-    vdir = folder / "versions"
-    if vdir.is_dir():
-        versions = sorted(p.stem for p in vdir.iterdir() if p.suffix in (".toml", ".json"))
-    data.setdefault("versions", versions)
-    data["name"] = data.get("name") or folder.name
-    return data
-
-
-def _entry(d: dict[str, Any]) -> dict[str, Any]:
-    versions = d.get("versions") or []
-    if isinstance(versions, dict):
-        versions = list(versions)
-    versions = [v if isinstance(v, str) else str(as_dict(v).get("version", v)) for v in versions]
-    stages = d.get("stages") or d.get("capabilities") or []
-    if isinstance(stages, dict):
-        stages = list(stages)
-    return {
-        "name": str(d.get("name", "?")),
-        "summary": d.get("summary") or d.get("description") or "",
-        "versions": versions,
-        "status": d.get("status") or "",
-        "stages": [str(s) for s in stages],
-    }
+    root = Path(index_dir) if index_dir is not None else default_index_path()
+    if not root.is_dir():
+        return str(root), [], f"no plugin index at {root} (set $LLMOS_INDEX to a registry/ folder)"
+    index = load_index(root)
+    entries = []
+    for entry in index.plugins.values():
+        m = entry.manifest
+        raw = entry.plugin.raw or {}
+        versions = []
+        for ver, doc in sorted(entry.versions.items()):
+            yanked = bool(doc.model.yanked) if doc.model is not None else bool((doc.raw or {}).get("yanked"))
+            versions.append(f"{ver} (yanked)" if yanked else ver)
+        entries.append({
+            "name": entry.name,
+            "summary": (m.summary if m is not None else raw.get("summary")) or "",
+            "versions": versions,
+            "status": (m.status if m is not None else "invalid manifest"),
+            "stages": [str(getattr(st, "value", st)) for st in (m.stages if m is not None else raw.get("stages", []))],
+        })
+    problem = f"{len(index.problems)} problem(s) in the index: run llmos index check" if index.problems else None
+    return str(root), sorted(entries, key=lambda e: e["name"]), problem
