@@ -53,7 +53,26 @@ def _fmt_metrics(metrics: dict[str, float]) -> str:
     return ", ".join(f"{k}={v:.4g}" for k, v in sorted(metrics.items())) or "-"
 
 
-@click.group(cls=LazyGroup, lazy=LAZY)
+class ModelGroup(LazyGroup):
+    """``llmos model``: a lazy group that also makes sure plugins had their chance to
+    add sub-commands (``llmos_register_commands``) before a name is looked up."""
+
+    def _plugin_commands(self, ctx: click.Context) -> None:
+        loader = getattr(ctx.find_root().command, "_load_plugin_commands", None)
+        if loader is not None:
+            loader()
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        self._plugin_commands(ctx)
+        return super().list_commands(ctx)
+
+    def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
+        if name not in self.commands and name not in self.lazy:
+            self._plugin_commands(ctx)
+        return super().get_command(ctx, name)
+
+
+@click.group(cls=ModelGroup, lazy=LAZY)
 def model() -> None:
     """Model versions in the registry: register, list, alias, diff, export.
 
