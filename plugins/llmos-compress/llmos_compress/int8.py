@@ -1,0 +1,229 @@
+"""Dynamic int8 quantization of ``nn.Linear`` layers with PyTorch's own
+``torch.ao.quantization.quantize_dynamic``, and its safetensors round trip.
+
+The quantized modules keep their weights in packed, backend-specific objects that
+are not plain tensors, so a quantized model carries ``llmos_saver`` and
+``llmos_loader`` (see DESIGN.md §7):
+
+- :func:`save_int8` writes ``config.json``, ``quantization.json`` (which modules, scheme)
+  and ``model.safetensors`` holding, for each quantized layer ``L``, ``L.weight.int8``
+  (int8), ``L.weight.scale`` (float32), ``L.weight.zero_point`` (int64) and ``L.bias``,
+  plus every other tensor unchanged in fp32;
+- :func:`load_int8` rebuilds the fp32 architecture from ``config.json``, loads the
+  fp32 tensors, quantizes the same modules and sets their stored int8 weights, so the
+  reloaded model computes exactly the same logits.
+
+Nothing is pickled.
+"""
+
+from __future__ import annotations
+
+import json
+import warnings
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from llmos.errors import ValidationError
+
+METHOD = "int8_dynamic"
+SAVER = "llmos_compress.int8:save_int8"
+LOADER = "llmos_compress.int8:load_int8"
+QUANT_JSON = "quantization.json"
+WEIGHTS = "model.safetensors"
+
+
+@contextmanager
+def _quiet() -> Any:
+    """PyTorch warns that its quantized tensor types are deprecated in favour of torchao;
+    they are what ``quantize_dynamic`` uses, so keep the user's terminal clean."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", category=UserWarning, module=r"torch\..*")
+        warnings.filterwarnings("ignore", category=DeprecationWarning)
+        warnings.filterwarnings("ignore", message=r".*quantiz.*")
+        yield
+
+
+def quantized_modules(model: Any) -> list[str]:
+    """Names of the dynamically quantized ``Linear`` modules of ``model``."""
+    from torch.ao.nn.quantized import dynamic as nnqd
+
+    return [name for name, m in model.named_modules() if isinstance(m, nnqd.Linear)]
+
+
+def is_quantized(model: Any) -> bool:
+    """True for a model that already holds quantized modules (or says so)."""
+    if getattr(model, "llmos_compression", {}).get("method") == METHOD:
+        return True
+    return bool(quantized_modules(model))
+
+
+def _targets(model: Any, include_lm_head: bool, exclude: list[str]) -> list[str]:
+    import torch
+
+    out_emb = model.get_output_embeddings() if hasattr(model, "get_output_embeddings") else None
+    names = []
+    for name, m in model.named_modules():
+        if type(m) is not torch.nn.Linear:
+            continue
+        if m is out_emb and not include_lm_head:
+            continue
+        if any(name == e or name.startswith(e + ".") for e in exclude):
+            continue
+        names.append(name)
+    return names
+
+
+def _quantize(model: Any, names: list[str], per_channel: bool, inplace: bool) -> Any:
+    import torch
+    from torch.ao.quantization import default_dynamic_qconfig, per_channel_dynamic_qconfig, quantize_dynamic
+
+    qconfig = per_channel_dynamic_qconfig if per_channel else default_dynamic_qconfig
+    with _quiet():
+        return quantize_dynamic(model, {n: qconfig for n in names}, dtype=torch.qint8, inplace=inplace)
+
+
+def _mark(model: Any, names: list[str], per_channel: bool) -> Any:
+    model.llmos_saver = SAVER
+    model.llmos_loader = LOADER
+    model.llmos_compression = {"method": METHOD, "per_channel": per_channel, "modules": names}
+    return model
+
+
+def quantize_int8(model: Any, *, per_channel: bool = True, include_lm_head: bool = True,
+                  exclude: list[str] | None = None) -> Any:
+    """A copy of ``model`` with its ``nn.Linear`` layers quantized to int8 (dynamic
+    activations); the original is left as it was.
+
+    :raises ValidationError: the model is already quantized, or has no Linear layer.
+    """
+    if is_quantized(model):
+        raise ValidationError(
+            "this model is already int8-quantized: quantize its fp32 parent instead (see its lineage)"
+        )
+    names = _targets(model, include_lm_head, list(exclude or []))
+    if not names:
+        raise ValidationError("the model has no nn.Linear layer to quantize (check 'exclude')")
+    was_training = model.training
+    qmodel = _quantize(model.eval(), names, per_channel, inplace=False)
+    if was_training:
+        model.train()
+    qmodel.eval()
+    return _mark(qmodel, names, per_channel)
+
+
+def _linear_tensors(mod: Any, name: str) -> dict[str, Any]:
+    import torch
+
+    with _quiet():
+        w, b = mod._packed_params._weight_bias()
+        out = {f"{name}.weight.int8": w.int_repr().contiguous()}
+        if w.qscheme() in (torch.per_channel_affine, torch.per_channel_symmetric):
+            out[f"{name}.weight.scale"] = w.q_per_channel_scales().to(torch.float32).contiguous()
+            out[f"{name}.weight.zero_point"] = w.q_per_channel_zero_points().to(torch.int64).contiguous()
+        else:
+            out[f"{name}.weight.scale"] = torch.tensor([w.q_scale()], dtype=torch.float32)
+            out[f"{name}.weight.zero_point"] = torch.tensor([w.q_zero_point()], dtype=torch.int64)
+    if b is not None:
+        out[f"{name}.bias"] = b.detach().to(torch.float32).contiguous()
+    return out
+
+
+def save_int8(model: Any, path: Path | str) -> None:
+    """Write a quantized model to directory ``path`` (the ``llmos_saver`` of int8 models)."""
+    import torch
+    from safetensors.torch import save_file
+
+    path = Path(path)
+    names = quantized_modules(model)
+    if not names:
+        raise ValidationError("save_int8 needs a model quantized by compression.int8")
+    modules = dict(model.named_modules())
+    tensors: dict[str, Any] = {}
+    seen: set[int] = set()
+    for key, value in model.state_dict().items():
+        if any(key.startswith(n + ".") for n in names) or not isinstance(value, torch.Tensor) or value.is_quantized:
+            continue
+        if value.data_ptr() in seen:  # a tied weight: stored once, re-tied by the architecture on load
+            continue
+        seen.add(value.data_ptr())
+        tensors[key] = value.detach().contiguous()
+    for n in names:
+        tensors.update(_linear_tensors(modules[n], n))
+    per_channel = bool(getattr(model, "llmos_compression", {}).get("per_channel", True))
+    save_file(tensors, str(path / WEIGHTS), metadata={"format": "pt", "llmos_quantization": METHOD})
+    model.config.save_pretrained(str(path))
+    (path / QUANT_JSON).write_text(json.dumps(
+        {"method": METHOD, "dtype": "qint8", "per_channel": per_channel, "modules": names,
+         "torch_backend": torch.backends.quantized.engine}, indent=2))
+
+
+def load_int8(path: Path | str) -> Any:
+    """Rebuild a model written by :func:`save_int8` (the ``llmos_loader`` of int8 models)."""
+    import torch
+    from safetensors.torch import load_file
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    path = Path(path)
+    qfile = path / QUANT_JSON
+    if not qfile.is_file() or not (path / WEIGHTS).is_file():
+        raise ValidationError(f"{path} is not an int8 model directory (needs {QUANT_JSON} and {WEIGHTS})")
+    info = json.loads(qfile.read_text())
+    names: list[str] = list(info["modules"])
+    per_channel = bool(info.get("per_channel", True))
+    config = AutoConfig.from_pretrained(str(path))
+    model = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
+    tensors = load_file(str(path / WEIGHTS))
+    qkeys = {k for k in tensors if any(k.startswith(n + ".") for n in names)}
+    fp = {k: v for k, v in tensors.items() if k not in qkeys}
+    missing, unexpected = model.load_state_dict(fp, strict=False)
+    state = model.state_dict()
+    loaded = {state[k].data_ptr() for k in fp if k in state}
+    missing = [k for k in missing if not any(k.startswith(n + ".") for n in names)
+               and state[k].data_ptr() not in loaded]  # a tied weight shares a loaded tensor
+    if unexpected or missing:
+        raise ValidationError(
+            f"{path}/{WEIGHTS} does not match its config (missing {missing[:3]}, unexpected {unexpected[:3]}): "
+            f"re-save the model"
+        )
+    model.eval()
+    _quantize(model, names, per_channel, inplace=True)
+    modules = dict(model.named_modules())
+    with _quiet():
+        for n in names:
+            q = tensors[f"{n}.weight.int8"]
+            scale, zp = tensors[f"{n}.weight.scale"], tensors[f"{n}.weight.zero_point"]
+            if per_channel:
+                qw = torch._make_per_channel_quantized_tensor(q, scale.double(), zp, 0)
+            else:
+                qw = torch._make_per_tensor_quantized_tensor(q, float(scale[0]), int(zp[0]))
+            modules[n].set_weight_bias(qw, tensors.get(f"{n}.bias"))
+    return _mark(model, names, per_channel)
+
+
+load = load_int8  # the default loader name llmos_models.io looks for
+
+
+class Int8Step:
+    """``compression.int8``: quantize ``ctx.artifacts["model"]`` and record the lineage."""
+
+    def __init__(self, config: Any = None) -> None:
+        from llmos_compress.config import Int8Config
+
+        self.config = config if config is not None else Int8Config()
+
+    def run(self, ctx: Any) -> dict[str, float]:
+        from llmos_compress.measure import count_parameters
+
+        model = ctx.artifacts.get("model")
+        if model is None:
+            raise ValidationError("compression.int8 needs a model: put model.load or a training stage before it")
+        cfg = self.config
+        qmodel = quantize_int8(model, per_channel=cfg.per_channel, include_lm_head=cfg.include_lm_head,
+                               exclude=cfg.exclude)
+        ctx.artifacts["model"] = qmodel
+        ctx.artifacts["lineage"] = {"method": METHOD, "settings": cfg.model_dump(mode="json")}
+        return {"params": float(count_parameters(qmodel)),
+                "quantized_layers": float(len(qmodel.llmos_compression["modules"]))}
+
+    __call__ = run

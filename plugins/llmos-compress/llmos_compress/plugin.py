@@ -1,0 +1,40 @@
+"""Hook module of llmos-compress (light: imports only llmos and click)."""
+
+from __future__ import annotations
+
+from llmos import hookimpl
+
+LLMOS_API = 1
+
+
+@hookimpl
+def llmos_register_compressors(register):
+    from llmos_compress.config import DistillConfig, Int8Config, PruneConfig
+
+    register(
+        "int8",
+        "llmos_compress.int8:Int8Step",
+        config=Int8Config,
+        description="Dynamic int8 quantization of nn.Linear layers (PyTorch's own); saved as int8 safetensors "
+        "+ scales, reloaded by its own loader",
+    )
+    register(
+        "prune",
+        "llmos_compress.prune:PruneStep",
+        config=PruneConfig,
+        description="Magnitude pruning (unstructured, sparsity only) or structured pruning of MLP neurons and "
+        "attention heads (really smaller and faster), with optional recovery fine-tune",
+    )
+    register(
+        "distill",
+        "llmos_compress.distill:DistillStep",
+        config=DistillConfig,
+        description="Knowledge distillation: a teacher trains the student with a*T^2*KL + (1-a)*CE",
+    )
+
+
+@hookimpl
+def llmos_register_commands(cli):
+    from llmos_compress.commands import add_commands
+
+    add_commands(cli)
