@@ -34,7 +34,7 @@ def configure_logging(level: int = logging.INFO) -> None:
 
 def _bind(host: str, port: int) -> socket.socket:
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)  # TCP proto: asyncio sets TCP_NODELAY
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     try:
         sock.bind((host, port))
@@ -77,7 +77,7 @@ def serve(config: ServeConfig) -> None:
     )
     from uvicorn.supervisors import Multiprocess
 
-    Multiprocess(uv, target=uvicorn.Server(uv).run, sockets=[sock]).run()
+    Multiprocess(uv, sockets=[sock]).run()
 
 
 class BackgroundServer:

@@ -88,7 +88,9 @@ def start_server(plugin_manager: Any) -> Iterator[Callable[..., Any]]:
         srv.stop()
 
 
+@pytest.fixture
 def free_port() -> int:
+    """A TCP port on 127.0.0.1 that was free a moment ago."""
     import socket
 
     with socket.socket() as s:
