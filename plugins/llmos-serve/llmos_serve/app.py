@@ -546,7 +546,8 @@ def create_app(config: ServeConfig, pool: ModelPool | None = None) -> FastAPI:
             if chat:
                 requested = min(limit, max(1, ctx - longest))
             else:
-                requested = int(gen.get("max_tokens") or config.default_max_tokens)
+                recorded = gen.get("max_tokens") or gen.get("max_new_tokens")
+                requested = int(recorded) if isinstance(recorded, int) and recorded > 0 else config.default_max_tokens
                 requested = min(requested, limit)
         if requested > limit:
             raise ApiError(
@@ -564,9 +565,13 @@ def create_app(config: ServeConfig, pool: ModelPool | None = None) -> FastAPI:
             )
         stop = [body.stop] if isinstance(body.stop, str) else list(body.stop or [])
         stop = [s for s in stop if s]
-        temperature = body.temperature if body.temperature is not None else float(gen.get("temperature", 1.0))
-        top_p = body.top_p if body.top_p is not None else float(gen.get("top_p", 1.0))
-        top_k = body.top_k if body.top_k is not None else int(gen.get("top_k", 0))
+        def default(key: str, fallback: float) -> float:  # the model's recorded generation defaults
+            value = gen.get(key)
+            return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else fallback
+
+        temperature = body.temperature if body.temperature is not None else default("temperature", 1.0)
+        top_p = body.top_p if body.top_p is not None else default("top_p", 1.0)
+        top_k = body.top_k if body.top_k is not None else int(default("top_k", 0))
         seqs = []
         for ids in prompts:
             for j in range(body.n):

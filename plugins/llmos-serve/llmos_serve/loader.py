@@ -142,6 +142,8 @@ def load_directory(path: Path, *, name: str, version: str) -> LoadedModel:
 
         model = AutoModelForCausalLM.from_pretrained(path)
         tokenizer = AutoTokenizer.from_pretrained(path)
+    if tokenizer is None:
+        raise NotFoundError(f"{path} has no tokenizer (tokenizer.json): a served model needs one; re-save it with its tokenizer")
     model.eval()
     meta: dict[str, Any] = {}
     meta_file = path / "llmos.json"

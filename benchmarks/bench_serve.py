@@ -1,0 +1,352 @@
+"""Serving: `llmos serve` against in-process generation, batching, and a load test
+with alias switches.
+
+Model: a `small`-preset Llama (256 hidden, 10 layers, 8 heads, MLP 768; ~10M
+parameters with a 4096-token BPE trained here on the repository's Markdown).
+Its weights are untrained (built from config): throughput does not depend on
+what the weights say, and nothing is downloaded. Registered twice (two seeds) in
+a throw-away registry; the server is a real `llmos serve` subprocess on
+127.0.0.1 following `bench@production`.
+
+Figures (ratios measured side by side in one run):
+
+1. single stream: tokens/s of one client through HTTP (non-streaming
+   completions, greedy, 64 tokens) ÷ tokens/s of `model.generate()` in process,
+   same prompts, alternated; target ≥ 0.9.
+2. 8 concurrent clients: aggregate tokens/s ÷ the same 16 requests sent one by
+   one; target ≥ 2.5.
+3. load test: 2,000 requests (max_tokens 8) from 32 concurrent clients while the
+   alias is moved 10 times (POST /admin/alias, alternating versions 1 and 2):
+   5xx, dropped requests (no response), and responses whose version header was
+   not an alias target at any moment of the request; target: all zero.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+VENV_BIN = Path(sys.executable).parent
+NEW_TOKENS = 64
+PROMPTS = [
+    "The registry stores every model version",
+    "Plugins provide components for six stages",
+    "A small model trained on the machine",
+    "Serving follows the production alias",
+    "Once upon a time a language model",
+    "Batching groups concurrent requests",
+    "The quick brown fox jumps over",
+    "Metrics are exported in Prometheus format",
+]
+
+
+def _corpus() -> str:
+    parts = []
+    for p in sorted(ROOT.rglob("*.md")):
+        if ".venv" in p.parts or "node_modules" in p.parts:
+            continue
+        try:
+            parts.append(p.read_text(errors="ignore"))
+        except OSError:
+            pass
+    return "\n".join(parts) or "hello world " * 1000
+
+
+def build_models(out: Path) -> list[Path]:
+    import torch
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
+
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=4096, special_tokens=["<|endoftext|>"], initial_alphabet=pre_tokenizers.ByteLevel.alphabet()
+    )
+    tok.train_from_iterator([_corpus()], trainer)
+    fast = PreTrainedTokenizerFast(
+        tokenizer_object=tok, eos_token="<|endoftext|>", bos_token="<|endoftext|>", pad_token="<|endoftext|>"
+    )
+    try:  # the model plugin's `small` preset, when installed
+        from llmos_models.build import PRESETS
+
+        p = PRESETS["llama"]["small"]
+    except ImportError:
+        p = {"hidden_size": 256, "num_layers": 10, "num_heads": 8, "intermediate_size": 768}
+    eos = fast.eos_token_id
+    paths = []
+    for seed in (0, 1):
+        torch.manual_seed(seed)
+        cfg = LlamaConfig(
+            vocab_size=len(fast), hidden_size=p["hidden_size"], num_hidden_layers=p["num_layers"],
+            num_attention_heads=p["num_heads"], num_key_value_heads=p["num_heads"],
+            intermediate_size=p["intermediate_size"], max_position_embeddings=512, tie_word_embeddings=True,
+            bos_token_id=eos, eos_token_id=eos, pad_token_id=eos,
+        )
+        model = LlamaForCausalLM(cfg).eval()
+        path = out / f"bench-{seed}"
+        model.save_pretrained(path)
+        fast.save_pretrained(path)
+        paths.append(path)
+    return paths
+
+
+def _wait_ready(url: str, proc: subprocess.Popen, timeout: float = 300) -> None:
+    import httpx
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"server exited with {proc.returncode}")
+        try:
+            if httpx.get(url + "/ready", timeout=2).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.2)
+    raise RuntimeError("server did not become ready")
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def single_stream(url: str, model: Any, tokenizer: Any, rounds: int = 3) -> dict[str, float]:
+    """Alternate: in-process generate() and one HTTP request, same prompt and length."""
+    import httpx
+    import torch
+
+    local_tps, http_tps = [], []
+    with httpx.Client(timeout=300) as client, torch.inference_mode():
+        for r in range(rounds):
+            for prompt in PROMPTS[:4]:
+                ids = tokenizer(prompt, return_tensors="pt").input_ids
+                t0 = time.perf_counter()
+                out = model.generate(
+                    ids, attention_mask=torch.ones_like(ids), max_new_tokens=NEW_TOKENS,
+                    min_new_tokens=NEW_TOKENS, do_sample=False, pad_token_id=tokenizer.eos_token_id,
+                )
+                local_tps.append((out.shape[1] - ids.shape[1]) / (time.perf_counter() - t0))
+                t0 = time.perf_counter()
+                resp = client.post(url + "/v1/completions", json={
+                    "model": "bench", "prompt": prompt, "max_tokens": NEW_TOKENS, "temperature": 0,
+                }).json()
+                http_tps.append(resp["usage"]["completion_tokens"] / (time.perf_counter() - t0))
+    return {"local": statistics.median(local_tps), "http": statistics.median(http_tps)}
+
+
+def concurrency(url: str, clients: int = 8, per_client: int = 2) -> dict[str, float]:
+    import httpx
+
+    jobs = [PROMPTS[i % len(PROMPTS)] + f" ({i})" for i in range(clients * per_client)]
+
+    def one(client: httpx.Client, prompt: str) -> int:
+        r = client.post(url + "/v1/completions", json={
+            "model": "bench", "prompt": prompt, "max_tokens": NEW_TOKENS, "temperature": 0,
+        })
+        r.raise_for_status()
+        return r.json()["usage"]["completion_tokens"]
+
+    with httpx.Client(timeout=600) as c:
+        t0 = time.perf_counter()
+        seq_tokens = sum(one(c, p) for p in jobs)
+        seq_time = time.perf_counter() - t0
+
+    totals = [0] * clients
+
+    def worker(k: int) -> None:
+        with httpx.Client(timeout=600) as c:
+            for p in jobs[k::clients]:
+                totals[k] += one(c, p)
+
+    threads = [threading.Thread(target=worker, args=(k,)) for k in range(clients)]
+    t0 = time.perf_counter()
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    conc_time = time.perf_counter() - t0
+    return {"sequential": seq_tokens / seq_time, "concurrent": sum(totals) / conc_time}
+
+
+def load_test(url: str, token: str, total: int = 2000, clients: int = 32, switches: int = 10) -> dict[str, Any]:
+    import httpx
+
+    lock = threading.Lock()
+    next_job = [0]
+    done = [0]
+    records: list[tuple[float, float, int, str]] = []  # start, end, status, version
+    dropped = [0]
+    # alias timeline: (call start, call end, old, new)
+    timeline: list[tuple[float, float, int, int]] = []
+    current = [1]
+
+    def client_loop() -> None:
+        with httpx.Client(timeout=120) as c:
+            while True:
+                with lock:
+                    if next_job[0] >= total:
+                        return
+                    i = next_job[0]
+                    next_job[0] += 1
+                t0 = time.monotonic()
+                try:
+                    r = c.post(url + "/v1/completions", json={
+                        "model": "bench", "prompt": PROMPTS[i % len(PROMPTS)], "max_tokens": 8, "temperature": 0.7,
+                        "seed": i,
+                    })
+                    rec = (t0, time.monotonic(), r.status_code, r.headers.get("x-llmos-model-version", ""))
+                except httpx.HTTPError:
+                    with lock:
+                        dropped[0] += 1
+                    continue
+                with lock:
+                    records.append(rec)
+                    done[0] += 1
+
+    def switcher() -> None:
+        with httpx.Client(timeout=120) as c:
+            for k in range(switches):
+                target = (k + 1) * total // (switches + 1)
+                while done[0] < target and (next_job[0] < total or done[0] + dropped[0] < total):
+                    time.sleep(0.01)
+                new = 2 if current[0] == 1 else 1
+                a = time.monotonic()
+                r = c.post(url + "/admin/alias", json={"alias": "production", "version": new},
+                           headers={"Authorization": f"Bearer {token}"})
+                r.raise_for_status()
+                timeline.append((a, time.monotonic(), current[0], new))
+                current[0] = new
+
+    threads = [threading.Thread(target=client_loop) for _ in range(clients)]
+    sw = threading.Thread(target=switcher)
+    t0 = time.perf_counter()
+    for t in threads:
+        t.start()
+    sw.start()
+    for t in threads:
+        t.join()
+    sw.join()
+    elapsed = time.perf_counter() - t0
+
+    def allowed(start: float, end: float) -> set[str]:
+        ok = set()
+        target = 1
+        for a, b, old, new in timeline:
+            if b < start:
+                target = new
+        ok.add(f"bench:{target}")
+        for a, b, old, new in timeline:
+            if a <= end and b >= start or (start <= a <= end):
+                ok.update({f"bench:{old}", f"bench:{new}"})
+        return ok
+
+    mismatched = sum(1 for s, e, st, v in records if st == 200 and v not in allowed(s, e))
+    statuses: dict[int, int] = {}
+    for *_, st, _v in records:
+        statuses[st] = statuses.get(st, 0) + 1
+    versions = {v for *_, v in records}
+    return {
+        "requests": total, "answered": len(records), "dropped": dropped[0] + (total - len(records) - dropped[0]),
+        "5xx": sum(n for st, n in statuses.items() if st >= 500), "statuses": statuses,
+        "mismatched": mismatched, "switches": len(timeline), "elapsed_s": elapsed, "versions": sorted(versions),
+    }
+
+
+def main() -> str:
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from benchmarks_stamp import stamp  # type: ignore[import-not-found]
+
+    work = Path(tempfile.mkdtemp(prefix="llmos-bench-serve-"))
+    home = work / "home"
+    env = dict(os.environ, LLMOS_HOME=str(home), LLMOS_PLUGINS="llmos-serve")
+    env.pop("LLMOS_DATABASE_URL", None)
+    paths = build_models(work)
+    os.environ["LLMOS_HOME"] = str(home)
+    os.environ.pop("LLMOS_DATABASE_URL", None)
+    from llmos.registry import open_registry
+
+    reg = open_registry()
+    for p in paths:
+        reg.register_version("bench", p, description="untrained small-preset Llama for benchmarks")
+    reg.set_alias("bench", "production", 1)
+
+    port, token = _free_port(), "bench-token"
+    url = f"http://127.0.0.1:{port}"
+    proc = subprocess.Popen(
+        [str(VENV_BIN / "llmos"), "serve", "bench@production", "--port", str(port), "--admin-token", token,
+         "--max-batch-size", "32", "--max-queue", "256", "--no-access-log", "--poll-interval", "1"],
+        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+    )
+    try:
+        _wait_ready(url, proc)
+        model = AutoModelForCausalLM.from_pretrained(paths[0]).eval()
+        tokenizer = AutoTokenizer.from_pretrained(paths[0])
+        params = sum(p.numel() for p in model.parameters())
+        # warm both sides
+        single_stream(url, model, tokenizer, rounds=1)
+        ss = single_stream(url, model, tokenizer, rounds=3)
+        del model
+        conc = concurrency(url)
+        load = load_test(url, token)
+    finally:
+        proc.send_signal(signal.SIGINT)
+        try:
+            proc.communicate(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+    r1 = ss["http"] / ss["local"]
+    r2 = conc["concurrent"] / conc["sequential"]
+    ok3 = load["5xx"] == 0 and load["dropped"] == 0 and load["mismatched"] == 0 and load["answered"] == load["requests"]
+    lines = [
+        "## Serving (`llmos serve`)",
+        "",
+        stamp(),
+        "",
+        f"Model: `small`-preset Llama, {params / 1e6:.1f}M parameters, untrained (built from config; "
+        "throughput does not depend on the weights), 4096-token BPE. Server: `llmos serve bench@production` "
+        f"in its own process on 127.0.0.1, torch threads {torch.get_num_threads()} in the client process.",
+        "",
+        "| measure | result | target | |",
+        "|---|---|---|---|",
+        f"| single stream: HTTP tokens/s ÷ in-process `generate()` tokens/s ({NEW_TOKENS} tokens, greedy) "
+        f"| **{r1:.2f}×** ({ss['http']:.0f} vs {ss['local']:.0f} tok/s) | ≥ 0.9× | {'✅' if r1 >= 0.9 else '❌'} |",
+        f"| 8 concurrent clients ÷ the same 16 requests one by one (aggregate tokens/s) "
+        f"| **{r2:.2f}×** ({conc['concurrent']:.0f} vs {conc['sequential']:.0f} tok/s) | ≥ 2.5× "
+        f"| {'✅' if r2 >= 2.5 else '❌'} |",
+        f"| load test: {load['requests']} requests, 32 clients, {load['switches']} alias switches "
+        f"({load['elapsed_s']:.0f} s) | 5xx {load['5xx']}, dropped {load['dropped']}, "
+        f"version mismatches {load['mismatched']}; versions seen {', '.join(load['versions'])} "
+        f"| all 0 | {'✅' if ok3 else '❌'} |",
+        "",
+        "Single stream alternates the two sides on the same prompts (median of 12 each). The load test moves "
+        "`bench@production` between versions 1 and 2 through `POST /admin/alias` (which loads the new version "
+        "beside the old one and switches atomically); a response's `X-Llmos-Model-Version` must name a version "
+        "that was the alias target at some moment between the request's start and end.",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    text = main()
+    out = ROOT / "docs" / "benchmarks" / "serve.md"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(text)
+    print(text)
