@@ -46,6 +46,9 @@ def plot_points(points: list[dict[str, Any]], path: str | Path, *, title: str = 
     matplotlib.use("Agg", force=False)
     from matplotlib.figure import Figure
 
+    out = Path(path)
+    if out.suffix.lower() != ".png":
+        raise ValidationError(f"plot file must end in .png, got {out.name!r}")
     panels = panels_for(points)
     if not panels:
         names = sorted({p["name"] for p in points}) or ["none"]
@@ -71,11 +74,7 @@ def plot_points(points: list[dict[str, Any]], path: str | Path, *, title: str = 
     axes[-1].set_xlabel("step")
     if title:
         fig.suptitle(title)
-    out = Path(path)
-    if out.parent and not out.parent.exists():
-        out.parent.mkdir(parents=True, exist_ok=True)
-    if out.suffix.lower() != ".png":
-        raise ValidationError(f"plot file must end in .png, got {out.name!r}")
+    out.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(out, format="png", dpi=100)
     return fig
 

@@ -163,7 +163,7 @@ def make_models(reg: Any, tmp: Path) -> None:
     reg.set_alias("tiny", "production", 1)
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def h() -> Any:
     """These helpers (conftest modules cannot be imported under --import-mode=importlib)."""
     return sys.modules[__name__]

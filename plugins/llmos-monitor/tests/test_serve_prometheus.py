@@ -1,0 +1,80 @@
+"""Serving metrics persisted as a `serve` run; the Prometheus exporter."""
+
+from __future__ import annotations
+
+import urllib.request
+from typing import Any
+
+import pytest
+
+
+def _serve_requests(manager: Any, n: int) -> list[dict[str, float]]:
+    sent = []
+    for i in range(n):
+        metrics = {"prompt_tokens": float(3 + i), "completion_tokens": float(10 + i), "latency_s": 0.01 * (i + 1),
+                   "time_to_first_token_s": 0.001 * (i + 1)}
+        manager.notify("llmos_on_request_served",
+                       request={"model": "tiny", "version": "tiny:1", "endpoint": "/v1/completions",
+                                "status": 200, "stream": False},
+                       metrics=metrics)
+        sent.append(metrics)
+    return sent
+
+
+def test_served_requests_become_a_serve_run(monitor_manager: Any, monkeypatch: pytest.MonkeyPatch, h: Any) -> None:
+    from llmos.registry import open_registry
+    from llmos_monitor import runtime
+
+    monkeypatch.setenv("LLMOS_MONITOR_INTERVAL", "0.05")
+    sent = _serve_requests(monitor_manager, 25)
+    monitor_manager.notify("llmos_on_metrics", source="serve", step=1,
+                           metrics={"requests_running": 2.0, "generation_tokens_per_s": 55.5})
+    run_id = runtime.stop_serve_monitor()
+    assert run_id is not None and runtime.stop_serve_monitor() is None
+
+    reg = open_registry()
+    run = reg.get_run(run_id)
+    assert (run.pipeline, run.status, run.summary["requests"]) == ("serve", "completed", 25)
+    assert run.config["model"] == "tiny"
+    points = reg.run_metrics(run_id, kind="request")
+    got: dict[int, dict[str, float]] = {}
+    for p in points:
+        got.setdefault(p["step"], {})[p["name"]] = p["value"]
+    assert sorted(got) == list(range(1, 26))
+    for i, metrics in enumerate(sent, start=1):
+        assert got[i] == {**metrics, "status": 200.0}
+    serve = {p["name"]: p["value"] for p in reg.run_metrics(run_id, kind="serve")}
+    assert serve == {"requests_running": 2.0, "generation_tokens_per_s": 55.5}
+    assert reg.run_metrics(run_id, name="proc_rss_bytes", kind="system")  # sampled while serving
+
+    # and the CLI shows it like any run
+    shown = h.cli_json("monitor", "show", run_id, "--kind", "request")
+    lat = next(m for m in shown["metrics"] if m["name"] == "latency_s")
+    assert (lat["count"], lat["first"], lat["last"]) == (25, 0.01, 0.25)
+
+
+def test_prometheus_exporter_shows_what_the_hooks_saw(monitor_manager: Any) -> None:
+    from llmos.context import RunContext
+    from llmos.errors import ConflictError
+    from llmos_monitor import runtime
+    from llmos_monitor.prometheus import start_exporter
+
+    exporter = start_exporter(0)
+    try:
+        ctx = RunContext(run_id="r1", spec=None, workdir=None, manager=monitor_manager)  # type: ignore[arg-type]
+        monitor_manager.notify("llmos_on_train_step", ctx=ctx, step=7, metrics={"loss": 2.5, "lr": 0.001})
+        monitor_manager.notify("llmos_on_evaluate", ctx=ctx, step=7, metrics={"val_ppl": 12.25})
+        _serve_requests(monitor_manager, 3)
+        body = urllib.request.urlopen(exporter.url, timeout=10).read().decode()
+        assert 'llmos_train_metric{name="loss",run="r1"} 2.5' in body
+        assert 'llmos_train_step{run="r1"} 7.0' in body
+        assert 'llmos_eval_metric{name="val_ppl",run="r1"} 12.25' in body
+        assert 'llmos_requests_served_total{endpoint="/v1/completions",model="tiny",status="200"} 3.0' in body
+        assert 'llmos_request_latency_seconds_count{model="tiny"} 3.0' in body
+        with pytest.raises(ConflictError, match="pick another port"):
+            start_exporter(exporter.port)
+    finally:
+        exporter.stop()
+        runtime.stop_serve_monitor()
+    with pytest.raises(OSError):
+        urllib.request.urlopen(exporter.url, timeout=2)
