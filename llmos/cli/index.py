@@ -1,0 +1,90 @@
+"""``llmos index ...``: check the community plugin index and export its schema."""
+
+from __future__ import annotations
+
+import click
+
+from llmos.cli import LazyGroup
+from llmos.cli._output import echo_json, json_option
+
+
+@click.group(cls=LazyGroup)
+def index() -> None:
+    """The community plugin index (registry/ in the llmos repository).
+
+    \b
+    llmos index check                      check registry/ against GOVERNANCE.md
+    llmos index check --base origin/main   ...and against what was already merged
+    llmos index schema                     the manifests' JSON Schema
+    """
+
+
+@index.command("check")
+@click.argument("path", required=False, type=click.Path(file_okay=False))
+@click.option("--base", "base_ref", metavar="REF",
+              help="Git ref of what was already merged: released versions must not change and new ones must be higher.")
+@click.option("--strict", is_flag=True, help="Fail on warnings (flagged look-alike names, wide changes) too.")
+@json_option
+def check(path: str | None, base_ref: str | None, strict: bool, as_json: bool) -> None:
+    """Check an index: every rule of GOVERNANCE.md that code can check.
+
+    Each problem is printed as `file: field: rule: message`; the exit status is 1
+    when there is an error (warnings only flag, unless --strict).
+
+    \b
+    Example (what CI runs):
+      llmos index check registry --base origin/main
+    """
+    from pathlib import Path
+
+    from llmos.community.check import check_index
+    from llmos.community.index import DirSource, default_index_path, git_source_for, load_index
+
+    root = Path(path) if path else default_index_path()
+    if not root.is_dir():
+        raise click.ClickException(f"no index directory at {root}: pass the path of registry/")
+    idx = load_index(DirSource(root))
+    base = load_index(git_source_for(root, base_ref)) if base_ref else None
+    problems = check_index(idx, base)
+    errors = [p for p in problems if p.level == "error"]
+    warnings = [p for p in problems if p.level != "error"]
+    if as_json:
+        echo_json({"ok": not errors and not (strict and warnings), "plugins": len(idx.plugins),
+                   "versions": sum(len(e.versions) for e in idx.plugins.values()),
+                   "problems": [p.to_dict() for p in problems]})
+    else:
+        for p in problems:
+            click.echo(str(p), err=p.level == "error")
+        n_versions = sum(len(e.versions) for e in idx.plugins.values())
+        summary = (f"{len(idx.plugins)} plugins, {n_versions} versions: "
+                   f"{len(errors)} error(s), {len(warnings)} warning(s)")
+        click.echo(("OK: " if not errors else "FAILED: ") + summary + (f" (base {base_ref})" if base_ref else ""))
+    if errors or (strict and warnings):
+        raise SystemExit(1)
+
+
+@index.command("schema")
+@click.option("--out", type=click.Path(file_okay=False), help="Write one <kind>.schema.json per file kind here.")
+@click.argument("kind", required=False, type=click.Choice(["plugin", "version", "review", "maintainers", "removed"]))
+def schema(out: str | None, kind: str | None) -> None:
+    """Print (or write) the JSON Schema of the index's files.
+
+    \b
+    Example:
+      llmos index schema version          the schema of versions/<v>.toml
+      llmos index schema --out registry/schema
+    """
+    import json
+    from pathlib import Path
+
+    from llmos.community.schema import json_schemas
+
+    schemas = json_schemas()
+    if out:
+        Path(out).mkdir(parents=True, exist_ok=True)
+        for k, s in schemas.items():
+            if kind is None or k == kind:
+                (Path(out) / f"{k}.schema.json").write_text(json.dumps(s, indent=2, sort_keys=True) + "\n")
+                click.echo(f"wrote {Path(out) / f'{k}.schema.json'}")
+        return
+    echo_json(schemas[kind] if kind else schemas)
