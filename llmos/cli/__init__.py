@@ -98,6 +98,8 @@ class RootGroup(LazyGroup):
 CORE_COMMANDS = {
     "plugin": "llmos.cli.plugin_cmds:plugin",
     "components": "llmos.cli.components_cmd:components",
+    "index": "llmos.cli.index:index",
+    "contrib": "llmos.cli.contrib:contrib",
     "run": "llmos.cli.run:run",
     "runs": "llmos.cli.run:runs",
     "model": "llmos.cli.model:model",

@@ -8,7 +8,9 @@ from llmos.cli import LazyGroup
 from llmos.cli._output import echo_json, echo_table, json_option
 
 #: sub-commands provided by other core modules (imported on use)
-LAZY: dict[str, str] = {}
+LAZY: dict[str, str] = {
+    name: f"llmos.cli.plugin_community:{name}" for name in ("search", "install", "upgrade", "uninstall", "new", "test")
+}
 
 
 @click.group(cls=LazyGroup, lazy=LAZY)
@@ -62,6 +64,9 @@ def info(name: str, as_json: bool) -> None:
     comps = [c for c in manager.components() if c.plugin == name]
     data = manager.info(name).to_dict()
     data["components"] = [c.to_dict() for c in comps]
+    from llmos.cli.plugin_community import index_info
+
+    data.update(index_info(data.get("dist") or name))
     if as_json:
         echo_json(data)
         return
@@ -70,6 +75,9 @@ def info(name: str, as_json: bool) -> None:
             click.echo(f"{key + ':':13} {data[key]}")
     click.echo(f"{'hooks:':13} {', '.join(data['hooks']) or '-'}")
     click.echo(f"{'components:':13} {', '.join(c.ref for c in comps) or '-'}")
+    for key in ("index", "installed_from"):
+        if data.get(key):
+            click.echo(f"{key + ':':13} {data[key]}")
 
 
 @plugin.command("enable")
