@@ -7,6 +7,9 @@ have_postgres() {
   command -v postgres >/dev/null 2>&1 || compgen -G "/usr/lib/postgresql/*/bin/postgres" >/dev/null
 }
 have_postgres || need+=(postgresql)
+# the dashboard's browser tests (plugins/llmos-monitor) drive Debian's Chromium through
+# Playwright; Playwright's own browser download is never used
+[ -x /usr/bin/chromium ] || need+=(chromium fonts-liberation)
 if [ ${#need[@]} -gt 0 ]; then
   if [ "$(id -u)" != 0 ]; then
     echo "sysdeps: missing ${need[*]}; install them (sudo apt-get install ${need[*]})" >&2
