@@ -8,7 +8,7 @@ from typing import Any
 
 import click
 
-from llmos.cli._output import echo_json, echo_table, json_option
+from llmos.cli._output import echo_json, json_option
 
 
 @click.command("run")
@@ -65,7 +65,7 @@ def run(file: str | None, overrides: tuple[str, ...], resume: str | None, nproc:
             echo_json({"pipeline": pipe.name, "valid": True, "stages": [s.to_dict() for s in pipe.stages]})
         else:
             click.echo(f"{pipe.source}: valid, {len(pipe.stages)} stages")
-            echo_table([(s.id, s.use, s.plugin) for s in pipe.stages], ["stage", "component", "plugin"])
+            _table([(s.id, s.use, s.plugin) for s in pipe.stages], ["stage", "component", "plugin"])
         return
 
     from llmos.pipeline.display import Display
@@ -147,6 +147,21 @@ def runs() -> None:
     """
 
 
+def _table(rows: list[tuple[Any, ...]], headers: list[str], title: str | None = None) -> None:
+    """Like echo_table, but the first column (run ids, names) is never cut or wrapped."""
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=title, box=None, header_style="bold", pad_edge=False)
+    first = max([len(str(r[0])) for r in rows] + [len(headers[0])])
+    table.add_column(headers[0], no_wrap=True, min_width=first)
+    for h in headers[1:]:
+        table.add_column(h, overflow="fold")
+    for row in rows:
+        table.add_row(*("" if v is None else str(v) for v in row))
+    Console(soft_wrap=False).print(table)
+
+
 def _metric_summary(reg: Any, run_id: str) -> dict[str, dict[str, Any]]:
     """``{"kind/name": {"last", "min", "max", "count", "step"}}`` from the run's time series."""
     out: dict[str, dict[str, Any]] = {}
@@ -186,11 +201,16 @@ def list_runs(pipeline: str | None, status: str | None, limit: int, children: bo
     rows = []
     for i in infos:
         m = _final_metrics(i)
-        rows.append((i.id, i.pipeline, i.status, i.started_at.strftime("%Y-%m-%d %H:%M") if i.started_at else "",
+        rows.append((i.id, i.pipeline, i.status, i.started_at.strftime("%m-%d %H:%M") if i.started_at else "",
                      f"{i.duration_s:.0f}s" if i.duration_s is not None else "",
                      _fmt(m.get("val_ppl")), ", ".join((i.summary or {}).get("versions") or []),
                      i.parent_run_id or ""))
-    echo_table(rows, ["run", "pipeline", "status", "started", "time", "val_ppl", "versions", "parent"])
+    headers = ["run", "pipeline", "status", "started", "time", "val_ppl", "versions"]
+    if children:
+        headers.append("parent")
+    else:
+        rows = [r[:-1] for r in rows]
+    _table(rows, headers)
 
 
 @runs.command("show")
@@ -225,17 +245,17 @@ def show(run_id: str, as_json: bool) -> None:
                  (s.get("result") or {}).get("attempt", ""),
                  (s.get("result") or {}).get("error") or _key_metrics((s.get("result") or {}).get("result")))
                 for s in info.stages]
-        echo_table(rows, ["stage", "component", "status", "time", "attempt", "results"], title="stages")
+        _table(rows, ["stage", "component", "status", "time", "attempt", "results"], title="stages")
     if metrics:
         click.echo("")
         rows = [(k, m["count"], m["step"] if m["step"] is not None else "", _fmt(m["last"]), _fmt(m["min"]),
                  _fmt(m["max"])) for k, m in sorted(metrics.items())]
-        echo_table(rows, ["metric", "points", "last step", "last", "min", "max"], title="metrics")
+        _table(rows, ["metric", "points", "last step", "last", "min", "max"], title="metrics")
     if kids:
         click.echo("")
         rows = [(k.id, k.status, (k.config or {}).get("trial", ""), _fmt(_final_metrics(k).get("val_loss")))
                 for k in kids]
-        echo_table(rows, ["child run", "status", "name", "val_loss"], title="child runs")
+        _table(rows, ["child run", "status", "name", "val_loss"], title="child runs")
 
 
 def _flatten(d: Any, prefix: str = "") -> dict[str, Any]:
@@ -293,4 +313,4 @@ def compare(run_ids: tuple[str, ...], as_json: bool) -> None:
     rows.append(("best val_loss", *(_fmt(v) for v in data["best_val_loss"])))
     rows += [(f"config {k}", *(_fmt(v) for v in vals)) for k, vals in data["config_differences"].items()]
     rows.append(("versions", *(", ".join(v) for v in data["versions"])))
-    echo_table(rows, ["", *(i.id for i in infos)])
+    _table(rows, ["", *(i.id for i in infos)])
