@@ -1,0 +1,130 @@
+"""Generation strategies, streaming, and `llmos generate` as a real process."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from llmos_models.generate import GenerationSettings, generate, stream
+
+
+def test_greedy_is_deterministic(trained, tokenizer):
+    s = GenerationSettings(max_new_tokens=20)
+    a = generate(trained, tokenizer, "Return the", s)
+    b = generate(trained, tokenizer, "Return the", s)
+    assert a == b and a.completion_tokens > 0 and a.prompt_tokens == len(tokenizer.encode("Return the"))
+    # a trained model writes text of its corpus
+    assert any(w in a.text for w in ("list", "number", "items", "default", "file", "the"))
+
+
+def test_seeded_sampling_is_reproducible(trained, tokenizer):
+    s = GenerationSettings(max_new_tokens=24, temperature=1.5, seed=11)
+    texts = {generate(trained, tokenizer, "The", s).text for _ in range(2)}
+    assert len(texts) == 1
+    others = {generate(trained, tokenizer, "The", s.model_copy(update={"seed": k})).text for k in range(5)}
+    assert len(others) > 1
+    # the caller's RNG state is untouched by a seeded generation
+    import torch
+
+    state = torch.random.get_rng_state()
+    generate(trained, tokenizer, "The", s)
+    assert torch.equal(state, torch.random.get_rng_state())
+
+
+@pytest.mark.parametrize(
+    "extra",
+    [{"top_k": 3}, {"top_p": 0.5}, {"typical_p": 0.5}, {"repetition_penalty": 1.5}],
+)
+def test_sampling_filters_run_and_are_reproducible(trained, tokenizer, extra):
+    s = GenerationSettings(max_new_tokens=12, temperature=0.9, seed=3, **extra)
+    a = generate(trained, tokenizer, "This module", s)
+    assert a == generate(trained, tokenizer, "This module", s) and a.completion_tokens > 0
+
+
+def test_top_k_1_equals_greedy(trained, tokenizer):
+    greedy = generate(trained, tokenizer, "Raise an", GenerationSettings(max_new_tokens=15))
+    k1 = generate(trained, tokenizer, "Raise an", GenerationSettings(max_new_tokens=15, temperature=1.0, top_k=1, seed=0))
+    assert greedy.text == k1.text
+
+
+def test_stop_strings_cut_the_text(trained, tokenizer):
+    full = generate(trained, tokenizer, "Return the", GenerationSettings(max_new_tokens=30)).text
+    words = full.split()
+    assert len(words) >= 3, full
+    stop = words[2]
+    cut = generate(trained, tokenizer, "Return the", GenerationSettings(max_new_tokens=30, stop=[stop, "zzzz"]))
+    assert cut.text == full[: full.find(stop)] and cut.finish_reason == "stop"
+    streamed = "".join(stream(trained, tokenizer, "Return the", GenerationSettings(max_new_tokens=30, stop=[stop])))
+    assert streamed == cut.text
+
+
+def test_stream_equals_generate(trained, tokenizer):
+    for s in (GenerationSettings(max_new_tokens=25), GenerationSettings(max_new_tokens=25, temperature=1.0, seed=5)):
+        pieces = list(stream(trained, tokenizer, "The default", s))
+        assert len(pieces) > 1
+        assert "".join(pieces) == generate(trained, tokenizer, "The default", s).text
+
+
+def test_beam_search(trained, tokenizer):
+    s = GenerationSettings(max_new_tokens=12, num_beams=4)
+    a = generate(trained, tokenizer, "Return a", s)
+    assert a == generate(trained, tokenizer, "Return a", s) and a.completion_tokens > 0
+    assert "".join(stream(trained, tokenizer, "Return a", s)) == a.text
+
+
+def test_max_new_tokens_and_length_finish(trained, tokenizer):
+    out = generate(trained, tokenizer, "Return", GenerationSettings(max_new_tokens=3, temperature=1.0, seed=1))
+    assert out.completion_tokens <= 3
+
+
+def test_settings_validation():
+    with pytest.raises(Exception, match="stop strings must not be empty"):
+        GenerationSettings(stop=[""])
+    with pytest.raises(Exception):
+        GenerationSettings(top_p=1.5)
+
+
+def _cli(args, env_home, **kw):
+    env = dict(os.environ, LLMOS_HOME=str(env_home), LLMOS_PLUGINS="llmos-models", OMP_NUM_THREADS="1")
+    return subprocess.run([sys.executable, "-m", "llmos", *args], capture_output=True, text=True, env=env,
+                          timeout=120, **kw)
+
+
+def test_llmos_generate_cli_streams_in_a_real_process(model_dir, trained, tokenizer, tmp_path):
+    expected = generate(trained, tokenizer, "Return the", GenerationSettings(max_new_tokens=12))
+    r = _cli(["generate", str(model_dir), "Return the", "-n", "12"], tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout == expected.text + "\n"
+    # errors are one line, non-zero exit
+    r = _cli(["generate", str(tmp_path / "nope"), "hi"], tmp_path)
+    assert r.returncode != 0 and r.stderr.startswith("Error: ") and len(r.stderr.strip().splitlines()) == 1
+    assert str(tmp_path / "nope") in r.stderr
+
+
+def test_generate_command_options(model_dir, trained, tokenizer):
+    from click.testing import CliRunner
+
+    from llmos_models.cli import generate as command
+
+    runner = CliRunner()
+    r = runner.invoke(command, [str(model_dir), "Return the", "--json", "-n", "12"])
+    assert r.exit_code == 0, r.output
+    data = json.loads(r.output)
+    expected = generate(trained, tokenizer, "Return the", GenerationSettings(max_new_tokens=12))
+    assert data["text"] == expected.text and data["completion_tokens"] == expected.completion_tokens
+    assert data["finish_reason"] in ("stop", "length") and data["prompt"] == "Return the"
+    args = [str(model_dir), "The", "-n", "8", "-t", "0.9", "--top-p", "0.9", "--top-k", "20", "--typical-p", "0.95",
+            "--repetition-penalty", "1.2", "--seed", "4", "--no-stream"]
+    a, b = runner.invoke(command, args), runner.invoke(command, args)
+    assert a.exit_code == 0 and a.output == b.output
+    s = GenerationSettings(max_new_tokens=8, temperature=0.9, top_p=0.9, top_k=20, typical_p=0.95,
+                           repetition_penalty=1.2, seed=4)
+    assert a.output == generate(trained, tokenizer, "The", s).text + "\n"
+    r = runner.invoke(command, [str(model_dir), "Return", "--num-beams", "3", "--stop", ".", "-n", "10"])
+    assert r.exit_code == 0 and "." not in r.output
+    r = runner.invoke(command, ["--help"])
+    assert r.exit_code == 0 and "--typical-p" in r.output and "Examples" in r.output
