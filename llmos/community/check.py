@@ -474,15 +474,14 @@ def check_reviews(c: Checker) -> Iterator[Problem]:
                 yield Problem(e.plugin.path, f"maintainers.{mm.handle}", "consent-missing",
                               f"maintainer {mm.handle} has not signed their consent to the current entry "
                               f"(they run: llmos contrib submit {m.name})")
-        covered: dict[str, int] = {}
-        for doc in e.reviews:
-            if doc.model is not None and doc.model.subject == "plugin" and doc.model.decision == "approve":
-                for v in doc.model.covers:
-                    covered[v] = covered.get(v, 0) + 1
+        # versions submitted with the plugin entry are covered by its approvals (and
+        # reported above when those are missing); later ones need their own approval
+        covered = {v for doc in e.reviews if doc.model is not None and doc.model.subject == "plugin"
+                   and doc.model.decision in ("approve", "consent") for v in doc.model.covers}
         valid_covered = {v for a in approvals for v in a.covers}
         for v, doc in sorted(e.versions.items()):
             if v in covered and (v in valid_covered or len(have) < required):
-                continue  # released with the plugin (or already reported above)
+                continue
             if len(version_approvals.get(v, set())) < NEW_VERSION_APPROVALS:
                 yield Problem(doc.path, "reviews", "version-approval-missing",
                               f"{m.name} {v} needs an approval signed by one of its maintainers "

@@ -91,6 +91,7 @@ def sign_review(root: Path, entry: PluginEntry, handle: str, decision: str, subj
 def submit(target: Path, handle: str, index_root: Path, *, wheel: Path | None = None,
            artifact_url: str | None = None, wheelhouse: Path | None = None, summary: str | None = None,
            security_contact: str | None = None, source_url: str | None = None, notes: str = "",
+           source_commit: str | None = None, subdirectory: str | None = None, epoch: int | None = None,
            record: bool = True) -> SubmitResult:
     """Add the project at ``target`` (its current version) to the index at ``index_root``."""
     from llmos.community import project as proj
@@ -119,13 +120,14 @@ def submit(target: Path, handle: str, index_root: Path, *, wheel: Path | None = 
     # the wheel: given, or built reproducibly from the project
     if wheel is None:
         out = Path(wheelhouse) if wheelhouse else project.path / "dist"
-        wheel = proj.build_wheel(project.path, out)
+        wheel = proj.build_wheel(project.path, out, epoch=epoch)
     elif wheelhouse is not None:
         Path(wheelhouse).mkdir(parents=True, exist_ok=True)
         if Path(wheel).resolve().parent != Path(wheelhouse).resolve():
             shutil.copy2(wheel, Path(wheelhouse) / Path(wheel).name)
     sha, size = proj.file_sha256(Path(wheel))
     commit, remote = proj.git_commit(project.path)
+    commit = source_commit or commit
     meta = project.meta
     urls = {k.lower(): v for k, v in (meta.get("urls") or {}).items()}
     source = source_url or urls.get("source") or urls.get("repository") or remote
@@ -141,9 +143,9 @@ def submit(target: Path, handle: str, index_root: Path, *, wheel: Path | None = 
         "requirements": list(meta.get("dependencies", [])),
         "entry_points": project.entry_points,
         "artifact": {"url": artifact_url or Path(wheel).name, "sha256": sha, "size": size},
-        "source": {"repository": source, "commit": commit or "0000000", "subdirectory": None},
+        "source": {"repository": source, "commit": commit or "0000000", "subdirectory": subdirectory},
         "build": {"command": "pip wheel --no-deps --no-build-isolation", "backend": f"setuptools {setuptools.__version__}",
-                  "source_date_epoch": proj.source_date_epoch(project.path)},
+                  "source_date_epoch": epoch if epoch is not None else proj.source_date_epoch(project.path)},
         "notes": notes,
     }
     VersionManifest.model_validate(_clean(version_doc))
@@ -186,7 +188,7 @@ def submit(target: Path, handle: str, index_root: Path, *, wheel: Path | None = 
             raise ValidationError(f"{project.path}/pyproject.toml: set license = \"Apache-2.0\" (an SPDX expression)")
         plugin_doc = {
             "name": name,
-            "summary": summary or meta.get("description") or "",
+            "summary": _summary(summary or meta.get("description") or ""),
             "description_file": "README.md",
             "license": lic,
             "authors": authors,
@@ -224,6 +226,14 @@ def submit(target: Path, handle: str, index_root: Path, *, wheel: Path | None = 
         records.record_review(name, "plugin" if kind == "new-plugin" else version, handle,
                               "consent" if kind == "new-plugin" else "approve", digest_, sig, "", None)
     return SubmitResult(name, version, kind, digest_, [str(p) for p in written], lookalikes)
+
+
+def _summary(text: str) -> str:
+    text = " ".join(text.split())
+    if len(text) <= 200:
+        return text
+    first = text.split(". ")[0].rstrip(".") + "."
+    return first if len(first) <= 200 else text[:199] + "…"
 
 
 DECISIONS = ("approve", "consent", "request-changes", "block")
