@@ -119,6 +119,13 @@ def run_compress(ref: str, method: str, settings: tuple[str, ...], *, name: str 
     block = model_block_size(model)
     dataset, data_path = (open_data(data, tokenizer, block), data) if data else _recorded_data(reg, info, tokenizer,
                                                                                                  block)
+    step = component.load_factory()(cfg)
+    needs = getattr(step, "needs_dataset", None)
+    if dataset is None and callable(needs) and needs():
+        raise ValidationError(
+            f"compression.{component.name} with these settings needs training data: pass --data PATH "
+            f"(a text file, a folder of text, or a packed dataset)"
+        )
     say = (lambda *_a, **_k: None) if as_json else click.echo
     say(f"Measuring {info.ref} ...")
     parent_metrics = measure(model, path=src, data=dataset)
@@ -135,7 +142,6 @@ def run_compress(ref: str, method: str, settings: tuple[str, ...], *, name: str 
             ctx.artifacts["teacher"] = model
             ctx.artifacts["teacher_version"] = info.ref
         say(f"Compressing with compression.{component.name} ...")
-        step = component.load_factory()(cfg)
         runner = getattr(step, "run", step)
         step_metrics = runner(ctx) or {}
         new = ctx.artifacts["model"]

@@ -84,6 +84,9 @@ class DistillStep:
 
         self.config = config if config is not None else DistillConfig()
 
+    def needs_dataset(self) -> bool:
+        return True
+
     def _teacher(self, ctx: Any) -> tuple[Any, str | None]:
         cfg = self.config
         if cfg.teacher:

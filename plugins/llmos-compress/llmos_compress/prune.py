@@ -221,6 +221,9 @@ class PruneStep:
 
         self.config = config if config is not None else PruneConfig()
 
+    def needs_dataset(self) -> bool:
+        return self.config.recovery_steps > 0
+
     def run(self, ctx: Any) -> dict[str, float]:
         from llmos_compress.int8 import is_quantized
         from llmos_compress.measure import fit

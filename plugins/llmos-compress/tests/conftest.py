@@ -81,3 +81,9 @@ def cli(standard_plugins, registry):
         return runner.invoke(main, list(args), catch_exceptions=False)
 
     return invoke
+
+
+@pytest.fixture
+def make_tiny():
+    """``make_tiny(vocab, layers=..., hidden=..., ...)`` → a fresh tiny Llama."""
+    return build_tiny
