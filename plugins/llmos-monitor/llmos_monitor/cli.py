@@ -23,6 +23,18 @@ def _table(rows: list[list[object]], headers: list[str], title: str | None = Non
     echo_table(rows, headers, title=title)
 
 
+def _stage_rows(info: dict) -> list[dict]:
+    """The run's stage durations (recorded by the runner) as summary rows of kind ``stage``."""
+    rows = []
+    for st in info.get("stages") or []:
+        d = st.get("duration_s")
+        if d is not None:
+            name = f"{st.get('stage_id')}.duration_s"
+            rows.append({"kind": "stage", "name": name, "count": 1, "first": d, "last": d, "min": d, "max": d,
+                         "first_step": None, "last_step": None, "steps": [None], "values": [d]})
+    return rows
+
+
 @click.group()
 def monitor() -> None:
     """Metrics of runs and servers: list, summarize, compare, plot.
@@ -87,7 +99,7 @@ def show_cmd(run: str, kind: str | None, points: bool, as_json: bool) -> None:
     reg = open_registry()
     info = get_run(reg, run)
     pts = run_metrics(reg, info["id"], kind=kind)
-    rows = summarize(pts)
+    rows = summarize(pts) + (_stage_rows(info) if kind in (None, "stage") else [])
     if as_json:
         data = dict(info)
         data["metrics"] = [
@@ -134,7 +146,8 @@ def compare_cmd(runs: tuple[str, ...], kind: str | None, as_json: bool) -> None:
     infos = [get_run(reg, r) for r in runs]
     table: dict[tuple[str, str], dict[str, dict[str, float]]] = {}
     for info in infos:
-        for row in summarize(run_metrics(reg, info["id"], kind=kind)):
+        stage_rows = _stage_rows(info) if kind in (None, "stage") else []
+        for row in summarize(run_metrics(reg, info["id"], kind=kind)) + stage_rows:
             if kind is None and row["kind"] == "system":
                 continue
             table.setdefault((row["kind"], row["name"]), {})[info["id"]] = {

@@ -6,6 +6,7 @@ import json
 import threading
 from typing import Any
 
+import pytest
 from fastapi.testclient import TestClient
 
 
@@ -77,6 +78,10 @@ def test_runs_and_compare(run_pipeline: Any, llmos_home: Any, h: Any) -> None:
     assert loss["runs"][a.run_id]["last"] == h.train_loss(4)
     assert loss["runs"][b.run_id]["last"] == h.train_loss(8)
     assert not [m for m in cmp["metrics"] if m["kind"] == "system"]
+    stage = next(m for m in cmp["metrics"] if (m["kind"], m["name"]) == ("stage", "train.duration_s"))
+    recorded = {r.run_id: r for r in (a, b)}
+    for rid, vals in stage["runs"].items():
+        assert vals["last"] == pytest.approx(recorded[rid].stages[0].duration_s, abs=1e-3)
     text = h.invoke("monitor", "compare", a.run_id, b.run_id).output
     assert "loss" in text and a.run_id[:12] in text
 
