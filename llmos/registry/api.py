@@ -174,6 +174,10 @@ class Registry:
         self.engine = _db.get_engine(self.url)
         self.write_engine = _db.write_engine(self.engine)
         self.blobs = BlobStore(self.home / "blobs")
+        db_file = self.engine.url.database if self.engine.dialect.name == "sqlite" else None
+        self._write_lock_path = (
+            Path(db_file).expanduser().with_suffix(".write.lock") if db_file and db_file != ":memory:" else None
+        )
         self.checkouts = self.home / "checkouts"
         if migrate:
             try:
@@ -196,6 +200,20 @@ class Registry:
         ``write=True`` takes SQLite's write lock at ``BEGIN`` (``BEGIN IMMEDIATE``), which
         is what keeps concurrent writers from failing with "database is locked".
         """
+        if write and self._write_lock_path is not None:
+            # Writers queue on a file lock first: it wakes the next writer the moment
+            # the previous one commits, where SQLite's busy handler polls with sleeps.
+            import fcntl
+
+            fd = os.open(self._write_lock_path, os.O_RDWR | os.O_CREAT, 0o644)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX)
+                with Session(self.write_engine, expire_on_commit=False) as s:
+                    with s.begin():
+                        yield s
+            finally:
+                os.close(fd)  # releases the lock
+            return
         with Session(self.write_engine if write else self.engine, expire_on_commit=False) as s:
             with s.begin():
                 yield s
@@ -434,41 +452,66 @@ class Registry:
             entry = self._ingest_file(rel, src, layouts.get(rel), stats, progress)
             manifest.append(entry)
 
+        size_bytes = sum(f["size"] for f in manifest)
         with self.session(write=True) as s:
             model = self._lock_model(s, name, create=description)
             parent_versions = [self._find(s, ref) for ref in parent_refs]
             model.last_version += 1
             number = model.last_version
-            version = ModelVersion(
-                model_id=model.id,
-                number=number,
-                status="ready",
-                description=description,
-                size_bytes=sum(f["size"] for f in manifest),
-                lineage=lineage_data,
-                run_id=run_id,
-                created_at=utcnow(),
-            )
-            for f in manifest:
-                vf = VersionFile(path=f["path"], kind=f["kind"], sha256=f["sha256"], size=f["size"])
-                vf.parts = [FilePart(**p) for p in f.get("parts", [])]
-                version.files.append(vf)
-            s.add(version)
+            created = utcnow()
             s.flush()
-            s.add_all(Tag(version_id=version.id, key=k, value=v) for k, v in tag_values.items())
-            s.add_all(VersionMetric(version_id=version.id, name=k, value=v) for k, v in metric_values.items())
-            s.add_all(LineageEdge(child_id=version.id, parent_id=p.id) for p in {p.id: p for p in parent_versions}.values())
+            # Core bulk inserts: the write lock is held for as short a time as possible
+            version_id = s.execute(
+                insert(ModelVersion)
+                .values(model_id=model.id, number=number, status="ready", description=description,
+                        size_bytes=size_bytes, lineage=lineage_data, run_id=run_id, created_at=created)
+                .returning(ModelVersion.id)
+            ).scalar_one()
+            file_ids = s.execute(
+                insert(VersionFile).returning(VersionFile.id, sort_by_parameter_order=True),
+                [{"version_id": version_id, "path": f["path"], "kind": f["kind"], "sha256": f["sha256"],
+                  "size": f["size"]} for f in manifest],
+            ).scalars().all()
+            part_rows = [{"file_id": fid, **p} for fid, f in zip(file_ids, manifest) for p in f.get("parts", [])]
+            if part_rows:
+                s.execute(insert(FilePart), part_rows)
+            if tag_values:
+                s.execute(insert(Tag), [{"version_id": version_id, "key": k, "value": v} for k, v in tag_values.items()])
+            if metric_values:
+                s.execute(insert(VersionMetric), [{"version_id": version_id, "name": k, "value": v, "logged_at": created}
+                                                  for k, v in metric_values.items()])
+            unique_parents = {p.id: p for p in parent_versions}
+            if unique_parents:
+                s.execute(insert(LineageEdge), [{"child_id": version_id, "parent_id": pid} for pid in unique_parents])
+            version = s.get(ModelVersion, version_id)
+            assert version is not None
             moved = [self._move_alias(s, model, a, version) for a in alias_names]
+            parent_names = {p.model_id: parse_ref(r)[0] for r, p in zip(parent_refs, parent_versions)}
+            parent_list = sorted({(parent_names[p.model_id], p.number) for p in parent_versions})
             s.add(
                 Event(
                     kind="version.registered",
                     subject=f"{name}:{number}",
-                    data={"files": len(manifest), "size_bytes": version.size_bytes, "stored_bytes": stats.written_bytes,
-                          "parents": [f"{parse_ref(r)[0]}:{p.number}" for r, p in zip(parent_refs, parent_versions)]},
+                    data={"files": len(manifest), "size_bytes": size_bytes, "stored_bytes": stats.written_bytes,
+                          "parents": [f"{m}:{n}" for m, n in parent_list]},
                 )
             )
-            s.flush()
-            info = self._info(s, version, name)
+        info = VersionInfo(
+            model=name,
+            number=number,
+            ref=f"{name}:{number}",
+            files=[{"path": f["path"], "size": f["size"], "sha256": f["sha256"], "kind": f["kind"]} for f in manifest],
+            metrics=metric_values,
+            tags=tag_values,
+            parents=[f"{m}:{n}" for m, n in parent_list],
+            lineage=lineage_data,
+            status="ready",
+            created_at=created,
+            size_bytes=size_bytes,
+            description=description,
+            aliases=sorted(set(alias_names)),
+            run_id=run_id,
+        )
         info.stored_bytes = stats.written_bytes
         info.reused_bytes = stats.reused_bytes
         _notify("llmos_on_version_registered", version=info)

@@ -136,21 +136,33 @@ def head_revision() -> str:
     return head
 
 
+#: the newest migration's revision; a test checks it equals Alembic's head, so that
+#: opening an up-to-date database never imports Alembic (~0.4 s)
+HEAD_REVISION = "0001"
+
+
 def current_revision(engine: Engine) -> str | None:
-    from alembic.runtime.migration import MigrationContext
+    """The schema revision stored in the database (``None``: empty database)."""
+    from sqlalchemy import text
+    from sqlalchemy.exc import DBAPIError
 
     with engine.connect() as conn:
-        rev = MigrationContext.configure(conn).get_current_revision()
+        if not inspect(conn).has_table("alembic_version"):
+            conn.rollback()
+            return None
+        try:
+            rows = conn.execute(text("SELECT version_num FROM alembic_version")).scalars().all()
+        except DBAPIError:
+            rows = []
         conn.rollback()
-    return rev
+    return rows[0] if len(rows) == 1 else None
 
 
 def ensure_schema(engine: Engine, url: str) -> None:
     """Bring the schema to the head revision unless this process already did."""
     if url in _migrated:
         return
-    head = head_revision()
-    if current_revision(engine) != head:
+    if current_revision(engine) != HEAD_REVISION:
         upgrade(engine)
     _migrated.add(url)
 
