@@ -119,8 +119,9 @@ def jaccard_estimate(a: Any, b: Any) -> float:
 
 
 class Deduplicator:
-    """Streaming exact + near-exact dedup. Keeps only hashes: 32 bytes per document
-    plus one 8-byte key per LSH band."""
+    """Streaming exact + near-exact dedup. Keeps only hashes per kept document: its
+    sha256, its MinHash signature (4 bytes per value) and one key per LSH band —
+    about 1 kB per document with the defaults, whatever the document's length."""
 
     def __init__(
         self,
@@ -138,7 +139,8 @@ class Deduplicator:
         self.threshold = threshold
         self._seen: set[bytes] = set()
         self._buckets: dict[int, int] = {}
-        self._sigs: list = []
+        self._sigs: list = []  # chunks of _CHUNK signatures, low 32 bits of each value
+        self._count = 0
         self.bands, self.rows = _bands(num_perm, threshold)
         self.hasher = MinHasher(num_perm, shingle_size) if near else None
 
@@ -156,16 +158,27 @@ class Deduplicator:
                                                           digest_size=7).digest(), "little")
                 for b in range(self.bands)
             ]
+            low = sig.astype(self.hasher.np.uint32)
             candidates = {self._buckets[k] for k in keys if k in self._buckets}
-            if any(jaccard_estimate(sig, self._sigs[c]) >= self.threshold for c in candidates):
+            if any(jaccard_estimate(low, self._sig(c)) >= self.threshold for c in candidates):
                 return "near_duplicate"
-            idx = len(self._sigs)
-            self._sigs.append(sig)
+            idx = self._count
+            if idx % _CHUNK == 0:
+                self._sigs.append(self.hasher.np.empty((_CHUNK, low.size), dtype=self.hasher.np.uint32))
+            self._sigs[-1][idx % _CHUNK] = low
+            self._count += 1
             for k in keys:
                 self._buckets.setdefault(k, idx)
         if self.exact:
             self._seen.add(digest)
         return None
+
+
+    def _sig(self, idx: int):  # type: ignore[no-untyped-def]
+        return self._sigs[idx // _CHUNK][idx % _CHUNK]
+
+
+_CHUNK = 4096
 
 
 class Stats:

@@ -172,7 +172,9 @@ class EvaluateStep:
             raise ValidationError("model.evaluate needs a model: put model.llama, model.gpt2 or model.load before it")
         if ds is None:
             raise ValidationError("model.evaluate needs a dataset: put a data stage (e.g. data.corpus) before it")
-        tokenizer = ctx.artifacts.get("tokenizer") or ds.tokenizer()
+        tokenizer = ctx.artifacts.get("tokenizer")
+        if tokenizer is None:
+            tokenizer = ds.tokenizer()
         blocks = ds.split(cfg.split)
         n = len(blocks) if cfg.max_blocks is None else min(len(blocks), cfg.max_blocks)
         with ctx.progress(n, f"evaluating on {cfg.split}", unit="block") as bar:
