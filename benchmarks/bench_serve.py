@@ -49,6 +49,10 @@ PROMPTS = [
 ]
 
 
+def _say(msg: str) -> None:
+    print(f"[bench_serve] {msg}", file=sys.stderr, flush=True)
+
+
 def _corpus() -> str:
     parts = []
     for p in sorted(ROOT.rglob("*.md")):
@@ -276,6 +280,7 @@ def main() -> str:
     home = work / "home"
     env = dict(os.environ, LLMOS_HOME=str(home), LLMOS_PLUGINS="llmos-serve")
     env.pop("LLMOS_DATABASE_URL", None)
+    _say(f"building two small-preset models in {work}")
     paths = build_models(work)
     os.environ["LLMOS_HOME"] = str(home)
     os.environ.pop("LLMOS_DATABASE_URL", None)
@@ -298,12 +303,16 @@ def main() -> str:
         model = AutoModelForCausalLM.from_pretrained(paths[0]).eval()
         tokenizer = AutoTokenizer.from_pretrained(paths[0])
         params = sum(p.numel() for p in model.parameters())
-        # warm both sides
+        _say("single stream: warm-up")
         single_stream(url, model, tokenizer, rounds=1)
+        _say("single stream: HTTP vs in-process generate(), alternating")
         ss = single_stream(url, model, tokenizer, rounds=3)
         del model
+        _say(f"single stream: {ss}; 8 clients vs one by one")
         conc = concurrency(url)
+        _say(f"concurrency: {conc}; load test (2000 requests, 32 clients, 10 alias switches)")
         load = load_test(url, token)
+        _say(f"load test: {load}")
     finally:
         proc.send_signal(signal.SIGINT)
         try:

@@ -450,7 +450,6 @@ def create_app(config: ServeConfig, pool: ModelPool | None = None) -> FastAPI:
 
     async def _generate(request: Request, body: Any, *, chat: bool) -> Any:
         info: dict[str, Any] = request.scope.get("llmos.info", {})
-        info["model"] = body.model
         info["stream"] = body.stream
         if body.logprobs not in (None, False, 0):
             raise ApiError(400, "logprobs are not supported by this server; remove the field", param="logprobs")
@@ -463,6 +462,7 @@ def create_app(config: ServeConfig, pool: ModelPool | None = None) -> FastAPI:
         except NotReady as exc:
             raise ApiError(503, exc.message, headers={"Retry-After": "2"}) from exc
         info["version"] = lease.ref
+        info["model"] = lease.model.name  # the served name, never what a client typed
         handed_over = False
         seqs: list[Sequence] = []
         try:
@@ -473,6 +473,12 @@ def create_app(config: ServeConfig, pool: ModelPool | None = None) -> FastAPI:
             for i, s in enumerate(seqs):
                 s.stream = body.stream
                 s.sink = lambda ev, i=i: loop.call_soon_threadsafe(events.put_nowait, (ev[0], ev[1], i))
+            capacity = lease.engine.max_batch_size + lease.engine.max_queue
+            if len(seqs) > capacity:
+                raise ApiError(
+                    400, f"this request asks for {len(seqs)} sequences (prompts x n); this server holds at most "
+                    f"{capacity} at once: lower n or send fewer prompts", param="n",
+                )
             try:
                 lease.engine.submit(seqs)
             except QueueFull as exc:
