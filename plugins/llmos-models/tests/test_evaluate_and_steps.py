@@ -98,6 +98,18 @@ def test_register_then_load_round_trip(llmos_home, trained, tokenizer, dataset, 
         assert torch.equal(trained(input_ids=ids).logits, ctx2.artifacts["model"](input_ids=ids).logits)
     assert ctx2.artifacts["tokenizer"].encode("Return") == tokenizer.encode("Return")
 
+    # llmos generate takes the same registry references
+    from click.testing import CliRunner
+
+    from llmos_models.cli import generate as command
+    from llmos_models.generate import GenerationSettings, generate
+
+    r = CliRunner().invoke(command, ["tiny@production", "Return the", "-n", "6", "--json"])
+    assert r.exit_code == 0, r.output
+    data = __import__("json").loads(r.output)
+    assert data["model"] == "tiny:1"
+    assert data["text"] == generate(trained, tokenizer, "Return the", GenerationSettings(max_new_tokens=6)).text
+
     LoadStep(LoadConfig.model_validate({"ref": "tiny:1", "as": "teacher"})).run(ctx2)
     assert ctx2.artifacts["teacher"] is not ctx2.artifacts["model"]
     with pytest.raises(NotFoundError):
