@@ -37,7 +37,9 @@ def write_synthetic_corpus(path: Path | str, n_bytes: int, *, seed: int = 0, n_w
     import numpy as np
 
     rng = np.random.default_rng(seed)
-    vocab = np.array(_vocabulary(rng, n_words), dtype=object)
+    words_list = _vocabulary(rng, n_words)
+    vocab = np.array(words_list, dtype=object)
+    capital = np.array([w.capitalize() for w in words_list], dtype=object)
     ranks = np.arange(1, n_words + 1, dtype=np.float64)
     probs = 1.0 / ranks**1.1
     probs /= probs.sum()
@@ -60,14 +62,12 @@ def write_synthetic_corpus(path: Path | str, n_bytes: int, *, seed: int = 0, n_w
                 file_written = 0
             target = int(rng.integers(*doc_chars))
             n = max(4, target // 6)
-            words = vocab[rng.choice(n_words, size=n, p=probs)]
+            idx = rng.choice(n_words, size=n, p=probs)
             ends = rng.random(n) < 0.08
-            parts = []
-            start = True
-            for w, end in zip(words, ends):
-                parts.append(w.capitalize() if start else w)
-                parts.append(". " if end else " ")
-                start = bool(end)
+            starts = np.concatenate([[True], ends[:-1]])
+            parts = np.empty(2 * n, dtype=object)
+            parts[0::2] = np.where(starts, capital[idx], vocab[idx])
+            parts[1::2] = np.where(ends, ". ", " ")
             doc = "".join(parts).strip() + ".\n\n"
             fh.write(doc)
             size = len(doc)
