@@ -1,0 +1,278 @@
+"""``deployment.onnx``: export a causal LM to ONNX and check it with ONNX Runtime.
+
+The graph is produced by PyTorch's current exporter (``torch.onnx.export(...,
+dynamo=True)``, i.e. ``torch.export`` + onnxscript) from a wrapper around the
+``transformers`` model that takes and returns the KV cache as plain tensors, so one
+graph serves the prompt (empty cache) and every next token (see
+:mod:`llmos_export.runtime`). Attention is exported in its "eager" form (explicit mask),
+which ``torch.export`` traces with a dynamic cache length.
+
+Before anything is written, ONNX Runtime runs the graph on a random sequence (prompt,
+then one cached next-token step) and its logits are compared with PyTorch's: the
+largest absolute difference is recorded in ``onnx.json`` and must stay within
+``tolerance``. With ``quantize = true``, ``model.int8.onnx`` is written by ONNX
+Runtime's dynamic int8 quantization, and its difference and top-1 agreement with
+PyTorch are recorded too (reported, not enforced: it is a lossy format).
+
+An int8 model made by ``compression.int8`` is dequantized to fp32 first (its weights
+keep their int8 rounding); use ``quantize = true`` for an int8 ONNX graph.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import io
+import json
+import logging
+import shutil
+import tempfile
+import time
+import warnings
+from pathlib import Path
+from typing import Any
+
+from llmos.errors import LlmosError, ValidationError
+
+FILES = {"fp32": "model.onnx", "int8": "model.int8.onnx"}
+
+
+def dequantize(model: Any) -> Any:
+    """``model`` with every dynamically quantized ``Linear`` replaced by an fp32 one (in place)."""
+    import torch
+    from torch.ao.nn.quantized import dynamic as nnqd
+
+    for name, mod in list(model.named_modules()):
+        if isinstance(mod, nnqd.Linear):
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                w, b = mod._packed_params._weight_bias()
+                lin = torch.nn.Linear(w.shape[1], w.shape[0], bias=b is not None)
+                with torch.no_grad():
+                    lin.weight.copy_(w.dequantize())
+                    if b is not None:
+                        lin.bias.copy_(b)
+            parent_name, _, child = name.rpartition(".")
+            setattr(model.get_submodule(parent_name) if parent_name else model, child, lin)
+    for attr in ("llmos_saver", "llmos_loader", "llmos_compression"):
+        if hasattr(model, attr):
+            delattr(model, attr)
+    return model
+
+
+def _kv_dims(config: Any) -> dict[str, int]:
+    layers = getattr(config, "num_hidden_layers", None)
+    heads = getattr(config, "num_attention_heads", None)
+    kv = getattr(config, "num_key_value_heads", None) or heads
+    hidden = getattr(config, "hidden_size", None)
+    head_dim = getattr(config, "head_dim", None) or (hidden // heads if hidden and heads else None)
+    if not (layers and kv and head_dim):
+        raise ValidationError(
+            "ONNX export supports decoder models with num_hidden_layers, num_attention_heads and hidden_size "
+            "in their config (Llama-style)"
+        )
+    return {"layers": int(layers), "kv_heads": int(kv), "head_dim": int(head_dim)}
+
+
+def _wrapper(model: Any, layers: int) -> Any:
+    import torch
+    from transformers import DynamicCache
+
+    class CachedLM(torch.nn.Module):
+        def __init__(self, lm: Any) -> None:
+            super().__init__()
+            self.lm = lm
+
+        def forward(self, input_ids: Any, past_keys: Any, past_values: Any) -> Any:
+            cache = DynamicCache(config=self.lm.config)
+            for i in range(layers):
+                cache.update(past_keys[i], past_values[i], i)
+            start = past_keys.shape[3]
+            positions = torch.arange(start, start + input_ids.shape[1]).unsqueeze(0).expand(input_ids.shape[0], -1)
+            out = self.lm(input_ids=input_ids, past_key_values=cache, position_ids=positions, use_cache=True)
+            c = out.past_key_values
+            keys = torch.stack([c.layers[i].keys for i in range(layers)])
+            values = torch.stack([c.layers[i].values for i in range(layers)])
+            return out.logits, keys, values
+
+    return CachedLM(model).eval()
+
+
+def _eager_copy(model: Any) -> Any:
+    from llmos_export.safetensors_export import is_quantized
+
+    m = copy.deepcopy(model)
+    if is_quantized(m):
+        dequantize(m)
+    m.float().eval()
+    if hasattr(m, "set_attn_implementation"):
+        m.set_attn_implementation("eager")
+    else:  # pragma: no cover - older transformers
+        m.config._attn_implementation = "eager"
+    return m
+
+
+def check_against_pytorch(model: Any, onnx_path: Path, tokens: int, seed: int = 0) -> dict[str, float]:
+    """Run the graph with ONNX Runtime on a random sequence (prompt, then one cached
+    step) and compare with PyTorch: max |Δlogit| and top-1 agreement."""
+    import numpy as np
+    import torch
+
+    from llmos_export.runtime import session
+
+    sess = session(onnx_path)
+    dims = _kv_dims(model.config)
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randint(0, int(model.config.vocab_size), (1, tokens + 1), generator=g)
+    with torch.no_grad():
+        ref = model(input_ids=x).logits.float().numpy()
+    z = np.zeros((dims["layers"], 1, dims["kv_heads"], 0, dims["head_dim"]), dtype=np.float32)
+    prompt = x[:, :-1].numpy()
+    logits, keys, values = sess.run(None, {"input_ids": prompt, "past_keys": z, "past_values": z})
+    nxt, _, _ = sess.run(None, {"input_ids": x[:, -1:].numpy(), "past_keys": keys, "past_values": values})
+    got = np.concatenate([logits, nxt], axis=1)
+    return {
+        "max_abs_diff": float(np.abs(got - ref).max()),
+        "top1_agreement": float((got.argmax(-1) == ref.argmax(-1)).mean()),
+        "logit_scale": float(np.abs(ref).max()),
+    }
+
+
+def export_onnx(model: Any, tokenizer: Any, out_dir: Path | str, cfg: Any = None, *,
+                generation: dict[str, Any] | None = None) -> tuple[list[Path], dict[str, Any]]:
+    """Export ``model`` (+ tokenizer and config) into ``out_dir``; returns the files
+    written and the report recorded in ``onnx.json``.
+
+    :raises LlmosError: the exporter failed, or ONNX Runtime's logits differ from
+        PyTorch's by more than ``cfg.tolerance`` (nothing is written then).
+    """
+    import torch
+
+    from llmos_export.config import OnnxConfig
+
+    cfg = cfg or OnnxConfig()
+    out_dir = Path(out_dir)
+    dims = _kv_dims(getattr(model, "config", None))
+    eager = _eager_copy(model)
+    wrapper = _wrapper(eager, dims["layers"])
+    example_ids = torch.randint(0, int(eager.config.vocab_size), (2, 3))
+    past = torch.zeros(dims["layers"], 2, dims["kv_heads"], 5, dims["head_dim"])
+    dyn = torch.export.Dim.DYNAMIC
+    tmp = Path(tempfile.mkdtemp(prefix=".onnx-", dir=out_dir.parent if out_dir.parent.exists() else None))
+    try:
+        onnx_path = tmp / FILES["fp32"]
+        t0 = time.perf_counter()
+        try:
+            with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
+                warnings.simplefilter("ignore")
+                torch.onnx.export(
+                    wrapper, (example_ids, past, past.clone()), str(onnx_path), dynamo=True,
+                    opset_version=cfg.opset, external_data=False, verbose=False,
+                    input_names=["input_ids", "past_keys", "past_values"], output_names=["logits", "keys", "values"],
+                    dynamic_shapes={"input_ids": {0: dyn, 1: dyn}, "past_keys": {1: dyn, 3: dyn},
+                                    "past_values": {1: dyn, 3: dyn}},
+                )
+        except Exception as exc:  # noqa: BLE001 - the exporter raises many types
+            raise LlmosError(f"torch.onnx.export failed for {type(model).__name__}: "
+                             f"{str(exc).strip().splitlines()[0][:300]}") from exc
+        export_s = time.perf_counter() - t0
+        check = check_against_pytorch(eager, onnx_path, cfg.check_tokens)
+        if not check["max_abs_diff"] <= cfg.tolerance:
+            raise LlmosError(
+                f"ONNX Runtime logits differ from PyTorch by {check['max_abs_diff']:.3g} > tolerance {cfg.tolerance}: "
+                f"the export is wrong; raise --set tolerance=... only if the difference is expected"
+            )
+        report: dict[str, Any] = {
+            "format": 1,
+            "exporter": f"torch.onnx.export(dynamo=True), torch {torch.__version__}",
+            "opset": cfg.opset,
+            "inputs": {"input_ids": "int64 (batch, n)",
+                       "past_keys": "float32 (layers, batch, kv_heads, past, head_dim)",
+                       "past_values": "float32 (layers, batch, kv_heads, past, head_dim)"},
+            "outputs": {"logits": "float32 (batch, n, vocab)", "keys": "past_keys with n more positions",
+                        "values": "past_values with n more positions"},
+            "kv": dims,
+            "files": {"fp32": FILES["fp32"]},
+            "check": {"fp32": {**check, "tolerance": cfg.tolerance, "tokens": cfg.check_tokens}},
+            "export_seconds": round(export_s, 2),
+        }
+        if cfg.quantize:
+            from onnxruntime.quantization import QuantType, quantize_dynamic
+
+            q_path = tmp / FILES["int8"]
+            root = logging.getLogger()
+            level = root.level
+            root.setLevel(logging.ERROR)  # ORT suggests a pre-processing step not needed for dynamic quantization
+            try:
+                quantize_dynamic(str(onnx_path), str(q_path), weight_type=QuantType.QInt8)
+            finally:
+                root.setLevel(level)
+            report["files"]["int8"] = FILES["int8"]
+            report["check"]["int8"] = check_against_pytorch(eager, q_path, cfg.check_tokens)
+        eager.config.save_pretrained(str(tmp))
+        if tokenizer is not None:
+            tokenizer.save_pretrained(str(tmp))
+        (tmp / "onnx.json").write_text(json.dumps(report, indent=2))
+        meta = {"format": 1, "architecture": "onnx", "loader": "llmos_export.runtime:load_onnx",
+                "onnx": FILES["fp32"], "generation": generation or {}}
+        (tmp / "llmos.json").write_text(json.dumps(meta, indent=2))
+        out_dir.mkdir(parents=True, exist_ok=True)
+        written = []
+        for f in sorted(tmp.iterdir()):
+            dest = out_dir / f.name
+            shutil.move(str(f), dest)
+            written.append(dest)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return written, report
+
+
+def _pipeline_name(ctx: Any, suffix: str) -> str:
+    spec = getattr(ctx, "spec", None)
+    name = getattr(spec, "model", None) or getattr(spec, "name", None) or "model"
+    return f"{name}-{suffix}"
+
+
+class OnnxExporter:
+    """``deployment.onnx``: ``export(version_dir, out_dir)`` for ``llmos model export
+    --format onnx``, and ``run(ctx)`` for pipelines (exports ``ctx.artifacts["model"]``
+    and registers the export as a derived version, lineage method ``export:onnx``)."""
+
+    def __init__(self, config: Any = None) -> None:
+        from llmos_export.config import OnnxConfig
+
+        self.config = config if config is not None else OnnxConfig()
+
+    def export(self, version_dir: Path | str, out_dir: Path | str) -> list[Path]:
+        from llmos_models.io import load_model, read_meta
+
+        model, tokenizer = load_model(version_dir)
+        files, _ = export_onnx(model, tokenizer, out_dir, self.config,
+                               generation=read_meta(version_dir).get("generation"))
+        return files
+
+    def run(self, ctx: Any) -> dict[str, float]:
+        model = ctx.artifacts.get("model")
+        if model is None:
+            raise ValidationError("deployment.onnx needs a model: put a model, training or model.load stage before it")
+        sid = getattr(ctx.stage, "id", None) or "onnx"
+        out = Path(ctx.workdir) / f"{sid}-export"
+        if out.exists():
+            shutil.rmtree(out)
+        _, report = export_onnx(model, ctx.artifacts.get("tokenizer"), out, self.config)
+        metrics = {"onnx_max_abs_diff": report["check"]["fp32"]["max_abs_diff"],
+                   "onnx_top1_agreement": report["check"]["fp32"]["top1_agreement"]}
+        if "int8" in report["check"]:
+            metrics["onnx_int8_max_abs_diff"] = report["check"]["int8"]["max_abs_diff"]
+            metrics["onnx_int8_top1_agreement"] = report["check"]["int8"]["top1_agreement"]
+        settings = self.config.model_dump(mode="json", exclude={"model"})
+        version = ctx.register_version(
+            out, model=self.config.model or _pipeline_name(ctx, "onnx"), metrics=metrics, tags={"format": "onnx"},
+            lineage={"method": "export:onnx", "settings": settings}, description="ONNX export",
+        )
+        ref = getattr(version, "ref", None)
+        if ref:
+            ctx.artifacts["onnx_version"] = ref
+        return metrics
+
+    __call__ = run

@@ -1,0 +1,26 @@
+"""Hook module of llmos-export (light: imports only llmos)."""
+
+from __future__ import annotations
+
+from llmos import hookimpl
+
+LLMOS_API = 1
+
+
+@hookimpl
+def llmos_register_deployers(register):
+    from llmos_export.config import OnnxConfig, SafetensorsConfig
+
+    register(
+        "onnx",
+        "llmos_export.onnx_export:OnnxExporter",
+        config=OnnxConfig,
+        description="Export to ONNX (torch.onnx dynamo exporter, KV cache), logits checked with ONNX Runtime; "
+        "optional ONNX Runtime int8",
+    )
+    register(
+        "safetensors",
+        "llmos_export.safetensors_export:SafetensorsExporter",
+        config=SafetensorsConfig,
+        description="Portable Hugging Face directory with plain safetensors weights (int8 models dequantized)",
+    )

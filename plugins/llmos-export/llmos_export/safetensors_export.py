@@ -1,0 +1,85 @@
+"""``deployment.safetensors``: a portable Hugging Face directory with plain safetensors
+weights, loadable by ``transformers.AutoModelForCausalLM.from_pretrained`` without llmos
+(int8 models from ``compression.int8`` are dequantized to the chosen dtype)."""
+
+from __future__ import annotations
+
+import copy
+import json
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from llmos.errors import ValidationError
+
+
+def is_quantized(model: Any) -> bool:
+    from torch.ao.nn.quantized import dynamic as nnqd
+
+    return any(isinstance(m, nnqd.Linear) for m in model.modules())
+
+
+def export_safetensors(model: Any, tokenizer: Any, out_dir: Path | str, dtype: str = "float32") -> list[Path]:
+    """Write ``model`` as a plain HF directory into ``out_dir``; returns the files."""
+    import torch
+
+    from llmos_export.onnx_export import dequantize
+
+    out_dir = Path(out_dir)
+    m = copy.deepcopy(model)
+    if is_quantized(m):
+        dequantize(m)
+    m = m.to(getattr(torch, dtype)).eval()
+    if hasattr(m, "tie_weights"):
+        m.tie_weights()
+    tmp = Path(tempfile.mkdtemp(prefix=".st-", dir=out_dir.parent if out_dir.parent.exists() else None))
+    try:
+        m.save_pretrained(str(tmp), safe_serialization=True)
+        if tokenizer is not None:
+            tokenizer.save_pretrained(str(tmp))
+        (tmp / "llmos.json").write_text(json.dumps({"format": 1, "architecture": type(m).__name__,
+                                                    "exported": {"format": "safetensors", "dtype": dtype}}, indent=2))
+        out_dir.mkdir(parents=True, exist_ok=True)
+        written = []
+        for f in sorted(tmp.iterdir()):
+            shutil.move(str(f), out_dir / f.name)
+            written.append(out_dir / f.name)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return written
+
+
+class SafetensorsExporter:
+    """``deployment.safetensors``: ``export(version_dir, out_dir)`` and ``run(ctx)``."""
+
+    def __init__(self, config: Any = None) -> None:
+        from llmos_export.config import SafetensorsConfig
+
+        self.config = config if config is not None else SafetensorsConfig()
+
+    def export(self, version_dir: Path | str, out_dir: Path | str) -> list[Path]:
+        from llmos_models.io import load_model
+
+        model, tokenizer = load_model(version_dir)
+        return export_safetensors(model, tokenizer, out_dir, self.config.dtype)
+
+    def run(self, ctx: Any) -> dict[str, float]:
+        from llmos_export.onnx_export import _pipeline_name
+
+        model = ctx.artifacts.get("model")
+        if model is None:
+            raise ValidationError("deployment.safetensors needs a model: put a model or training stage before it")
+        sid = getattr(ctx.stage, "id", None) or "safetensors"
+        out = Path(ctx.workdir) / f"{sid}-export"
+        if out.exists():
+            shutil.rmtree(out)
+        files = export_safetensors(model, ctx.artifacts.get("tokenizer"), out, self.config.dtype)
+        size = sum(f.stat().st_size for f in files if f.suffix == ".safetensors")
+        ctx.register_version(out, model=self.config.model or _pipeline_name(ctx, "hf"), metrics={"size_bytes": size},
+                             tags={"format": "safetensors"},
+                             lineage={"method": "export:safetensors", "settings": {"dtype": self.config.dtype}},
+                             description=f"portable safetensors export ({self.config.dtype})")
+        return {"size_bytes": float(size)}
+
+    __call__ = run
