@@ -100,7 +100,11 @@ def _exit_for(result: Any) -> None:
 
 def _fmt(v: Any) -> str:
     if isinstance(v, float):
+        if v.is_integer() and abs(v) < 1e15:
+            return f"{int(v):,}"
         return f"{v:.4g}"
+    if isinstance(v, int) and not isinstance(v, bool):
+        return f"{v:,}"
     return "" if v is None else str(v)
 
 
@@ -108,7 +112,7 @@ def _key_metrics(result: Any) -> str:
     if not isinstance(result, dict):
         return _fmt(result)[:60]
     keep = [(k, v) for k, v in result.items() if isinstance(v, (int, float)) and not isinstance(v, bool)]
-    return ", ".join(f"{k}={_fmt(v)}" for k, v in keep[:5])
+    return ", ".join(f"{k}={_fmt(v)}" for k, v in keep[:4])
 
 
 def _print_summary(result: Any) -> None:

@@ -142,6 +142,7 @@ class _PlainTask:
         self.start_done = 0.0
         self._first = True
         self._closed = False
+        self._printed: float | None = None
 
     def __enter__(self) -> _PlainTask:
         return self
@@ -164,6 +165,7 @@ class _PlainTask:
             self._line(now)
 
     def _line(self, now: float) -> None:
+        self._printed = self.done
         elapsed = now - self.t0
         text = f"[{self.description}] {self.done:g}"
         if self.total:
@@ -181,4 +183,5 @@ class _PlainTask:
     def close(self) -> None:
         if not self._closed:
             self._closed = True
-            self._line(time.monotonic())
+            if self._printed != self.done:
+                self._line(time.monotonic())
