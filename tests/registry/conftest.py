@@ -41,3 +41,13 @@ def sqlite_reg(llmos_home: Path, plugin_manager: Any, monkeypatch: pytest.Monkey
     monkeypatch.setenv("LLMOS_PLUGINS", "")
     yield open_registry()
     dispose_engines()
+
+
+@pytest.fixture
+def pg_reg(postgres_database: str, llmos_home: Path, plugin_manager: Any, monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
+    from llmos.registry import open_registry
+
+    monkeypatch.setenv("LLMOS_DATABASE_URL", postgres_database)
+    monkeypatch.setenv("LLMOS_PLUGINS", "")
+    yield open_registry()
+    dispose_engines()

@@ -308,3 +308,37 @@ def test_session_and_orm_for_other_modules(reg: Any) -> None:
             s.add(Contributor(handle="ada"))  # unique handle: the whole transaction rolls back
     info = reg.info()
     assert info["revision"] == info["head"] and info["counts"]["contributors"] == 1
+
+
+def test_head_revision_constant_matches_alembic() -> None:
+    from llmos.registry import db
+
+    assert db.HEAD_REVISION == db.head_revision(), "update HEAD_REVISION in llmos/registry/db.py"
+
+
+def test_models_match_migrations(db_url: str, reg: Any) -> None:
+    """The ORM models and the migrations describe the same schema (autogenerate finds nothing)."""
+    from alembic.autogenerate import compare_metadata
+    from alembic.runtime.migration import MigrationContext
+
+    from llmos.registry.models import Base
+
+    with reg.engine.connect() as conn:
+        diff = compare_metadata(MigrationContext.configure(conn, opts={"compare_type": True}), Base.metadata)
+    assert diff == []
+
+
+def test_concurrent_first_open_migrates_once(llmos_home: Path, tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    env = dict(os.environ, LLMOS_HOME=str(llmos_home), LLMOS_PLUGINS="")
+    env.pop("LLMOS_DATABASE_URL", None)
+    code = "from llmos.registry import open_registry; print(open_registry().info()['revision'])"
+    procs = [subprocess.Popen([sys.executable, "-c", code], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                              text=True) for _ in range(4)]
+    outs = [p.communicate(timeout=120) for p in procs]
+    assert [p.returncode for p in procs] == [0] * 4, [e for _, e in outs]
+    from llmos.registry import db
+
+    assert [o.strip() for o, _ in outs] == [db.HEAD_REVISION] * 4
