@@ -37,6 +37,8 @@ class SystemSampler:
     :param callback: ``callback(seq, metrics)`` for every sample (``seq`` counts from 0).
     :param pid: root of the process tree to watch (default: this process).
     :param per_child: also report each child process separately.
+    :param children_every_s: how often to look for new child processes (scanning the
+        process table is most of a sample's cost; known children are sampled every time).
     """
 
     def __init__(
@@ -46,6 +48,7 @@ class SystemSampler:
         *,
         pid: int | None = None,
         per_child: bool = True,
+        children_every_s: float = 5.0,
     ) -> None:
         if not interval_s > 0:
             from llmos.errors import ValidationError
@@ -62,6 +65,8 @@ class SystemSampler:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._children: dict[int, Any] = {}
+        self.children_every_s = children_every_s
+        self._scanned_at = float("-inf")
         self.seq = 0
         self.errors = 0
         # prime the cpu_percent counters (first call always returns 0.0)
@@ -83,37 +88,41 @@ class SystemSampler:
                 cpu = self.proc.cpu_percent(None)
                 rss = self.proc.memory_info().rss
                 threads = self.proc.num_threads()
-            children = self.proc.children(recursive=True)
+            now = time.monotonic()
+            if now - self._scanned_at >= self.children_every_s:
+                self._scanned_at = now
+                found = self.proc.children(recursive=True)
+                for child in found:
+                    if child.pid not in self._children:  # keep the Process: cpu_percent needs the previous call
+                        self._children[child.pid] = child
+                        try:
+                            child.cpu_percent(None)
+                        except psutil.Error:
+                            pass
+                for gone in set(self._children) - {c.pid for c in found}:
+                    del self._children[gone]
         except psutil.Error:
             return out
-        seen = set()
-        for child in children:
-            seen.add(child.pid)
-            known = self._children.get(child.pid)
-            if known is None:  # keep the Process object: cpu_percent needs the previous call
-                self._children[child.pid] = known = child
-                try:
-                    known.cpu_percent(None)
-                except psutil.Error:
-                    continue
+        seen = 0
+        for pid, known in list(self._children.items()):
             try:
                 with known.oneshot():
                     c_cpu = known.cpu_percent(None)
                     c_rss = known.memory_info().rss
                     c_thr = known.num_threads()
-            except psutil.Error:
+            except psutil.Error:  # exited since the last scan
+                del self._children[pid]
                 continue
+            seen += 1
             cpu, rss, threads = cpu + c_cpu, rss + c_rss, threads + c_thr
             if self.per_child:
-                out[f"pid{child.pid}_cpu_percent"] = float(c_cpu)
-                out[f"pid{child.pid}_rss_bytes"] = float(c_rss)
-        for gone in set(self._children) - seen:
-            del self._children[gone]
+                out[f"pid{pid}_cpu_percent"] = float(c_cpu)
+                out[f"pid{pid}_rss_bytes"] = float(c_rss)
         out.update(
             proc_cpu_percent=float(cpu),
             proc_rss_bytes=float(rss),
             proc_threads=float(threads),
-            proc_children=float(len(seen)),
+            proc_children=float(seen),
         )
         return out
 
