@@ -74,16 +74,18 @@ def resolve(index: Any, requirement: str, *, api_version: int | None = None, ver
         raise ValidationError(f"{plugin.name} supports plugin API {plugin.api_versions}, this llmos has API {api}: "
                               "install a release made for this llmos, or upgrade llmos")
     pinned = is_exact_pin(spec)
-    candidates = []
+    manifests = entry.valid_versions()
+    live = {}
     skipped_yanked = []
-    for v, m in entry.valid_versions().items():
-        ver = Version(v)
-        if not spec.contains(ver, prereleases=True if pinned else None):
+    for v, m in manifests.items():
+        if m.yanked and (pinned is None or Version(pinned) != Version(v)):
+            if spec.contains(Version(v), prereleases=True):
+                skipped_yanked.append(f"{v} ({m.yanked_reason})")
             continue
-        if m.yanked and (pinned is None or Version(pinned) != ver):
-            skipped_yanked.append(f"{v} ({m.yanked_reason})")
-            continue
-        candidates.append((ver, m))
+        live[Version(v)] = m
+    # PEP 440 selection (pre-releases only when the specifier names one, or when
+    # nothing else matches), as pip does
+    candidates = [(ver, live[ver]) for ver in spec.filter(live)]
     if not candidates:
         hint = f"; yanked (install only with an exact pin ==VERSION): {', '.join(skipped_yanked)}" if skipped_yanked else ""
         avail = ", ".join(sorted(entry.versions, key=Version)) or "none"
