@@ -1,0 +1,48 @@
+"""The shipped pipelines with the standard plugins (installed, loaded through entry points)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from llmos.cli import main
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_quickstart_file_is_valid(standard_plugins) -> None:
+    from llmos.pipeline import load_pipeline
+
+    standard_plugins("llmos-data", "llmos-models", "llmos-train", "llmos-compress", "llmos-monitor")
+    pipe = load_pipeline(ROOT / "pipelines" / "quickstart.toml")
+    uses = [s.use for s in pipe.stages]
+    assert uses[:5] == ["data.corpus", "model.llama", "optimizer.train", "model.evaluate", "model.register"]
+    assert "compression.int8" in uses
+    assert pipe.stage("register").config.alias == "production"
+
+
+@pytest.mark.slow
+def test_tiny_pipeline_end_to_end(standard_plugins, llmos_home) -> None:
+    from llmos.registry import open_registry
+
+    standard_plugins("llmos-data", "llmos-models", "llmos-train")
+    r = CliRunner().invoke(main, ["run", str(ROOT / "pipelines" / "tiny.toml"), "--json",
+                                  "--set", "stages.train.config.max_steps=12"], catch_exceptions=False)
+    assert r.exit_code == 0, r.output
+    out = json.loads(r.output[r.output.index("{"):])
+    assert out["status"] == "completed"
+    assert [s["id"] for s in out["stages"]] == ["data", "model", "train", "evaluate", "register"]
+    assert out["versions"] == ["tiny:1"]
+    reg = open_registry()
+    v = reg.resolve("tiny@candidate")
+    assert v.number == 1 and v.lineage["run_id"] == out["run_id"] and v.lineage["method"] == "train"
+    assert v.lineage["data"]["vocab_size"] == 512
+    assert v.metrics["val_ppl"] > 1
+    assert [p["step"] for p in reg.run_metrics(out["run_id"], "loss")] == [5, 10, 12]
+    info = reg.get_run(out["run_id"])
+    assert set(info.plugins) >= {"llmos-data", "llmos-models", "llmos-train", "llmos"}
+    shown = CliRunner().invoke(main, ["runs", "show", out["run_id"]])
+    assert shown.exit_code == 0 and "tiny:1" in shown.output
