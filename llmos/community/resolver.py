@@ -68,10 +68,12 @@ def resolve(index: Any, requirement: str, *, api_version: int | None = None, ver
     if verify:
         errors = entry_errors(index, entry)
         if errors:
-            raise ValidationError(f"refusing {entry.manifest.name}: its index entry does not check clean: {errors[0]}")
+            raise ValidationError(f"install-reviewed: refusing {entry.manifest.name}: its index entry does not check "
+                                  f"clean: {errors[0]}")
     plugin = entry.manifest
     if api not in plugin.api_versions:
-        raise ValidationError(f"{plugin.name} supports plugin API {plugin.api_versions}, this llmos has API {api}: "
+        raise ValidationError(f"install-api: {plugin.name} supports plugin API {plugin.api_versions}, this llmos has "
+                              f"API {api}: "
                               "install a release made for this llmos, or upgrade llmos")
     pinned = is_exact_pin(spec)
     manifests = entry.valid_versions()
@@ -87,7 +89,8 @@ def resolve(index: Any, requirement: str, *, api_version: int | None = None, ver
     # nothing else matches), as pip does
     candidates = [(ver, live[ver]) for ver in spec.filter(live)]
     if not candidates:
-        hint = f"; yanked (install only with an exact pin ==VERSION): {', '.join(skipped_yanked)}" if skipped_yanked else ""
+        hint = (f"; install-yanked: skipped yanked releases (install one only with an exact pin ==VERSION): "
+                f"{', '.join(skipped_yanked)}" if skipped_yanked else "")
         avail = ", ".join(sorted(entry.versions, key=Version)) or "none"
         raise NotFoundError(f"no release of {plugin.name} matches {str(spec) or 'any version'} "
                             f"(released: {avail}){hint}")
