@@ -37,6 +37,9 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 VENV_BIN = Path(sys.executable).parent
 NEW_TOKENS = 64
+#: torch threads on both sides (server process and in-process generate): equal footing,
+#: and no oversubscription on a shared machine
+THREADS = 1
 PROMPTS = [
     "The registry stores every model version",
     "Plugins provide components for six stages",
@@ -276,6 +279,7 @@ def main() -> str:
 
     from benchmarks_stamp import stamp  # type: ignore[import-not-found]
 
+    torch.set_num_threads(THREADS)
     work = Path(tempfile.mkdtemp(prefix="llmos-bench-serve-"))
     home = work / "home"
     env = dict(os.environ, LLMOS_HOME=str(home), LLMOS_PLUGINS="llmos-serve")
@@ -295,7 +299,8 @@ def main() -> str:
     url = f"http://127.0.0.1:{port}"
     proc = subprocess.Popen(
         [str(VENV_BIN / "llmos"), "serve", "bench@production", "--port", str(port), "--admin-token", token,
-         "--max-batch-size", "32", "--max-queue", "256", "--no-access-log", "--poll-interval", "1"],
+         "--max-batch-size", "32", "--max-queue", "256", "--no-access-log", "--poll-interval", "1",
+         "--threads", str(THREADS)],
         env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
     )
     try:
@@ -329,7 +334,7 @@ def main() -> str:
         "",
         f"Model: `small`-preset Llama, {params / 1e6:.1f}M parameters, untrained (built from config; "
         "throughput does not depend on the weights), 4096-token BPE. Server: `llmos serve bench@production` "
-        f"in its own process on 127.0.0.1, torch threads {torch.get_num_threads()} in the client process.",
+        f"in its own process on 127.0.0.1; {THREADS} torch thread on each side (`--threads {THREADS}`).",
         "",
         "| measure | result | target | |",
         "|---|---|---|---|",

@@ -725,12 +725,9 @@ def app_from_env() -> FastAPI:
     if not raw:
         raise ValidationError(f"${SETTINGS_ENV} is not set: start the server with `llmos serve`")
     config = ServeConfig.model_validate_json(raw)
-    workers = max(1, config.workers)
-    if workers > 1:
-        import torch
+    from llmos_serve.server import configure_logging, set_threads
 
-        torch.set_num_threads(max(1, (os.cpu_count() or 1) // workers))
-    from llmos_serve.server import configure_logging
+    set_threads(config)
 
     configure_logging()
     return create_app(config)

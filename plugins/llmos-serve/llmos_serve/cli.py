@@ -22,6 +22,8 @@ def _echo_json(data: object) -> None:
               help="Share of requests for the canary, in percent.")
 @click.option("--admin-token", envvar="LLMOS_ADMIN_TOKEN", default=None, metavar="TOKEN",
               help="Bearer token enabling /admin/alias and /admin/reload [env: LLMOS_ADMIN_TOKEN].")
+@click.option("--threads", default=None, type=click.IntRange(1, 256),
+              help="torch threads per server process [default: all cores, divided between workers].")
 @click.option("--max-batch-size", default=16, show_default=True, type=click.IntRange(1, 1024),
               help="Most sequences decoded together in one forward pass.")
 @click.option("--max-queue", default=64, show_default=True, type=click.IntRange(0),
@@ -36,7 +38,7 @@ def _echo_json(data: object) -> None:
               help="Largest request body (413 beyond).")
 @click.option("--no-access-log", is_flag=True, help="Do not log a line per request.")
 def serve(model_ref: str, host: str, port: int, workers: int, canary: str | None, canary_percent: float,
-          admin_token: str | None, max_batch_size: int, max_queue: int, timeout: float,
+          admin_token: str | None, threads: int | None, max_batch_size: int, max_queue: int, timeout: float,
           max_tokens_limit: int | None, poll_interval: float, max_body_bytes: int, no_access_log: bool) -> None:
     """Serve MODEL_REF with an OpenAI-compatible HTTP API.
 
@@ -65,7 +67,7 @@ def serve(model_ref: str, host: str, port: int, workers: int, canary: str | None
 
     config = ServeConfig(
         model=model_ref, host=host, port=port, workers=workers, canary=canary, canary_percent=canary_percent,
-        admin_token=admin_token or None, max_batch_size=max_batch_size, max_queue=max_queue, timeout=timeout,
+        admin_token=admin_token or None, threads=threads, max_batch_size=max_batch_size, max_queue=max_queue, timeout=timeout,
         max_tokens_limit=max_tokens_limit, poll_interval=poll_interval, max_body_bytes=max_body_bytes,
         access_log=not no_access_log,
     )

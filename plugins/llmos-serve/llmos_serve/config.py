@@ -23,6 +23,10 @@ class ServeConfig(BaseModel):
     admin_token: str | None = Field(
         default=None, description="Bearer token for /admin/* endpoints (they are off without one)"
     )
+    threads: int | None = Field(
+        default=None, ge=1, le=256,
+        description="torch threads per server process (default: torch's choice; with workers, cores / workers)",
+    )
     max_batch_size: int = Field(default=16, ge=1, le=1024, description="Most sequences decoded in one forward pass")
     max_queue: int = Field(default=64, ge=0, description="Most sequences waiting for a slot before 429")
     timeout: float = Field(default=300.0, gt=0, description="Seconds a request may take before 504")

@@ -32,6 +32,16 @@ def configure_logging(level: int = logging.INFO) -> None:
     logger.propagate = False
 
 
+def set_threads(config: ServeConfig) -> None:
+    """torch intra-op threads for this server process: ``config.threads``, or the
+    cores divided between workers. Oversubscribed threads spin and slow every step."""
+    if config.threads is None and config.workers == 1:
+        return
+    import torch
+
+    torch.set_num_threads(config.threads or max(1, (os.cpu_count() or 1) // config.workers))
+
+
 def _bind(host: str, port: int) -> socket.socket:
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)  # TCP proto: asyncio sets TCP_NODELAY
@@ -68,6 +78,7 @@ def serve(config: ServeConfig) -> None:
     log.info("serving %s on http://%s:%d (workers: %d)", config.model, host, port, config.workers)
     common = {"log_level": "info", "access_log": False, "timeout_graceful_shutdown": 10}
     if config.workers == 1:
+        set_threads(config)
         app = create_app(config, pool=pool)
         uvicorn.Server(uvicorn.Config(app, **common)).run(sockets=[sock])
         return
