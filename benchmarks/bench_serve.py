@@ -16,7 +16,8 @@ Figures (ratios measured side by side in one run):
 2. 8 concurrent clients: aggregate tokens/s ÷ the same 16 requests sent one by
    one; target ≥ 2.5.
 3. load test: 2,000 requests (max_tokens 8) from 32 concurrent clients while the
-   alias is moved 10 times (POST /admin/alias, alternating versions 1 and 2):
+   alias is moved 10 times (alternating versions 1 and 2, half through POST /admin/alias, half
+   in the registry as `llmos deploy promote` does, followed by the server's watcher):
    5xx, dropped requests (no response), and responses whose version header was
    not an alias target at any moment of the request; target: all zero.
 """
@@ -189,7 +190,8 @@ def concurrency(url: str, clients: int = 8, per_client: int = 2) -> dict[str, fl
     return {"sequential": seq_tokens / seq_time, "concurrent": sum(totals) / conc_time}
 
 
-def load_test(url: str, token: str, total: int = 2000, clients: int = 32, switches: int = 10) -> dict[str, Any]:
+def load_test(url: str, token: str, registry: Any, total: int = 2000, clients: int = 32,
+              switches: int = 10) -> dict[str, Any]:
     import httpx
 
     lock = threading.Lock()
@@ -232,9 +234,14 @@ def load_test(url: str, token: str, total: int = 2000, clients: int = 32, switch
                     time.sleep(0.01)
                 new = 2 if current[0] == 1 else 1
                 a = time.monotonic()
-                r = c.post(url + "/admin/alias", json={"alias": "production", "version": new},
-                           headers={"Authorization": f"Bearer {token}"})
-                r.raise_for_status()
+                if k % 2 == 0:  # the admin endpoint: loads, moves the alias, switches, then answers
+                    r = c.post(url + "/admin/alias", json={"alias": "production", "version": new},
+                               headers={"Authorization": f"Bearer {token}"})
+                    r.raise_for_status()
+                else:  # the registry, as `llmos deploy promote` does: the server's watcher follows
+                    registry.set_alias("bench", "production", new)
+                    while c.get(url + "/ready").json()["primary"]["version"] != f"bench:{new}":
+                        time.sleep(0.01)
                 timeline.append((a, time.monotonic(), current[0], new))
                 current[0] = new
 
@@ -316,7 +323,7 @@ def main() -> str:
         _say(f"single stream: {ss}; 8 clients vs one by one")
         conc = concurrency(url)
         _say(f"concurrency: {conc}; load test (2000 requests, 32 clients, 10 alias switches)")
-        load = load_test(url, token)
+        load = load_test(url, token, reg)
         _say(f"load test: {load}")
     finally:
         proc.send_signal(signal.SIGINT)
@@ -349,9 +356,12 @@ def main() -> str:
         f"| all 0 | {'✅' if ok3 else '❌'} |",
         "",
         "Single stream alternates the two sides on the same prompts (median of 12 each). The load test moves "
-        "`bench@production` between versions 1 and 2 through `POST /admin/alias` (which loads the new version "
-        "beside the old one and switches atomically); a response's `X-Llmos-Model-Version` must name a version "
-        "that was the alias target at some moment between the request's start and end.",
+        "`bench@production` between versions 1 and 2, alternately through `POST /admin/alias` (which loads the "
+        "new version beside the old one and switches atomically before answering) and directly in the registry "
+        "(as `llmos deploy promote` does; the server's watcher, polling every second, loads and switches). A "
+        "response's `X-Llmos-Model-Version` must name a version that was the alias target at some moment between "
+        "the request's start and end, where a move counts as in progress from the moment it starts until the "
+        "server reports the new version.",
         "",
     ]
     return "\n".join(lines)
