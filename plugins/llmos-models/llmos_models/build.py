@@ -105,7 +105,11 @@ def build_model(arch: str, cfg: Any, *, vocab_size: int, max_positions: int = 51
 
 
 def count_parameters(model: Any) -> int:
-    """Number of distinct parameters (tied weights counted once)."""
+    """Number of distinct weights (tied weights counted once), including the packed
+    weights of quantized modules (e.g. ``torch.ao.nn.quantized.dynamic.Linear``, whose
+    ``weight()``/``bias()`` are methods rather than parameters)."""
+    import torch
+
     seen: set[int] = set()
     total = 0
     for p in model.parameters():
@@ -113,6 +117,16 @@ def count_parameters(model: Any) -> int:
             continue
         seen.add(id(p))
         total += p.numel()
+    for module in model.modules():
+        for attr in ("weight", "bias"):
+            getter = getattr(type(module), attr, None)
+            if callable(getter) and not isinstance(getter, torch.nn.Parameter):
+                try:
+                    value = getattr(module, attr)()
+                except Exception:  # noqa: BLE001 - not a quantized accessor
+                    continue
+                if isinstance(value, torch.Tensor):
+                    total += value.numel()
     return total
 
 

@@ -10,6 +10,7 @@ import torch
 
 from llmos.context import RunContext
 from llmos.errors import NotFoundError, ValidationError
+from llmos_models.build import count_parameters
 from llmos_models.config import EvaluateConfig, LoadConfig, RegisterConfig
 from llmos_models.evaluate import EvaluateStep, generation_speed, model_size_bytes, perplexity, unigram_perplexity
 from llmos_models.generate import GenerationSettings
@@ -39,6 +40,17 @@ def test_size_and_speed(trained, tokenizer):
     n_bytes = model_size_bytes(trained)
     params = sum(p.numel() for p in trained.parameters())
     assert n_bytes == 4 * params  # fp32, tied embedding counted once, non-persistent buffers not saved
+    import copy
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        q = torch.ao.quantization.quantize_dynamic(copy.deepcopy(trained), {torch.nn.Linear}, dtype=torch.qint8)
+    # int8 Linear weights are packed (weight() is a method) and still counted; the tied
+    # output projection becomes its own int8 matrix, so it now counts separately
+    embed = trained.get_input_embeddings().weight.numel()
+    assert count_parameters(q) == params + (embed if trained.config.tie_word_embeddings else 0)
+    assert model_size_bytes(q) < n_bytes
     speed = generation_speed(trained, tokenizer, "Return", new_tokens=8)
     assert speed["tokens_per_s"] > 0 and speed["latency_ms_per_token"] == pytest.approx(8000 / speed["tokens_per_s"] / 8)
 
