@@ -94,7 +94,8 @@ class PlotStep:
         flush = getattr(writer, "flush", None)
         if callable(flush):  # the runner's batched writer: make what was logged visible
             flush()
-        points = run_metrics(open_registry(), str(ctx.run_id))
+        reg = getattr(writer, "reg", None) or open_registry()  # the registry the runner writes to
+        points = run_metrics(reg, str(ctx.run_id))
         out = Path(ctx.workdir) / self.config.path
         plot_points(points, out, title=self.config.title or f"run {ctx.run_id}")
         ctx.artifacts["metrics_plot"] = str(out)

@@ -80,10 +80,11 @@ def _notify(manager: Any, source: str, step: int | None, metrics: dict[str, floa
 class RunMonitor:
     """Samples the system during one pipeline run and persists the samples."""
 
-    def __init__(self, run_id: str, manager: Any = None, interval_s: float | None = None) -> None:
+    def __init__(self, run_id: str, manager: Any = None, interval_s: float | None = None,
+                 registry: Any = None) -> None:
         self.run_id = run_id
         self.manager = manager
-        self.reg = open_registry()
+        self.reg = registry if registry is not None else open_registry()
         self.buffer = MetricBuffer(self.reg, run_id, max_rows=1000, max_age_s=5.0)
         self.sampler: SystemSampler | None = None
         if system_sampling_enabled():
@@ -110,14 +111,19 @@ class RunMonitor:
     def stop(self) -> None:
         if self.sampler is not None:
             self.sampler.stop()
-        self.buffer.flush()
+        try:
+            self.buffer.flush()
+        except Exception as exc:  # noqa: BLE001 - losing samples must not disable the monitor
+            log.warning("run %s: cannot write system samples: %s", self.run_id, exc)
 
 
 def on_run_start(ctx: Any) -> None:
     _maybe_start_exporter()
     if ctx.run_id is None:  # an unrecorded run: nothing to persist to
         return
-    mon = RunMonitor(str(ctx.run_id), getattr(ctx, "manager", None))
+    # write where the runner writes: its metric writer knows the run's registry
+    registry = getattr(getattr(ctx, "_metric_writer", None), "reg", None)
+    mon = RunMonitor(str(ctx.run_id), getattr(ctx, "manager", None), registry=registry)
     with _lock:
         _runs[str(ctx.run_id)] = mon
     mon.start()
