@@ -160,13 +160,18 @@ def prune_structured(model: Any, amount: float, heads: float = 0.0, blocks: Any 
     n_kv = int(getattr(cfg, "num_key_value_heads", None) or n_heads)
     head_dim = int(getattr(cfg, "head_dim", None) or cfg.hidden_size // n_heads)
     group = n_heads // n_kv
-    keep_kv = n_kv - int(round(n_kv * heads)) if heads else n_kv
-    if keep_kv < 1:
-        raise ValidationError(f"heads = {heads} would remove every one of the {n_kv} key/value heads: lower it")
-    if heads and keep_kv == n_kv:
-        raise ValidationError(
-            f"heads = {heads} removes no head of {n_kv} key/value heads per layer: raise it to at least {1 / n_kv:.2f}"
-        )
+    keep_kv = n_kv
+    if heads:
+        # transformers requires hidden_size to be a multiple of the number of heads
+        valid = [k for k in range(1, n_kv) if cfg.hidden_size % (k * group) == 0]
+        wanted = n_kv - int(round(n_kv * heads))
+        choices = ", ".join(f"{1 - k / n_kv:.3g}" for k in reversed(valid)) or "none (use heads = 0)"
+        if wanted not in valid:
+            raise ValidationError(
+                f"heads = {heads} would keep {wanted} of {n_kv} key/value heads, but with hidden size "
+                f"{cfg.hidden_size} the heads left must divide it: use heads = one of {choices}"
+            )
+        keep_kv = wanted
     mlp_act, att_act = (_calibrate(model, layers, blocks, calibration_batches, batch_size)
                         if blocks is not None and calibration_batches > 0 else ([None] * len(layers),) * 2)
     with torch.no_grad():
@@ -209,6 +214,7 @@ def prune_structured(model: Any, amount: float, heads: float = 0.0, blocks: Any 
         "params_removed_ratio": 1.0 - after / before,
         "intermediate_size": float(keep_n),
         "num_attention_heads": float(cfg.num_attention_heads),
+        "heads_removed_ratio": 1.0 - keep_kv / n_kv,
     }
 
 

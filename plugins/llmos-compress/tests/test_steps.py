@@ -111,3 +111,14 @@ def test_structured_prune_refuses_non_llama_models(tmp_path) -> None:
     gpt2 = GPT2LMHeadModel(GPT2Config(n_embd=32, n_layer=1, n_head=2, vocab_size=64, n_positions=32))
     with pytest.raises(ValidationError, match="structured pruning supports Llama-style models"):
         PruneStep(PruneConfig(structured=True)).run(_ctx(tmp_path, model=gpt2))
+
+
+def test_structured_head_pruning_refuses_a_head_count_transformers_cannot_load(tiny_model_dir, tmp_path) -> None:
+    from llmos_compress.config import PruneConfig
+    from llmos_compress.prune import PruneStep
+    from llmos_models.io import load_model
+
+    model, _ = load_model(tiny_model_dir)  # 4 heads, hidden 64: 3 heads left would not divide 64
+    with pytest.raises(ValidationError, match="use heads = one of 0.5, 0.75"):
+        PruneStep(PruneConfig(structured=True, heads=0.25)).run(_ctx(tmp_path, model=model))
+    assert model.config.num_attention_heads == 4 and model.config.intermediate_size == 128  # untouched
