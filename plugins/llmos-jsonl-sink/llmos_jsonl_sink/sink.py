@@ -101,7 +101,8 @@ class JsonlSink:
         path = self.path_for_run(ctx.run_id, ctx.workdir)
         self._write(path, {"event": "run_end", "ts": time.time(), "run_id": ctx.run_id, "status": status})
         with self._lock:
-            self._run_paths.pop(str(ctx.run_id), None)
+            # close the file but remember where the run's records go: a sampler's last
+            # sample may arrive after this (hooks run in plugin-name order)
             if self._global_path() is None and path in self._files:
                 self._files.pop(path).close()
 

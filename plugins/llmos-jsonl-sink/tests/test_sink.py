@@ -27,6 +27,7 @@ class LoggingStep:
             ctx.log_metrics(s, {"loss": 1.0 / s + 0.1, "lr": 1e-3 * s})
         ctx.log_metrics(self.config.steps, {"val_ppl": 12.5}, kind="eval")
         ctx.log_metrics(None, {"bleu": 0.25}, kind="custom")
+        ctx.manager.notify("llmos_on_metrics", source=f"system:{ctx.run_id}", step=0, metrics={"cpu_percent": 7.5})
 
 
 class StepPlugin:
@@ -63,7 +64,10 @@ def _run(manager: Any, tmp_path: Path, extra: str = "") -> Any:
 
 def test_a_run_is_written_to_its_workdir(manager: Any, tmp_path: Path) -> None:
     result = _run(manager, tmp_path)
+    # a sample that arrives after the run ended still lands in the run's file
+    manager.notify("llmos_on_metrics", source=f"system:{result.run_id}", step=1, metrics={"cpu_percent": 8.5})
     records = _read(Path(result.workdir) / "metrics.jsonl")
+    assert records.pop()["metrics"] == {"cpu_percent": 8.5}
     events = [r["event"] for r in records]
     assert events[0] == "run_start" and events[-1] == "run_end"
     assert records[-1]["status"] == "completed"
@@ -74,7 +78,8 @@ def test_a_run_is_written_to_its_workdir(manager: Any, tmp_path: Path) -> None:
     assert evals == [(5, {"val_ppl": 12.5})]
     other = [r for r in records if r["event"] == "metrics"]
     assert [(o["source"], o["step"], o["metrics"]) for o in other] == [
-        (f"run:{result.run_id}:custom", None, {"bleu": 0.25})
+        (f"run:{result.run_id}:custom", None, {"bleu": 0.25}),
+        (f"system:{result.run_id}", 0, {"cpu_percent": 7.5}),
     ]
     assert all(isinstance(r["ts"], float) and abs(r["ts"] - time.time()) < 600 for r in records)
 

@@ -95,3 +95,30 @@ def test_errors_are_one_line(llmos_home: Any, h: Any) -> None:
         "Error: compare needs at least two runs: llmos monitor compare RUN RUN..."
     )
     assert "No runs yet" in h.invoke("monitor", "runs").output
+
+
+class _RecordingSink:
+    """Any plugin implementing llmos_on_metrics sees the monitor's system samples."""
+
+    LLMOS_API = 1
+
+    def __init__(self) -> None:
+        self.seen: list[tuple[str, int | None, dict[str, float]]] = []
+
+    from llmos import hookimpl
+
+    @hookimpl
+    def llmos_on_metrics(self, source: str, step: int | None, metrics: dict[str, float]) -> None:
+        self.seen.append((source, step, dict(metrics)))
+
+
+def test_sinks_receive_exactly_the_persisted_system_samples(run_pipeline: Any, monitor_manager: Any) -> None:
+    from llmos.registry import open_registry
+
+    sink = _RecordingSink()
+    monitor_manager.register(sink, name="zz-sink")
+    result = run_pipeline(steps=4, sleep_s=0.3)
+    seen = {(step, name): value for source, step, m in sink.seen if source == f"system:{result.run_id}"
+            for name, value in m.items()}
+    stored = {(p["step"], p["name"]): p["value"] for p in open_registry().run_metrics(result.run_id, kind="system")}
+    assert seen and seen == stored
