@@ -112,7 +112,13 @@ def _key_metrics(result: Any) -> str:
     if not isinstance(result, dict):
         return _fmt(result)[:60]
     keep = [(k, v) for k, v in result.items() if isinstance(v, (int, float)) and not isinstance(v, bool)]
-    return ", ".join(f"{k}={_fmt(v)}" for k, v in keep[:4])
+    order = {k: i for i, k in enumerate(_PREFERRED)}
+    keep.sort(key=lambda kv: order.get(kv[0], len(order)))  # stable: the step's own order after these
+    return ", ".join(f"{k}={_fmt(v)}" for k, v in keep[:3])
+
+
+#: metrics shown first in summaries
+_PREFERRED = ("val_ppl", "ppl_vs_unigram", "val_loss", "version", "steps", "train_tokens", "params")
 
 
 def _print_summary(result: Any) -> None:
