@@ -65,11 +65,12 @@ def keygen(handle: str, force: bool) -> None:
 @click.option("--summary", help="One line (default: the project's description).")
 @click.option("--security-contact", help="Where to report vulnerabilities (default: the first author's email).")
 @click.option("--source-url", help="Source repository (default: [project.urls] Source, or the git remote).")
+@click.option("--source-commit", help="Commit the wheel was built from (default: HEAD of TARGET's git checkout).")
 @click.option("--notes", default="", help="Release notes of this version.")
 @json_option
 def submit(target: str, handle: str, index_path: str | None, wheel: str | None, wheelhouse: str | None,
            artifact_url: str | None, summary: str | None, security_contact: str | None, source_url: str | None,
-           notes: str, as_json: bool) -> None:
+           source_commit: str | None, notes: str, as_json: bool) -> None:
     """Add a plugin project (its current version) to the index, signed by you.
 
     Builds the wheel reproducibly (SOURCE_DATE_EPOCH), records its sha256 and size,
@@ -86,7 +87,8 @@ def submit(target: str, handle: str, index_path: str | None, wheel: str | None, 
 
     res = do_submit(Path(target), handle, _root(index_path), wheel=Path(wheel) if wheel else None,
                     artifact_url=artifact_url, wheelhouse=Path(wheelhouse) if wheelhouse else None, summary=summary,
-                    security_contact=security_contact, source_url=source_url, notes=notes)
+                    security_contact=security_contact, source_url=source_url, notes=notes,
+                    source_commit=source_commit)
     if as_json:
         echo_json(res.__dict__)
         return

@@ -128,6 +128,9 @@ def submit(target: Path, handle: str, index_root: Path, *, wheel: Path | None = 
     sha, size = proj.file_sha256(Path(wheel))
     commit, remote = proj.git_commit(project.path)
     commit = source_commit or commit
+    if not commit:
+        raise ValidationError(f"{project.path} is not a git checkout: commit your plugin's source (the index "
+                              "records the commit a release was built from), or pass --source-commit SHA")
     meta = project.meta
     urls = {k.lower(): v for k, v in (meta.get("urls") or {}).items()}
     source = source_url or urls.get("source") or urls.get("repository") or remote
@@ -143,7 +146,7 @@ def submit(target: Path, handle: str, index_root: Path, *, wheel: Path | None = 
         "requirements": list(meta.get("dependencies", [])),
         "entry_points": project.entry_points,
         "artifact": {"url": artifact_url or Path(wheel).name, "sha256": sha, "size": size},
-        "source": {"repository": source, "commit": commit or "0000000", "subdirectory": subdirectory},
+        "source": {"repository": source, "commit": commit, "subdirectory": subdirectory},
         "build": {"command": "pip wheel --no-deps --no-build-isolation", "backend": f"setuptools {setuptools.__version__}",
                   "source_date_epoch": epoch if epoch is not None else proj.source_date_epoch(project.path)},
         "notes": notes,

@@ -90,3 +90,11 @@ class World:
 def has_dist(python, dist: str) -> bool:
     code = f"import importlib.metadata as m, sys\ntry:\n m.version({dist!r})\nexcept m.PackageNotFoundError:\n sys.exit(3)"
     return subprocess.run([str(python), "-c", code]).returncode == 0
+
+
+def commit_project(path: Path) -> str:
+    """Make ``path`` a git checkout with everything committed (a plugin author's repo)."""
+    git(path, "init", "-q")
+    git(path, "add", "-A")
+    git(path, "commit", "-q", "-m", "plugin source")
+    return git(path, "rev-parse", "HEAD")

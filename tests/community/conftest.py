@@ -25,7 +25,7 @@ from pathlib import Path
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from community_helpers import HANDLES, World, env, git, write_maintainers  # noqa: E402
+from community_helpers import HANDLES, World, commit_project, env, git, write_maintainers  # noqa: E402
 
 @pytest.fixture(scope="session")
 def approved(tmp_path_factory: pytest.TempPathFactory) -> World:
@@ -42,6 +42,7 @@ def approved(tmp_path_factory: pytest.TempPathFactory) -> World:
         w.commit("index with three maintainers")
         scaffold("llmos-hello", "data", base / "work", author="Alice", email="alice@example.org",
                  source_url="https://example.org/alice/llmos-hello")
+        commit_project(w.project)
         contrib.submit(w.project, "alice", w.index, wheelhouse=w.wheelhouse)
         contrib.review("llmos-hello", "bob", "approve", w.index)
         contrib.review("llmos-hello", "carol", "approve", w.index)

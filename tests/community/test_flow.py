@@ -9,7 +9,7 @@ import json
 import stat
 import sys
 
-from community_helpers import INDEX_MAINTAINERS, git, has_dist, llmos, write_maintainers
+from community_helpers import INDEX_MAINTAINERS, commit_project, git, has_dist, llmos, write_maintainers
 
 
 def test_scaffold_submit_approve_check_install(tmp_path, llmos_home, make_venv):
@@ -34,10 +34,12 @@ def test_scaffold_submit_approve_check_install(tmp_path, llmos_home, make_venv):
     project = work / "llmos-wordcount"
     assert "Created" in out.stdout and (project / "LICENSE").read_text().lstrip().startswith("Apache License")
     assert "OK" in llmos("plugin", "test", str(project), check=True).stdout
+    commit = commit_project(project)
     out = llmos("contrib", "submit", str(project), "--handle", "alice", "--index", str(index),
                 "--wheelhouse", str(wheelhouse), "--json", check=True)
     sub = json.loads(out.stdout)
     assert sub["kind"] == "new-plugin" and sub["version"] == "0.1.0"
+    assert _read_version(index, "llmos-wordcount", "0.1.0")["source"]["commit"] == commit
 
     # not approved yet: the check fails naming the rule
     out = llmos("index", "check", str(index), "--base", base)

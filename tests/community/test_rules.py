@@ -7,7 +7,7 @@ import tomllib
 
 import pytest
 import tomli_w
-from community_helpers import has_dist, llmos
+from community_helpers import commit_project, has_dist, llmos
 
 from llmos.community import contrib, signing
 
@@ -125,6 +125,7 @@ def _second_plugin(world, name: str, tmp_path, approvers=("bob", "carol")):
 
     project = scaffold(name, "monitoring", tmp_path / "w2", author="Dave", email="dave@example.org",
                        source_url=f"https://example.org/dave/{name}")
+    commit_project(project)
     contrib.submit(project, "dave", world.index, wheelhouse=world.wheelhouse)
     for h in approvers:
         contrib.review(name, h, "approve", world.index)
@@ -299,3 +300,45 @@ def test_plugin_that_does_not_load_is_removed_again(world, make_venv, tmp_path):
                 str(tmp_path / "wh2"), python=str(py))
     assert out.returncode != 0 and "does not load" in out.stderr and "incompatible" in out.stderr
     assert not has_dist(py, "llmos-hello")
+
+
+def test_new_version_submit_and_upgrade(world, make_venv, tmp_path):
+    """alice releases 0.2.0 (self-published), a user upgrades from 0.1.0; a failing
+    upgrade puts 0.1.0 back."""
+    import shutil
+
+    from llmos.community.project import build_wheel
+
+    py = make_venv()
+    out = _install(world, py, "llmos-hello")
+    assert out.returncode == 0, out.stderr
+    project = tmp_path / "llmos-hello"
+    shutil.copytree(world.project, project, ignore=shutil.ignore_patterns("dist", "build", "*.egg-info", ".git"))
+    pyproject = project / "pyproject.toml"
+    pyproject.write_text(pyproject.read_text().replace('version = "0.1.0"', 'version = "0.2.0"'))
+    with pytest.raises(Exception, match="git checkout"):
+        contrib.submit(project, "alice", world.index, wheelhouse=world.wheelhouse)
+    commit_project(project)
+    with pytest.raises(Exception, match="not a maintainer"):
+        contrib.submit(project, "bob", world.index, wheelhouse=world.wheelhouse)
+    res = contrib.submit(project, "alice", world.index, wheelhouse=world.wheelhouse)
+    assert res.kind == "new-version"
+    assert world.errors(base="HEAD") == set()
+    out = llmos("plugin", "upgrade", "llmos-hello", "--index", str(world.index), "--wheelhouse",
+                str(world.wheelhouse), "--json", python=str(py))
+    assert out.returncode == 0, out.stderr
+    assert '"action": "upgraded"' in out.stdout and '"from": "0.1.0"' in out.stdout
+    # 0.3.0 installs but does not load: the upgrade is rolled back to 0.2.0
+    hook = project / "src" / "llmos_hello" / "plugin.py"
+    hook.write_text(hook.read_text().replace("LLMOS_API = 1", "LLMOS_API = 99"))
+    pyproject.write_text(pyproject.read_text().replace('version = "0.2.0"', 'version = "0.3.0"'))
+    from community_helpers import git
+
+    git(project, "commit", "-qam", "0.3.0")
+    contrib.submit(project, "alice", world.index, wheelhouse=world.wheelhouse)
+    out = llmos("plugin", "upgrade", "llmos-hello", "--index", str(world.index), "--wheelhouse",
+                str(world.wheelhouse), python=str(py))
+    assert out.returncode != 0 and "does not load" in out.stderr
+    ver = llmos("plugin", "info", "llmos-hello", "--json", python=str(py),
+                extra_env={"LLMOS_INDEX": str(world.index)})
+    assert '"version": "0.2.0"' in ver.stdout
