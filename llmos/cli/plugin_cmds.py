@@ -75,9 +75,14 @@ def info(name: str, as_json: bool) -> None:
             click.echo(f"{key + ':':13} {data[key]}")
     click.echo(f"{'hooks:':13} {', '.join(data['hooks']) or '-'}")
     click.echo(f"{'components:':13} {', '.join(c.ref for c in comps) or '-'}")
-    for key in ("index", "installed_from"):
-        if data.get(key):
-            click.echo(f"{key + ':':13} {data[key]}")
+    idx, rec = data.get("index"), data.get("installed_from")
+    if idx:
+        yanked = f", yanked: {', '.join(idx['yanked'])}" if idx["yanked"] else ""
+        click.echo(f"{'index:':13} {idx['status']}, latest {idx['latest'] or '-'}, "
+                   f"versions {', '.join(idx['versions'])}{yanked}")
+    if rec:
+        click.echo(f"{'installed:':13} {rec['version']} from {rec['source']} ({rec['artifact_url']}), "
+                   f"sha256 {(rec['sha256'] or '-')[:16]}…, {rec['installed_at']}")
 
 
 @plugin.command("enable")
