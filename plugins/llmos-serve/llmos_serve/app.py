@@ -15,6 +15,7 @@ import secrets
 import threading
 import time
 import uuid
+import weakref
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -493,6 +494,8 @@ def create_app(config: ServeConfig, pool: ModelPool | None = None) -> FastAPI:
             if body.stream:
                 handed_over = True
                 gen = _stream(request, lease, body, seqs, events, rid, chat, echo_texts, info)
+                # a stream dropped before it ever started still frees its slots and its version
+                weakref.finalize(gen, _abandon, list(seqs), lease)
                 return StreamingResponse(
                     gen, media_type="text/event-stream",
                     headers={**headers, "Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
@@ -504,6 +507,11 @@ def create_app(config: ServeConfig, pool: ModelPool | None = None) -> FastAPI:
                 for s in seqs:
                     s.cancel()
                 lease.release()
+
+    def _abandon(seqs: list[Sequence], lease: Lease) -> None:
+        for s in seqs:
+            s.cancel()
+        lease.release()
 
     def _build_sequences(lease: Lease, body: Any, *, chat: bool) -> tuple[list[Sequence], int, list[str]]:
         lm = lease.model
