@@ -36,15 +36,18 @@ MARK = "@@llmos "
 
 
 def _data_ref(arr: Any, path: Path) -> dict[str, Any]:
+    """Where a worker finds ``arr``: the memory-mapped file itself when it is one (no copy,
+    whatever its size), else a ``.npy`` written to the job directory."""
     import numpy as np
 
-    if isinstance(arr, np.memmap) and getattr(arr, "filename", None) and arr.flags.c_contiguous:
-        base = arr
-        while isinstance(getattr(base, "base", None), np.memmap):
-            base = base.base
-        offset = getattr(arr, "offset", 0)
-        if base is arr or offset == getattr(base, "offset", 0):
-            return {"path": str(arr.filename), "dtype": str(arr.dtype), "shape": list(arr.shape), "offset": offset}
+    if isinstance(arr, np.memmap) and getattr(arr, "filename", None) and arr.flags.c_contiguous and arr.size:
+        root = arr
+        while isinstance(root.base, np.memmap):
+            root = root.base
+        # a slice of a memmap keeps its parent's .offset: compute the real one from the addresses
+        delta = arr.__array_interface__["data"][0] - root.__array_interface__["data"][0]
+        return {"path": str(arr.filename), "dtype": str(arr.dtype), "shape": list(arr.shape),
+                "offset": int(root.offset) + int(delta)}
     np.save(path, np.ascontiguousarray(arr))
     return {"npy": str(path)}
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from llmos.errors import ValidationError
+from llmos.errors import LlmosError, ValidationError
 from llmos_train.config import TrainConfig
 from llmos_train.loop import TrainIO, TrainResult
 
@@ -42,7 +42,7 @@ def inputs(ctx: Any, who: str) -> tuple[Any, Any, Any]:
     train_blocks = dataset.split("train")
     try:
         val_blocks = dataset.split("validation")
-    except (KeyError, ValueError, FileNotFoundError):
+    except (KeyError, ValueError, FileNotFoundError, LlmosError):
         val_blocks = train_blocks[:0]
     return model, train_blocks, val_blocks
 

@@ -35,3 +35,21 @@ def test_two_process_ddp_matches_single_process(make_ctx, model_factory, dataset
         torch.testing.assert_close(b[k], a[k], rtol=1e-3, atol=1e-5)
     # rank 0 wrote the checkpoints where a resumed run looks for them
     assert sorted(p.name for p in ddp.checkpoint_dir().iterdir()) == ["step-0000004", "step-0000008"]
+
+
+def test_workers_find_memory_mapped_data_without_copies(tmp_path) -> None:
+    import numpy as np
+
+    from llmos_train.ddp import _data_ref, _load_data
+
+    path = tmp_path / "blocks.u16"
+    np.arange(40, dtype=np.uint16).reshape(10, 4).tofile(path)
+    whole = np.memmap(path, dtype=np.uint16, mode="r", shape=(10, 4))
+    for arr in (whole, whole[3:7], whole[9:]):
+        ref = _data_ref(arr, tmp_path / "copy.npy")
+        assert "path" in ref  # the file itself, not a copy
+        np.testing.assert_array_equal(_load_data(ref), arr)
+    for plain in (np.ones((3, 4), dtype=np.uint16), whole[0:0]):  # not mappable: written once for the workers
+        ref = _data_ref(plain, tmp_path / "copy.npy")
+        assert "npy" in ref
+        np.testing.assert_array_equal(_load_data(ref), plain)
