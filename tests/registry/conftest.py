@@ -14,13 +14,57 @@ from llmos.registry.db import dispose_engines
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # registry_testtools
 
 
+@pytest.fixture(scope="session")
+def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A migrated, empty SQLite database file, copied into each test's home (running the
+    migrations costs ~1 s per test on a busy machine; they have their own tests)."""
+    from llmos.registry.db import ensure_schema, get_engine
+
+    path = tmp_path_factory.mktemp("sqlite-template") / "llmos.db"
+    url = f"sqlite:///{path}"
+    ensure_schema(get_engine(url), url)
+    dispose_engines()
+    return path
+
+
+@pytest.fixture(scope="session")
+def pg_template(postgres_server: Any) -> str:
+    """A migrated database on the session's PostgreSQL server, emptied before each test."""
+    from llmos.registry.db import ensure_schema, get_engine
+
+    url = postgres_server.create_database("llmos_registry_tests")
+    ensure_schema(get_engine(url), url)
+    dispose_engines()
+    return url
+
+
+def _fresh_pg(url: str) -> str:
+    from sqlalchemy import text
+
+    from llmos.registry.db import get_engine
+    from llmos.registry.models import Base
+
+    tables = ", ".join(f'"{t.name}"' for t in Base.metadata.sorted_tables)
+    with get_engine(url).begin() as conn:
+        conn.execute(text(f"TRUNCATE TABLE {tables} RESTART IDENTITY CASCADE"))
+    return url
+
+
+def _fresh_sqlite(template: Path, home: Path) -> str:
+    import shutil
+
+    shutil.copyfile(template, home / "llmos.db")
+    return f"sqlite:///{home / 'llmos.db'}"
+
+
 @pytest.fixture(params=["sqlite", "postgres"])
 def db_url(request: pytest.FixtureRequest, llmos_home: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
-    """The registry database URL: SQLite in the test's home, or a fresh PostgreSQL database."""
+    """The registry database URL: an empty, migrated SQLite file in the test's home, or
+    the emptied PostgreSQL test database."""
     if request.param == "sqlite":
-        url = f"sqlite:///{llmos_home / 'llmos.db'}"
+        url = _fresh_sqlite(request.getfixturevalue("sqlite_template"), llmos_home)
     else:
-        url = request.getfixturevalue("postgres_database")
+        url = _fresh_pg(request.getfixturevalue("pg_template"))
     monkeypatch.setenv("LLMOS_DATABASE_URL", url)
     monkeypatch.setenv("LLMOS_PLUGINS", "")
     yield url
@@ -35,19 +79,20 @@ def reg(db_url: str, plugin_manager: Any) -> Any:
 
 
 @pytest.fixture
-def sqlite_reg(llmos_home: Path, plugin_manager: Any, monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
+def sqlite_reg(llmos_home: Path, sqlite_template: Path, plugin_manager: Any, monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
     from llmos.registry import open_registry
 
+    monkeypatch.setenv("LLMOS_DATABASE_URL", _fresh_sqlite(sqlite_template, llmos_home))
     monkeypatch.setenv("LLMOS_PLUGINS", "")
     yield open_registry()
     dispose_engines()
 
 
 @pytest.fixture
-def pg_reg(postgres_database: str, llmos_home: Path, plugin_manager: Any, monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
+def pg_reg(pg_template: str, llmos_home: Path, plugin_manager: Any, monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
     from llmos.registry import open_registry
 
-    monkeypatch.setenv("LLMOS_DATABASE_URL", postgres_database)
+    monkeypatch.setenv("LLMOS_DATABASE_URL", _fresh_pg(pg_template))
     monkeypatch.setenv("LLMOS_PLUGINS", "")
     yield open_registry()
     dispose_engines()

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import struct
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -86,18 +86,37 @@ CASES += [
 ]
 
 
-@pytest.fixture
-def prepared(sqlite_reg: Any, tmp_path: Path) -> tuple[Any, Path, dict[str, Path]]:
-    reg = sqlite_reg
-    corrupt = _corrupt_files(tmp_path)
-    (tmp_path / "empty").mkdir()
-    pickled = make_model(tmp_path / "pickled", [1])
-    (pickled / "pytorch_model.bin").write_bytes(b"\x80\x04not really a pickle")
-    (tmp_path / "w.pt").write_bytes(b"x")
-    reg.register_version("base", tmp_path / "good")
-    reg.register_version("base", tmp_path / "good")
-    reg.delete("base:2")
-    return reg, tmp_path, corrupt
+@pytest.fixture(scope="module")
+def prepared(tmp_path_factory: pytest.TempPathFactory, sqlite_template: Path) -> Iterator[tuple[Any, Path, dict[str, Path]]]:
+    """One registry for all the cases (none of them may change it): base:1, base:2 deleted."""
+    import shutil
+
+    from llmos.plugins import PluginManager, set_manager
+    from llmos.registry import open_registry
+    from llmos.registry.db import dispose_engines
+
+    home = tmp_path_factory.mktemp("bad-input-home")
+    tmp = tmp_path_factory.mktemp("bad-input-files")
+    shutil.copyfile(sqlite_template, home / "llmos.db")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("LLMOS_HOME", str(home))
+        mp.setenv("LLMOS_DATABASE_URL", f"sqlite:///{home / 'llmos.db'}")
+        mp.setenv("LLMOS_PLUGINS", "")
+        previous = set_manager(PluginManager(load_entrypoints=False))
+        try:
+            reg = open_registry()
+            corrupt = _corrupt_files(tmp)
+            (tmp / "empty").mkdir()
+            pickled = make_model(tmp / "pickled", [1])
+            (pickled / "pytorch_model.bin").write_bytes(b"\x80\x04not really a pickle")
+            (tmp / "w.pt").write_bytes(b"x")
+            reg.register_version("base", tmp / "good")
+            reg.register_version("base", tmp / "good")
+            reg.delete("base:2")
+            yield reg, tmp, corrupt
+        finally:
+            set_manager(previous)
+            dispose_engines()
 
 
 @pytest.mark.parametrize("case", CASES, ids=[c[0] for c in CASES])
