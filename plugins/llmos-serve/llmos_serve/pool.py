@@ -120,6 +120,8 @@ class ModelPool:
         self._watcher: threading.Thread | None = None
         self.ready = threading.Event()
         self.load_error: str | None = None
+        #: called (from the loading thread) when the first load fails
+        self.on_load_error: Any = None
         self.switches: list[tuple[str, str | None, str]] = []  # (target spec, old ref, new ref)
 
     # -- names --------------------------------------------------------------------
@@ -185,8 +187,10 @@ class ModelPool:
         try:
             self._start()
         except Exception as exc:  # noqa: BLE001 - reported through /ready
-            self.load_error = f"{type(exc).__name__}: {exc}"
+            self.load_error = exc.message if isinstance(exc, LlmosError) else f"{type(exc).__name__}: {exc}"
             log.error("could not load the model: %s", self.load_error)
+            if self.on_load_error is not None:
+                self.on_load_error()
 
     def _start(self) -> None:
         self.refresh()

@@ -80,7 +80,11 @@ def serve(config: ServeConfig) -> None:
     if config.workers == 1:
         set_threads(config)
         app = create_app(config, pool=pool)
-        uvicorn.Server(uvicorn.Config(app, **common)).run(sockets=[sock])
+        server = uvicorn.Server(uvicorn.Config(app, **common))
+        pool.on_load_error = lambda: setattr(server, "should_exit", True)  # fail fast, with one line
+        server.run(sockets=[sock])
+        if pool.load_error:
+            raise LlmosError(f"could not load {config.model}: {pool.load_error}")
         return
     os.environ[SETTINGS_ENV] = config.model_dump_json()
     uv = uvicorn.Config(

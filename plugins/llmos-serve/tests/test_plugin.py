@@ -35,7 +35,7 @@ def test_hook_and_cli_modules_are_light():
     subprocess.run([sys.executable, "-c", code], check=True, timeout=60)
 
 
-def test_cli_help_teaches(standard_plugins):
+def test_cli_help_teaches(standard_plugins, tiny_dir, tmp_path):
     from click.testing import CliRunner
 
     from llmos.cli import main
@@ -52,6 +52,11 @@ def test_cli_help_teaches(standard_plugins):
     assert r.exit_code != 0 and r.output.startswith("Error: invalid model reference")
     r = CliRunner().invoke(main, ["serve", "./no-such-dir"])
     assert r.exit_code != 0 and "not a model directory" in r.output
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    (broken / "config.json").write_text((tiny_dir / "config.json").read_text())  # no weights
+    r = CliRunner().invoke(main, ["serve", str(broken), "--port", "0", "--no-access-log"])
+    assert r.exit_code != 0 and "could not load" in r.output and "safetensors" in r.output
 
 
 def test_pipeline_step_serves_in_background(plugin_manager, tiny_dir, tmp_path):
