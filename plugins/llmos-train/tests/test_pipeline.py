@@ -118,3 +118,48 @@ def test_plugin_contract() -> None:
     from llmos.testing import check_plugin_contract
 
     check_plugin_contract(llmos_train.plugin, "llmos-train")
+
+
+def test_interrupted_grid_search_resumes_its_unfinished_trial(manager, tmp_path) -> None:
+    from llmos.pipeline import run_pipeline
+    from llmos.registry import open_registry
+
+    reg = open_registry()
+    body = """
+[[stages]]
+id = "search"
+use = "optimizer.grid-search"
+[stages.config]
+grid = { lr = [1e-3, 1e-2] }
+train = { max_steps = 8, batch_size = 4, log_every = 1, checkpoint_every = 2 }
+"""
+    clean = run_pipeline(pipeline(tmp_path, body), registry=reg)
+
+    class StopInSecondTrial:  # Ctrl-C while the second trial is at step 5
+        def __init__(self) -> None:
+            self.children: list[str] = []
+
+        @hookimpl
+        def llmos_on_train_step(self, ctx, step):
+            if ctx.run_id not in self.children:
+                self.children.append(ctx.run_id)
+            if len(self.children) == 2 and step == 5:
+                ctx.stop_event.set()
+
+    manager.register(StopInSecondTrial(), name="stopper")
+    first = run_pipeline(pipeline(tmp_path, body), registry=reg)
+    manager.unregister("stopper")
+    assert first.status == "interrupted"
+    kids = {reg.get_run(k.id).config["trial"]: k for k in reg.list_runs() if k.parent_run_id == first.run_id}
+    assert {n: k.status for n, k in kids.items()} == {"trial-1": "completed", "trial-2": "interrupted"}
+
+    second = run_pipeline(pipeline(tmp_path, body), resume=first.run_id, registry=reg)
+    assert second.status == "completed", second.error
+    kids = [k for k in reg.list_runs() if k.parent_run_id == first.run_id]
+    assert len(kids) == 2 and all(k.status == "completed" for k in kids)  # trial-2 continued, not restarted
+    trial2 = next(k for k in kids if reg.get_run(k.id).config["trial"] == "trial-2")
+    assert [p["step"] for p in reg.run_metrics(trial2.id, "loss")] == list(range(1, 9))
+    clean_kids = {reg.get_run(k.id).config["trial"]: k.id for k in reg.list_runs() if k.parent_run_id == clean.run_id}
+    assert [p["value"] for p in reg.run_metrics(trial2.id, "loss")] == [
+        p["value"] for p in reg.run_metrics(clean_kids["trial-2"], "loss")]
+    assert second.stages[-1].result["val_loss"] == clean.stages[-1].result["val_loss"]
