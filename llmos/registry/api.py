@@ -1128,7 +1128,7 @@ class Registry:
             if run is None:
                 raise NotFoundError(f"run {run_id!r} does not exist (see: llmos runs list)")
             run.status = status
-            run.finished_at = utcnow()
+            run.finished_at = None if status == "running" else utcnow()  # "running": reopened to resume
             if payload:
                 run.summary = {**(run.summary or {}), **payload}
             s.add(Event(kind=f"run.{status}", subject=run_id, data={}))
@@ -1170,12 +1170,21 @@ class Registry:
                 raise NotFoundError(f"run {run_id!r} does not exist (see: llmos runs list)")
             return self._run_info(s, run)
 
-    def list_runs(self, *, pipeline: str | None = None, status: str | None = None, limit: int = 100) -> list[RunInfo]:
-        """Runs, newest first."""
+    def list_runs(
+        self,
+        *,
+        pipeline: str | None = None,
+        status: str | None = None,
+        limit: int = 100,
+        parent_run: str | None = None,
+    ) -> list[RunInfo]:
+        """Runs, newest first (``parent_run``: only the children of that run)."""
         with self.session() as s:
             q = select(Run).order_by(Run.started_at.desc(), Run.id.desc()).limit(limit)
             if pipeline:
                 q = q.where(Run.pipeline == pipeline)
+            if parent_run:
+                q = q.where(Run.parent_run_id == parent_run)
             if status:
                 q = q.where(Run.status == status)
             return [self._run_info(s, r, detail=False) for r in s.scalars(q).all()]

@@ -278,6 +278,11 @@ def test_runs(reg: Any) -> None:
     assert [p["step"] for p in loss] == list(range(50)) and loss[0]["value"] == 5.0
     assert reg.run_metrics(rid, kind="eval")[0]["value"] == 30.0
     assert {r.id for r in reg.list_runs()} == {rid, parent}
+    assert [r.id for r in reg.list_runs(parent_run=parent)] == [rid]
+    reg.finish_run(parent, "running", {"resumed": True})  # reopened to resume: not finished
+    assert reg.get_run(parent).finished_at is None and reg.get_run(parent).summary == {"resumed": True}
+    reg.finish_run(parent, "failed")
+    assert reg.get_run(parent).finished_at is not None
     assert [r.id for r in reg.list_runs(status="completed")] == [rid]
     with pytest.raises(NotFoundError):
         reg.get_run("nope")
