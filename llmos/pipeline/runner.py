@@ -84,15 +84,23 @@ class RunResult:
     duration_s: float = 0.0
     workdir: Path | None = None
     error: BaseException | None = None
+    artifacts: dict[str, str] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "run_id": self.run_id, "pipeline": self.pipeline, "status": self.status,
             "duration_s": round(self.duration_s, 3), "stages": [s.to_dict() for s in self.stages],
             "versions": self.versions, "metrics": _jsonable(self.metrics),
-            "workdir": str(self.workdir) if self.workdir else None,
+            "workdir": str(self.workdir) if self.workdir else None, "artifacts": self.artifacts,
             "error": _exc_line(self.error) if self.error else None,
         }
+
+
+def _describe(value: Any) -> str:
+    """One line about an artifact for the run's summary: strings as they are, objects by type."""
+    if isinstance(value, (str, int, float)):
+        return str(value)
+    return f"{type(value).__module__}.{type(value).__qualname__}"
 
 
 def _jsonable(value: Any) -> Any:
@@ -383,6 +391,7 @@ class Runner:
             result.duration_s = time.perf_counter() - t_run
             result.versions = list(self.versions)
             result.metrics = dict(ctx.artifacts.get("metrics") or {})
+            result.artifacts = {k: _describe(v) for k, v in sorted(ctx.artifacts.items())}
             try:
                 writer.flush()
             finally:
@@ -430,6 +439,7 @@ class Runner:
             "stages": [s.to_dict() for s in result.stages],
             "versions": result.versions,
             "metrics": _jsonable(result.metrics),
+            "artifacts": result.artifacts,
             "plugins": plugins,
             "attempts": state.data["attempts"],
             "workdir": str(result.workdir),
