@@ -454,6 +454,8 @@ def create_app(config: ServeConfig, pool: ModelPool | None = None) -> FastAPI:
         info["stream"] = body.stream
         if body.logprobs not in (None, False, 0):
             raise ApiError(400, "logprobs are not supported by this server; remove the field", param="logprobs")
+        if not chat and body.suffix:
+            raise ApiError(400, "suffix (insertion) is not supported by this server; remove the field", param="suffix")
         if chat and body.tools:
             raise ApiError(400, "tools are not supported by this server; remove the field", param="tools")
         try:
@@ -593,6 +595,7 @@ def create_app(config: ServeConfig, pool: ModelPool | None = None) -> FastAPI:
                 params = SamplingParams(
                     max_tokens=requested, temperature=temperature, top_p=top_p,
                     top_k=max(0, top_k), seed=seed, stop=stop,
+                    presence_penalty=body.presence_penalty or 0.0, frequency_penalty=body.frequency_penalty or 0.0,
                 )
                 seqs.append(Sequence(list(ids), params))
         return seqs, sum(len(p) for p in prompts), echo_texts

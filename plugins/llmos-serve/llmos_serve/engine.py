@@ -56,6 +56,8 @@ class SamplingParams:
     top_k: int = 0
     seed: int | None = None
     stop: list[str] = field(default_factory=list)
+    presence_penalty: float = 0.0
+    frequency_penalty: float = 0.0
 
 
 @dataclass
@@ -333,9 +335,18 @@ class Engine:
         out = torch.argmax(logits, dim=-1)
         for i, s in enumerate(seqs):
             p = s.params
-            if p.temperature <= 1e-5:
+            penalized = (p.presence_penalty or p.frequency_penalty) and s.generated
+            if penalized:  # OpenAI's penalties over the tokens generated so far
+                counts = torch.bincount(torch.tensor(s.generated), minlength=logits.shape[-1])[: logits.shape[-1]]
+                row = logits[i] - p.frequency_penalty * counts - p.presence_penalty * (counts > 0).float()
+                if p.temperature <= 1e-5:
+                    out[i] = torch.argmax(row)
+                    continue
+            elif p.temperature <= 1e-5:
                 continue
-            row = logits[i] / p.temperature
+            else:
+                row = logits[i]
+            row = row / p.temperature
             if p.top_k and 0 < p.top_k < row.shape[-1]:
                 kth = torch.topk(row, p.top_k).values[-1]
                 row = row.masked_fill(row < kth, float("-inf"))

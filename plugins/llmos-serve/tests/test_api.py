@@ -105,6 +105,12 @@ def test_sampling_parameters(start_server, tiny_dir):
     )
     assert streamed == cut.choices[0].text
 
+    # penalties change what greedy decoding picks once tokens repeat
+    long = client.completions.create(model="tiny", prompt="once upon", max_tokens=80, temperature=0)
+    pen = client.completions.create(model="tiny", prompt="once upon", max_tokens=80, temperature=0,
+                                    frequency_penalty=2.0, presence_penalty=2.0)
+    assert pen.choices[0].text != long.choices[0].text
+
     # a list of prompts and token-id prompts
     multi = client.completions.create(model="tiny", prompt=["once upon", "the quick"], max_tokens=3, temperature=0)
     assert len(multi.choices) == 2 and multi.choices[0].text == text[: len(multi.choices[0].text)]
