@@ -39,6 +39,11 @@ log = logging.getLogger("llmos.monitor")
 _lock = threading.RLock()
 _runs: dict[str, RunMonitor] = {}
 _serve: ServeMonitor | None = None
+# serving hook calls in progress: at exit we wait for them (the first one opens the
+# registry, which can take seconds) before finishing the serve run
+_inflight = 0
+_inflight_cv = threading.Condition()
+_exiting = False
 
 
 def sample_interval() -> float:
@@ -258,14 +263,44 @@ def _installed(dist: str) -> bool:
         return False
 
 
-def serve_monitor(model: str | None = None) -> ServeMonitor:
-    """This process's serving monitor (started on first use, finished at exit)."""
+def serve_monitor(model: str | None = None) -> ServeMonitor | None:
+    """This process's serving monitor (started on first use, finished at exit;
+    ``None`` once the process is exiting)."""
     global _serve
     with _lock:
+        if _exiting:
+            return None
         if _serve is None or _serve.closed:
             _serve = ServeMonitor(model=model)
-            atexit.register(_serve.close)
         return _serve
+
+
+class _InFlight:
+    def __enter__(self) -> None:
+        global _inflight
+        with _inflight_cv:
+            _inflight += 1
+
+    def __exit__(self, *exc: Any) -> None:
+        global _inflight
+        with _inflight_cv:
+            _inflight -= 1
+            _inflight_cv.notify_all()
+
+
+def _at_exit(timeout_s: float = 30.0) -> None:
+    global _exiting
+    with _inflight_cv:
+        _inflight_cv.wait_for(lambda: _inflight == 0, timeout=timeout_s)
+    with _lock:
+        _exiting = True  # events still arriving now must not start a second serve run
+    try:
+        stop_serve_monitor()
+    except Exception as exc:  # noqa: BLE001 - the process is ending: report, do not raise
+        log.warning("cannot finish the serve run: %s", exc)
+
+
+atexit.register(_at_exit)
 
 
 def stop_serve_monitor(status: str = "completed") -> str | None:
@@ -283,7 +318,10 @@ def stop_serve_monitor(status: str = "completed") -> str | None:
 
 
 def on_request_served(request: dict[str, Any], metrics: dict[str, float]) -> None:
-    serve_monitor(str(request.get("model") or "") or None).request(request, metrics)
+    with _InFlight():
+        mon = serve_monitor(str(request.get("model") or "") or None)
+        if mon is not None:
+            mon.request(request, metrics)
 
 
 def on_metrics(source: str, step: int | None, metrics: dict[str, float]) -> None:
@@ -293,4 +331,7 @@ def on_metrics(source: str, step: int | None, metrics: dict[str, float]) -> None
             m.other.labels(source, name).set(value)
     # system samples and run metrics are persisted by whoever produced them
     if source == "serve" or source.startswith("serve:"):
-        serve_monitor().metrics(source, step, metrics)
+        with _InFlight():
+            mon = serve_monitor()
+            if mon is not None:
+                mon.metrics(source, step, metrics)
