@@ -143,26 +143,28 @@ def check_name_removed(c: Checker) -> Iterator[Problem]:
 @rule("name-lookalike")
 def check_lookalike(c: Checker) -> Iterator[Problem]:
     entries = c.entries()
-    for e in entries:
-        for other in entries:
-            if other is e or names.same_name(e.manifest.name, other.manifest.name):
-                continue
-            reason = names.lookalike_reason(e.manifest.name, other.manifest.name)
-            if reason is None:
+    for i, a in enumerate(entries):
+        for b in entries[i + 1:]:
+            if names.same_name(a.manifest.name, b.manifest.name):
+                continue  # reported by name-unique / name-confusable
+            if names.lookalike_reason(a.manifest.name, b.manifest.name) is None:
                 continue
             # the newer entry is the look-alike: new against --base, else the later 'added'
-            if c.base is not None:
-                newer = c.is_new(e) and not c.is_new(other)
-                both_new = c.is_new(e) and c.is_new(other)
-                if not newer and not (both_new and (e.manifest.added, e.folder) > (other.manifest.added, other.folder)):
-                    continue
-            elif (e.manifest.added, e.folder) < (other.manifest.added, other.folder):
-                continue
-            c.extra_approvals[e.folder] = 1
-            yield Problem(e.plugin.path, "name", "name-lookalike",
-                          f"{e.manifest.name!r} looks like {reason}: flagged; it needs "
-                          f"{NEW_PLUGIN_APPROVALS + 1} index-maintainer approvals instead of {NEW_PLUGIN_APPROVALS}",
-                          level="warning")
+            ka, kb = (a.manifest.added, a.folder), (b.manifest.added, b.folder)
+            if c.base is not None and c.is_new(a) != c.is_new(b):
+                newer = [a] if c.is_new(a) else [b]
+            elif c.base is not None and not c.is_new(a):
+                newer = []  # both merged already: flagged when they were submitted
+            else:
+                newer = [a] if ka > kb else [b] if kb > ka else [a, b]
+            for e in newer:
+                other = b if e is a else a
+                c.extra_approvals[e.folder] = 1
+                yield Problem(e.plugin.path, "name", "name-lookalike",
+                              f"{e.manifest.name!r} looks like "
+                              f"{names.lookalike_reason(e.manifest.name, other.manifest.name)}: flagged; it needs "
+                              f"{NEW_PLUGIN_APPROVALS + 1} index-maintainer approvals instead of "
+                              f"{NEW_PLUGIN_APPROVALS}", level="warning")
 
 
 # -- plugin manifest ------------------------------------------------------------------

@@ -15,6 +15,7 @@ Rules (GOVERNANCE.md, taken from PEP 503/508 and PyPI's ``check_project_name``):
 
 from __future__ import annotations
 
+import functools
 import re
 import sys
 
@@ -29,11 +30,13 @@ def is_valid(name: str) -> bool:
     return bool(NAME_RE.match(name))
 
 
+@functools.lru_cache(maxsize=4096)
 def normalize(name: str) -> str:
     """PEP 503 normalization: runs of ``-_.`` become ``-``, lowercase."""
     return re.sub(r"[-_.]+", "-", name).lower()
 
 
+@functools.lru_cache(maxsize=4096)
 def ultra_normalize(name: str) -> str:
     """PyPI's confusable-collapsing form: no separators, ``l/i → 1``, ``o → 0``."""
     return re.sub(r"[-_.]+", "", name.lower()).translate(str.maketrans({"l": "1", "i": "1", "o": "0"}))
@@ -45,6 +48,7 @@ def is_stdlib(name: str) -> bool:
     return mod in sys.stdlib_module_names
 
 
+@functools.lru_cache(maxsize=4096)
 def core(name: str) -> str:
     """The distinguishing part of a name: normalized, ``llmos-`` prefix and
     ``-plugin``-style suffixes removed (``llmos-foo-plugin`` → ``foo``)."""
@@ -63,22 +67,34 @@ def core(name: str) -> str:
 
 def edit_distance(a: str, b: str, limit: int | None = None) -> int:
     """Optimal-string-alignment distance: insert, delete, substitute, or swap two
-    neighbours, each costing 1. With ``limit``, stops early and returns ``limit + 1``
-    once the distance is known to exceed it."""
+    neighbours, each costing 1. With ``limit``, only a band of width ``limit`` around
+    the diagonal is computed and ``limit + 1`` is returned once the distance is
+    known to exceed it (names are compared pairwise, so this is the hot loop)."""
     if a == b:
         return 0
     if limit is not None and abs(len(a) - len(b)) > limit:
         return limit + 1
+    big = len(a) + len(b) + 1
+    band = big if limit is None else limit
     prev2: list[int] | None = None
-    prev = list(range(len(b) + 1))
+    prev = [j if j <= band else big for j in range(len(b) + 1)]
     for i in range(1, len(a) + 1):
-        cur = [i] + [0] * len(b)
-        for j in range(1, len(b) + 1):
-            cost = 0 if a[i - 1] == b[j - 1] else 1
-            cur[j] = min(prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + cost)
-            if prev2 is not None and i > 1 and j > 1 and a[i - 1] == b[j - 2] and a[i - 2] == b[j - 1]:
-                cur[j] = min(cur[j], prev2[j - 2] + 1)
-        if limit is not None and min(cur) > limit:
+        cur = [big] * (len(b) + 1)
+        if i <= band:
+            cur[0] = i
+        lo, hi = max(1, i - band), min(len(b), i + band)
+        ai = a[i - 1]
+        for j in range(lo, hi + 1):
+            bj = b[j - 1]
+            v = prev[j - 1] + (ai != bj)
+            if prev[j] + 1 < v:
+                v = prev[j] + 1
+            if cur[j - 1] + 1 < v:
+                v = cur[j - 1] + 1
+            if prev2 is not None and j > 1 and ai == b[j - 2] and a[i - 2] == bj and prev2[j - 2] + 1 < v:
+                v = prev2[j - 2] + 1
+            cur[j] = v
+        if limit is not None and min(cur[lo - 1:hi + 1]) > limit:
             return limit + 1
         prev2, prev = prev, cur
     return prev[-1] if limit is None else min(prev[-1], limit + 1)
