@@ -56,13 +56,20 @@ def plot_points(points: list[dict[str, Any]], path: str | Path, *, title: str = 
             f"nothing to plot for {title or 'this run'}: no loss, perplexity, learning-rate or throughput "
             f"metrics (it has: {', '.join(names[:12])})"
         )
+    # one-off values (step None, e.g. a final evaluation) are drawn at the run's last step
+    last_step = max((p["step"] for p in points if p["step"] is not None and p["kind"] not in _SKIP_KINDS),
+                    default=0)
     fig = Figure(figsize=(7.5, 2.6 * len(panels)), layout="constrained")
     axes = fig.subplots(len(panels), 1, squeeze=False)[:, 0]
     for ax, (ptitle, ylabel, chosen) in zip(axes, panels, strict=True):
         for s in chosen:
-            xs = [st if st is not None else i for i, st in enumerate(s["steps"])]
-            ax.plot(xs, s["values"], marker="o" if len(xs) <= 30 else None, markersize=3,
-                    label=f"{s['kind']}/{s['name']}")
+            pts = sorted(
+                ((st if st is not None else last_step, ts or 0.0, v)
+                 for st, ts, v in zip(s["steps"], s["timestamps"], s["values"], strict=True)),
+                key=lambda t: (t[0], t[1]),
+            )
+            xs, ys = [t[0] for t in pts], [t[2] for t in pts]
+            ax.plot(xs, ys, marker="o" if len(xs) <= 30 else None, markersize=3, label=f"{s['kind']}/{s['name']}")
         ax.set_title(ptitle)
         ax.set_ylabel(ylabel)
         ax.grid(True, alpha=0.3)

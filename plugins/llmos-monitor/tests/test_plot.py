@@ -76,3 +76,14 @@ config = { path = "report/curves.png" }
     result = run_pipeline(steps=6, extra=extra)
     png = Path(result.workdir) / "report" / "curves.png"
     assert png.read_bytes()[:8] == PNG_MAGIC
+
+
+def test_one_off_values_are_drawn_at_the_last_training_step(tmp_path: Path) -> None:
+    from llmos_monitor.plot import plot_points
+
+    points = [{"kind": "train", "step": s, "name": "loss", "value": 1.0 / s, "timestamp": float(s)} for s in (1, 2, 3)]
+    points.append({"kind": "eval", "step": None, "name": "val_loss", "value": 0.5, "timestamp": 9.0})
+    points += [{"kind": "system", "step": i, "name": "cpu_percent", "value": 1.0, "timestamp": 0.0} for i in range(50)]
+    fig = plot_points(points, tmp_path / "p.png")
+    line = next(ln for ln in fig.axes[0].get_lines() if ln.get_label() == "eval/val_loss")
+    assert list(line.get_xdata()) == [3] and list(line.get_ydata()) == [0.5]

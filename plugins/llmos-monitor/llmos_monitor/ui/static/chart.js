@@ -108,12 +108,19 @@
   function seriesFor(panel, data) {
     const match = PANELS[panel];
     const out = [];
+    // one-off values (step null, e.g. a final evaluation) are drawn at the run's last step
+    let lastStep = 0;
+    for (const s of data.series) {
+      if (s.kind === "system") continue;  // a system step is a sample number, not a training step
+      for (const st of s.steps) if (st !== null && st > lastStep) lastStep = st;
+    }
     for (const s of data.series) {
       const isSystem = s.kind === "system";
       if (SYSTEM_PANELS.has(panel) !== isSystem || s.kind === "stage") continue;
       if (!match(s.name)) continue;
-      const xs = s.steps.map((st, i) => (st === null ? i : st));
-      out.push({ label: `${s.kind}/${s.name}`, xs: xs, ys: s.values });
+      const pts = s.steps.map((st, i) => [st === null ? lastStep : st, s.timestamps[i] || 0, s.values[i]]);
+      pts.sort((a, b) => a[0] - b[0] || a[1] - b[1]);
+      out.push({ label: `${s.kind}/${s.name}`, xs: pts.map((p) => p[0]), ys: pts.map((p) => p[2]) });
     }
     return out;
   }
