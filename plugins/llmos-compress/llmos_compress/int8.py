@@ -58,6 +58,27 @@ def is_quantized(model: Any) -> bool:
     return bool(quantized_modules(model))
 
 
+def _conv1d_to_linear(model: Any) -> Any:
+    """GPT-2 keeps its projections in ``transformers``' ``Conv1D`` (a transposed Linear);
+    replace them by ``nn.Linear`` so dynamic quantization reaches them (in place)."""
+    import torch
+
+    try:
+        from transformers.pytorch_utils import Conv1D
+    except ImportError:  # pragma: no cover
+        return model
+    for name, mod in list(model.named_modules()):
+        if isinstance(mod, Conv1D):
+            lin = torch.nn.Linear(mod.weight.shape[0], mod.weight.shape[1], bias=mod.bias is not None)
+            with torch.no_grad():
+                lin.weight.copy_(mod.weight.t())
+                if mod.bias is not None:
+                    lin.bias.copy_(mod.bias)
+            parent, _, child = name.rpartition(".")
+            setattr(model.get_submodule(parent) if parent else model, child, lin)
+    return model
+
+
 def _targets(model: Any, include_lm_head: bool, exclude: list[str]) -> list[str]:
     import torch
 
@@ -101,13 +122,13 @@ def quantize_int8(model: Any, *, per_channel: bool = True, include_lm_head: bool
         raise ValidationError(
             "this model is already int8-quantized: quantize its fp32 parent instead (see its lineage)"
         )
-    names = _targets(model, include_lm_head, list(exclude or []))
+    import copy
+
+    work = _conv1d_to_linear(copy.deepcopy(model)).eval()
+    names = _targets(work, include_lm_head, list(exclude or []))
     if not names:
         raise ValidationError("the model has no nn.Linear layer to quantize (check 'exclude')")
-    was_training = model.training
-    qmodel = _quantize(model.eval(), names, per_channel, inplace=False)
-    if was_training:
-        model.train()
+    qmodel = _quantize(work, names, per_channel, inplace=True)
     qmodel.eval()
     return _mark(qmodel, names, per_channel)
 
@@ -172,7 +193,7 @@ def load_int8(path: Path | str) -> Any:
     names: list[str] = list(info["modules"])
     per_channel = bool(info.get("per_channel", True))
     config = AutoConfig.from_pretrained(str(path))
-    model = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
+    model = _conv1d_to_linear(AutoModelForCausalLM.from_config(config, dtype=torch.float32))
     tensors = load_file(str(path / WEIGHTS))
     qkeys = {k for k in tensors if any(k.startswith(n + ".") for n in names)}
     fp = {k: v for k, v in tensors.items() if k not in qkeys}

@@ -80,3 +80,20 @@ def test_step_sets_model_and_lineage(tiny_model_dir: Path, tmp_path: Path) -> No
     assert metrics["quantized_layers"] == 15
     with pytest.raises(ValidationError, match="needs a model"):
         Int8Step().run(RunContext(run_id=None, spec=None, workdir=tmp_path))
+
+
+def test_gpt2_projections_are_quantized_too(tmp_path: Path) -> None:
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    from llmos_compress.int8 import quantize_int8, quantized_modules
+    from llmos_models.io import load_model, save_model
+
+    torch.manual_seed(0)
+    gpt2 = GPT2LMHeadModel(GPT2Config(n_embd=32, n_layer=2, n_head=2, vocab_size=64, n_positions=32)).eval()
+    q = quantize_int8(gpt2)
+    assert len(quantized_modules(q)) == 2 * 4 + 1  # c_attn, c_proj, c_fc, mlp.c_proj per layer + lm_head
+    x = torch.randint(0, 64, (1, 10))
+    with torch.no_grad():
+        assert (q(input_ids=x).logits - gpt2(input_ids=x).logits).abs().max() < 0.1
+        back, _ = load_model(save_model(q, None, tmp_path / "g"))
+        assert torch.equal(back(input_ids=x).logits, q(input_ids=x).logits)
