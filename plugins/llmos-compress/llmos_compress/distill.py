@@ -165,6 +165,7 @@ class DistillStep:
         settings = cfg.model_dump(mode="json")
         settings["teacher"] = teacher_ref
         ctx.artifacts["lineage"] = {"method": "distill", "settings": settings}
+        ctx.artifacts["metrics"] = dict(metrics)
         return metrics
 
     __call__ = run

@@ -244,7 +244,9 @@ class Int8Step:
                                exclude=cfg.exclude)
         ctx.artifacts["model"] = qmodel
         ctx.artifacts["lineage"] = {"method": METHOD, "settings": cfg.model_dump(mode="json")}
-        return {"params": float(count_parameters(qmodel)),
-                "quantized_layers": float(len(qmodel.llmos_compression["modules"]))}
+        metrics = {"params": float(count_parameters(qmodel)),
+                   "quantized_layers": float(len(qmodel.llmos_compression["modules"]))}
+        ctx.artifacts["metrics"] = dict(metrics)  # the parent's evaluation no longer describes the model
+        return metrics
 
     __call__ = run

@@ -274,6 +274,7 @@ class PruneStep:
         model.eval()
         ctx.artifacts["model"] = model
         ctx.artifacts["lineage"] = {"method": method, "settings": cfg.model_dump(mode="json")}
+        ctx.artifacts["metrics"] = dict(metrics)  # the parent's evaluation no longer describes the model
         return metrics
 
     __call__ = run

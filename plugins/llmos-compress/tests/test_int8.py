@@ -78,6 +78,7 @@ def test_step_sets_model_and_lineage(tiny_model_dir: Path, tmp_path: Path) -> No
     assert ctx.artifacts["lineage"] == {
         "method": "int8_dynamic", "settings": {"per_channel": True, "include_lm_head": True, "exclude": []}}
     assert metrics["quantized_layers"] == 15
+    assert ctx.artifacts["metrics"] == metrics  # the parent's evaluation is not carried over
     with pytest.raises(ValidationError, match="needs a model"):
         Int8Step().run(RunContext(run_id=None, spec=None, workdir=tmp_path))
 
