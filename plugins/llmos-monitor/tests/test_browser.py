@@ -64,7 +64,7 @@ def dashboard(tmp_path_factory: pytest.TempPathFactory, h: Any) -> Iterator[dict
 
     reg = open_registry(url=f"sqlite:///{home / 'llmos.db'}", home=home)
     helpers.make_models(reg, tmp_path_factory.mktemp("ui-models"))
-    done = reg.create_run("monitored", {"steps": 12}, {})
+    done = reg.create_run("monitored", {"steps": 12, "note": "<script>window.pwned = 1</script> → ok"}, {})
     rows = [(k, st, n, v, time.time()) for k, st, n, v in helpers.expected_points(12)]
     rows += [("system", i, "cpu_percent", 10.0 + i, time.time()) for i in range(5)]
     reg.log_run_metrics(done, rows)
@@ -185,6 +185,9 @@ def test_run_chart_shows_the_recorded_points(dashboard: dict[str, Any], page: An
     cpu = page.locator(".chart[data-panel='cpu'] circle.pt")
     assert [float(c.get_attribute("data-value")) for c in cpu.all()] == [10.0 + i for i in range(5)]
     assert page.text_content("#run-status") == "completed"
+    # recorded text is shown as text, never run as markup
+    assert page.evaluate("window.pwned === undefined")
+    assert "<script>window.pwned = 1</script> → ok" in page.text_content("pre")
     assert not page.problems
 
 

@@ -40,6 +40,12 @@ def _num(x: Any) -> Any:
     return fmt(float(x))
 
 
+def _prettyjson(value: Any) -> str:
+    import json
+
+    return json.dumps(value, indent=2, ensure_ascii=False, default=str)  # escaped by autoescape
+
+
 def create_app(registry: Any = None, *, poll_ms: int = 2000, index_dir: Path | None = None) -> Any:
     """Build the dashboard app.
 
@@ -65,6 +71,7 @@ def create_app(registry: Any = None, *, poll_ms: int = 2000, index_dir: Path | N
     )
     env.filters["filesize"] = _filesize
     env.filters["num"] = _num
+    env.filters["prettyjson"] = _prettyjson
 
     app = FastAPI(title="llmos dashboard", docs_url=None, redoc_url=None, openapi_url="/api/openapi.json")
     app.mount("/static", StaticFiles(directory=str(HERE / "static")), name="static")
