@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import os
 import random
+import re
 import statistics
 import string
 import subprocess
@@ -27,12 +28,17 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 
 
-def _venv(path: Path) -> Path:
-    subprocess.run([sys.executable, "-m", "venv", "--without-pip", "--system-site-packages", str(path)], check=True)
+def _venv(path: Path, hide: str) -> Path:
+    """A venv seeing this environment's packages (symlinked) except ``hide``."""
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(path)], check=True)
     py = path / "bin" / "python"
-    purelib = subprocess.run([str(py), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
-                             check=True, capture_output=True, text=True).stdout.strip()
-    Path(purelib, "_parent.pth").write_text(f"import site; site.addsitedir({sysconfig.get_paths()['purelib']!r})\n")
+    purelib = Path(subprocess.run([str(py), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+                                  check=True, capture_output=True, text=True).stdout.strip())
+    h = hide.replace("-", "_")
+    for entry in Path(sysconfig.get_paths()["purelib"]).iterdir():
+        if not re.fullmatch(rf"(__editable__\.|__editable___)?{h}(-[0-9][^/]*|_[0-9][0-9_]*_finder\.py)?",
+                            entry.name.lower()):
+            (purelib / entry.name).symlink_to(entry)
     return py
 
 
@@ -57,7 +63,7 @@ def bench_install(tmp: Path) -> tuple[float, float]:
         tar.extractall(tmp / "src", filter="data")
     wheel = build_wheel(tmp / "src" / ver["source"]["subdirectory"], tmp / "wh",
                         epoch=ver["build"]["source_date_epoch"])
-    py = _venv(tmp / "venv")
+    py = _venv(tmp / "venv", name)
     env = dict(os.environ, LLMOS_HOME=str(tmp / "home"), PIP_DISABLE_PIP_VERSION_CHECK="1")
     env.pop("LLMOS_PLUGINS", None)
     ours = [str(py), "-m", "llmos", "plugin", "install", name, "--index", str(REPO / "registry"),
@@ -67,6 +73,8 @@ def bench_install(tmp: Path) -> tuple[float, float]:
     a, b = [], []
     for _ in range(5):
         a.append(_timed(ours, env))
+        assert subprocess.run([str(py), "-c", f"import importlib.metadata as m; m.version({name!r})"],
+                              capture_output=True).returncode == 0, "the install did not happen"
         subprocess.run(uninstall, env=env, check=True, capture_output=True)
         b.append(_timed(plain, env))
         subprocess.run(uninstall, env=env, check=True, capture_output=True)

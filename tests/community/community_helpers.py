@@ -98,3 +98,32 @@ def commit_project(path: Path) -> str:
     git(path, "add", "-A")
     git(path, "commit", "-q", "-m", "plugin source")
     return git(path, "rev-parse", "HEAD")
+
+
+def make_isolated_venv(path: Path, hide: tuple[str, ...] = ()) -> Path:
+    """A venv whose site-packages holds symlinks to every entry of the running
+    environment's site-packages except the ``hide`` distributions (their dist-info,
+    package and editable-install hooks). A venv made from a venv does not see the
+    parent's packages even with --system-site-packages; this does, selectively."""
+    import sysconfig
+
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(path)], check=True)
+    py = path / "bin" / "python"
+    purelib = Path(subprocess.run([str(py), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+                                  check=True, capture_output=True, text=True).stdout.strip())
+    parent = Path(sysconfig.get_paths()["purelib"])
+    hidden = [h.lower().replace("-", "_") for h in hide]
+    for entry in parent.iterdir():
+        if any(_is_dist_entry(entry.name, h) for h in hidden):
+            continue
+        if not (purelib / entry.name).exists():
+            (purelib / entry.name).symlink_to(entry)
+    return py
+
+
+def _is_dist_entry(entry: str, module: str) -> bool:
+    """True for the package dir, dist-info and editable hooks of distribution ``module``."""
+    import re
+
+    return re.fullmatch(rf"(__editable__\.|__editable___)?{re.escape(module)}(-[0-9][^/]*|_[0-9][0-9_]*_finder\.py)?",
+                        entry.lower()) is not None

@@ -17,15 +17,13 @@ All keys made here are TEST keys, generated inside the tests into temporary
 from __future__ import annotations
 
 import shutil
-import subprocess
 import sys
-import sysconfig
 from pathlib import Path
 
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from community_helpers import HANDLES, World, commit_project, env, git, write_maintainers  # noqa: E402
+from community_helpers import HANDLES, World, commit_project, env, git, make_isolated_venv, write_maintainers  # noqa: E402
 
 @pytest.fixture(scope="session")
 def approved(tmp_path_factory: pytest.TempPathFactory) -> World:
@@ -62,16 +60,11 @@ def world(approved: World, tmp_path: Path, llmos_home: Path) -> World:
 
 @pytest.fixture
 def make_venv(tmp_path: Path):
-    def make(name: str = "venv") -> Path:
-        path = tmp_path / name
-        subprocess.run([sys.executable, "-m", "venv", "--without-pip", "--system-site-packages", str(path)],
-                       check=True)
-        py = path / "bin" / "python"
-        purelib = subprocess.run([str(py), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
-                                 check=True, capture_output=True, text=True).stdout.strip()
-        parent = sysconfig.get_paths()["purelib"]
-        Path(purelib, "_llmos_parent_env.pth").write_text(f"import site; site.addsitedir({parent!r})\n")
-        return py
+    """``make_venv(hide=("llmos-jsonl-sink",))`` -> the python of a fresh venv that sees
+    our .venv's packages (symlinked into its site-packages) except the hidden
+    distributions, so an install there is a real install and never touches .venv."""
+
+    def make(name: str = "venv", hide: tuple[str, ...] = ()) -> Path:
+        return make_isolated_venv(tmp_path / name, hide)
 
     return make
-

@@ -84,13 +84,14 @@ def test_standard_wheel_rebuilt_from_recorded_commit_installs_by_name(tmp_path, 
                         epoch=version["build"]["source_date_epoch"])
     sha, size = file_sha256(wheel)
     same_backend = version["build"]["backend"] == f"setuptools {setuptools.__version__}"
-    py = make_venv()
+    py = make_venv(hide=(name,))
+    assert not has_dist(py, name)
     out = llmos("plugin", "install", name, "--index", str(INDEX), "--wheelhouse", str(tmp_path / "wheelhouse"),
                 python=str(py), extra_env={"LLMOS_PLUGINS": name})
     if sha == version["artifact"]["sha256"]:
         assert size == version["artifact"]["size"]
         assert out.returncode == 0, out.stderr
-        assert has_dist(py, name)
+        assert "Installed llmos-jsonl-sink 0.1.0" in out.stdout and has_dist(py, name)
         comps = llmos("components", "--json", python=str(py), extra_env={"LLMOS_PLUGINS": name}, check=True)
         assert any(c["plugin"] == name for c in json.loads(comps.stdout))
     else:
