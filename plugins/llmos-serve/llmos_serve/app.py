@@ -19,7 +19,7 @@ import weakref
 from collections.abc import AsyncIterator
 from typing import Any
 
-from fastapi import FastAPI, Request
+from fastapi import Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 from starlette.concurrency import run_in_threadpool
@@ -346,9 +346,7 @@ def create_app(config: ServeConfig, pool: ModelPool | None = None) -> FastAPI:
         serving = pool.serving()
         cards = []
         for mid in pool.model_ids():
-            version = serving["primary"]["version"]
-            if pool.canary is not None and mid in (pool.canary.spec.text,) and mid != pool.primary.spec.text:
-                version = serving["canary"]["version"]
+            version = serving["canary"]["version"] if pool.routes_to_canary(mid) else serving["primary"]["version"]
             loaded = pool.loaded(version)
             ctx = loaded.context_length if loaded is not None else None
             cards.append(ModelCard(id=mid, created=st.created, version=version, max_model_len=ctx))
@@ -413,20 +411,23 @@ def create_app(config: ServeConfig, pool: ModelPool | None = None) -> FastAPI:
         status = 404 if isinstance(exc, NotFoundError) else 409 if isinstance(exc, ConflictError) else 400
         return ApiError(status, exc.message)
 
-    @app.post("/admin/alias", tags=["admin"], responses={401: {"model": ErrorResponse}, 403: {"model": ErrorResponse}})
-    async def admin_alias(body: AliasRequest, request: Request) -> dict[str, Any]:
+    _admin: dict[str, Any] = {
+        "tags": ["admin"], "dependencies": [Depends(_check_admin)],
+        "responses": {401: {"model": ErrorResponse}, 403: {"model": ErrorResponse}},
+    }
+
+    @app.post("/admin/alias", **_admin)
+    async def admin_alias(body: AliasRequest) -> dict[str, Any]:
         """Point ``model@alias`` at a version (loads it first), then switch at once."""
-        _check_admin(request)
         try:
             result = await run_in_threadpool(pool.set_alias, body.alias, body.version, body.model)
         except LlmosError as exc:
             raise _llmos_error(exc) from exc
         return {**result, "serving": pool.serving()}
 
-    @app.post("/admin/reload", tags=["admin"], responses={401: {"model": ErrorResponse}, 403: {"model": ErrorResponse}})
-    async def admin_reload(request: Request) -> dict[str, Any]:
+    @app.post("/admin/reload", **_admin)
+    async def admin_reload() -> dict[str, Any]:
         """Re-resolve aliases now and reload the served versions from the registry."""
-        _check_admin(request)
         try:
             switches = await run_in_threadpool(pool.refresh, True)
         except LlmosError as exc:

@@ -331,11 +331,18 @@ class ModelPool:
             slot.leases += 1
             return Lease(self, slot, "canary" if target is self.canary else "primary")
 
+    def routes_to_canary(self, model_id: str) -> bool:
+        """True when a request naming ``model_id`` always goes to the canary."""
+        c = self.canary
+        if c is None or model_id == self.primary.spec.text:
+            return False
+        return model_id == c.spec.text or (model_id == c.spec.name and c.spec.name != self.primary.spec.name)
+
     def _route(self, model_id: str) -> _Target:
         c = self.canary
         if c is None or c.ref is None:
             return self.primary
-        if model_id == c.spec.text or (model_id == c.spec.name and c.spec.name != self.primary.spec.name):
+        if self.routes_to_canary(model_id):
             return c
         if model_id == self.primary.spec.text:
             return self.primary

@@ -148,6 +148,7 @@ def test_admin_endpoints_need_the_token(start_server, tiny_dir):
     _is_openai_error(r, 401)
     assert r.headers["www-authenticate"] == "Bearer"
     _is_openai_error(httpx.post(srv.url + "/admin/alias", json={"alias": "production", "version": 1}), 401)
+    _is_openai_error(httpx.post(srv.url + "/admin/alias", json={"bad": "body"}), 401)  # auth before validation
     r = httpx.post(srv.url + "/admin/reload", headers={"Authorization": "Bearer s3cret"}, timeout=60)
     assert r.status_code == 200, r.text
     assert r.json()["reloaded"][0]["new"] == "tiny:local"
@@ -226,6 +227,8 @@ def test_canary_split_within_tolerance(start_server, tiny_models, tmp_path):
             r = c.post(srv.url + "/v1/completions", json={"model": name, "prompt": "hi", "max_tokens": 1})
             assert r.headers["x-llmos-model-version"] == "tiny-canary:local"
     assert set(versions) == {"tiny:local", "tiny-canary:local"}
+    cards = {m["id"]: m["version"] for m in httpx.get(srv.url + "/v1/models").json()["data"]}
+    assert cards["tiny"] == "tiny:local" and cards["tiny-canary"] == "tiny-canary:local"
     share = versions.count("tiny-canary:local") / n
     assert abs(share - 0.25) < 0.06, share
     engines = {e["label"]: e["sequences_finished"] for e in httpx.get(srv.url + "/stats").json()["engines"]}
