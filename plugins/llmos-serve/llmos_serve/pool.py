@@ -20,7 +20,7 @@ import threading
 from dataclasses import dataclass, field
 from typing import Any
 
-from llmos.errors import LlmosError, NotFoundError, ValidationError
+from llmos.errors import ConflictError, LlmosError, NotFoundError, ValidationError
 
 from llmos_serve.engine import Engine
 from llmos_serve.loader import LoadedModel, ModelSpec, load, open_registry, resolve
@@ -123,6 +123,8 @@ class ModelPool:
         #: called (from the loading thread) when the first load fails
         self.on_load_error: Any = None
         self.switches: list[tuple[str, str | None, str]] = []  # (target spec, old ref, new ref)
+        #: versions that failed to load ("name:N" -> why); not retried until forced
+        self.failed: dict[str, str] = {}
 
     # -- names --------------------------------------------------------------------
 
@@ -147,6 +149,8 @@ class ModelPool:
                     "percent": self.canary_percent,
                 }
             out["loaded"] = sorted(self._slots)
+            if self.failed:
+                out["failed"] = dict(self.failed)
             return out
 
     def engines(self) -> list[Engine]:
@@ -238,10 +242,20 @@ class ModelPool:
                 ref = f"{name}:{version}"
                 if ref == t.ref and not force:
                     continue
+                if ref in self.failed and not force:
+                    continue  # tried and failed: wait for the alias to move again or a forced reload
                 with self._lock:
                     slot = self._slots.get(ref)
                 if slot is None or force:
-                    slot = self._load(t.spec, version)
+                    try:
+                        slot = self._load(t.spec, version)
+                    except Exception as exc:
+                        self.failed[ref] = exc.message if isinstance(exc, LlmosError) else f"{type(exc).__name__}: {exc}"
+                        if t.ref is None:
+                            raise
+                        log.error("cannot load %s (still serving %s): %s", ref, t.ref, self.failed[ref])
+                        continue
+                self.failed.pop(ref, None)
                 made.append(self._switch(t, slot))
         return made
 
@@ -302,7 +316,11 @@ class ModelPool:
             with self._lock:
                 slot = self._slots.get(ref)
             if affected and slot is None:
-                slot = self._load(affected[0].spec, str(version))
+                try:
+                    slot = self._load(affected[0].spec, str(version))
+                except Exception as exc:
+                    why = exc.message if isinstance(exc, LlmosError) else f"{type(exc).__name__}: {exc}"
+                    raise ConflictError(f"{ref} does not load ({why}); {model}@{alias} was not moved") from exc
             with self._reg_lock:
                 reg.set_alias(model, alias, int(version))
             for t in affected:

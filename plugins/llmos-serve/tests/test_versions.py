@@ -114,6 +114,37 @@ def test_admin_alias_switches_at_once(start_server, registry):
     assert r.status_code == 400  # reserved alias name, refused by the registry
 
 
+def test_a_version_that_does_not_load_is_never_served(start_server, registry, tiny_models, tmp_path):
+    import shutil
+
+    broken = tmp_path / "broken"
+    shutil.copytree(tiny_models[0], broken)
+    cfg = json.loads((broken / "config.json").read_text())
+    cfg["hidden_size"] = 64  # weights no longer fit the architecture
+    (broken / "config.json").write_text(json.dumps(cfg))
+    assert registry.register_version("tiny", broken).number == 3
+    srv = start_server(model="tiny@production", admin_token="tok", poll_interval=0.1)
+    # through the admin endpoint: refused, the alias stays where it was
+    r = httpx.post(srv.url + "/admin/alias", json={"alias": "production", "version": 3},
+                   headers={"Authorization": "Bearer tok"}, timeout=60)
+    assert r.status_code == 409 and "was not moved" in r.json()["error"]["message"]
+    assert registry.resolve("tiny@production").number == 1
+    # moved in the registry: the watcher tries once, keeps serving version 1, says why
+    registry.set_alias("tiny", "production", 3)
+    deadline = time.monotonic() + 20
+    while "failed" not in httpx.get(srv.url + "/ready").json() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    ready = httpx.get(srv.url + "/ready").json()
+    assert "tiny:3" in ready["failed"] and ready["primary"]["version"] == "tiny:1"
+    assert _complete(srv.url).headers["x-llmos-model-version"] == "tiny:1"
+    # a good version is picked up again
+    registry.set_alias("tiny", "production", 2)
+    deadline = time.monotonic() + 20
+    while httpx.get(srv.url + "/ready").json()["primary"]["version"] != "tiny:2" and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert _complete(srv.url).headers["x-llmos-model-version"] == "tiny:2"
+
+
 def test_canary_alias_and_fixed_version(start_server, registry):
     registry.set_alias("tiny", "canary", 2)
     srv = start_server(model="tiny@production", canary="tiny@canary", canary_percent=50, routing_seed=3,
