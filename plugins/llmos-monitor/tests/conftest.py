@@ -60,11 +60,12 @@ class FakeTrainPlugin:
         register("fake-train", FakeTrain, config=FakeTrainConfig, description="logs known metrics")
 
 
-def write_pipeline(path: Path, steps: int = 12, sleep_s: float = 0.0, extra: str = "") -> Path:
+def write_pipeline(path: Path, steps: int = 12, sleep_s: float = 0.0, extra: str = "", first: str = "") -> Path:
     path.write_text(
         f"""
 [pipeline]
 name = "monitored"
+{first}
 
 [[stages]]
 id = "train"
@@ -94,8 +95,8 @@ def run_pipeline(monitor_manager: Any, tmp_path: Path, monkeypatch: pytest.Monke
 
     monkeypatch.setenv("LLMOS_MONITOR_INTERVAL", "0.05")
 
-    def go(steps: int = 12, sleep_s: float = 0.0, extra: str = "") -> Any:
-        path = write_pipeline(tmp_path / f"p{time.monotonic_ns()}.toml", steps, sleep_s, extra)
+    def go(steps: int = 12, sleep_s: float = 0.0, extra: str = "", first: str = "") -> Any:
+        path = write_pipeline(tmp_path / f"p{time.monotonic_ns()}.toml", steps, sleep_s, extra, first)
         result = _run(load_pipeline(path, manager=monitor_manager), manager=monitor_manager, handle_sigint=False)
         assert result.status == "completed", result.error
         return result

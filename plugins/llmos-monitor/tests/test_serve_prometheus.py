@@ -78,3 +78,30 @@ def test_prometheus_exporter_shows_what_the_hooks_saw(monitor_manager: Any) -> N
         runtime.stop_serve_monitor()
     with pytest.raises(OSError):
         urllib.request.urlopen(exporter.url, timeout=2)
+
+
+def test_prometheus_step_in_a_pipeline_exports_the_run(run_pipeline: Any, h: Any) -> None:
+    from llmos_monitor import prometheus
+
+    extra = '''
+[[stages]]
+id = "after"
+use = "optimizer.fake-train"
+config = { steps = 2 }
+'''
+    try:
+        # the exporter stage first, then training: the hooks feed it while the run goes on
+        result = run_pipeline(steps=12, extra=extra, first='''
+[[stages]]
+id = "prometheus"
+use = "monitoring.prometheus"
+config = { port = 0 }
+''')
+        port = int(result.stages[0].result["prometheus_port"])
+        body = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10).read().decode()
+        run = result.run_id
+        assert f'llmos_train_metric{{name="loss",run="{run}"}} {h.train_loss(2)!r}' in body  # the last step logged
+        assert f'llmos_eval_metric{{name="val_ppl",run="{run}"}} {2.0 ** (2.0 / 12)!r}' in body
+        assert f'llmos_stage_duration_seconds{{run="{run}",stage="train"}}' in body
+    finally:
+        prometheus.stop_all()
