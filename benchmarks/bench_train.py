@@ -11,10 +11,11 @@ registry and whose progress goes to a plain-text display, with lifecycle hooks
 called through the plugin manager. The plain side is the loop one writes by hand
 (`model(input_ids=x, labels=x).loss`, `clip_grad_norm_`, `step`, `zero_grad`).
 
-Each measurement is a fresh process (so peak memory is its own), one torch thread,
-the sides alternating A B A B...; the first 10 steps are warm-up, the next STEPS are
-timed. Reported: the ratio of median tokens/s, and of peak RSS growth during training
-(peak RSS minus RSS after imports and model creation) and of total peak RSS.
+Speed: both loops run in one process, one torch thread, taking turns every 10 steps
+(the llmos loop runs in a thread that hands over at each of its logging steps), so
+both see the same machine load at the same moments — on a shared machine, separate
+runs minutes apart differ by more than the effect measured. Memory: each side alone
+in a fresh process; growth = peak RSS minus RSS after imports and model creation.
 """
 
 from __future__ import annotations
@@ -27,8 +28,9 @@ import sys
 import tempfile
 from pathlib import Path
 
-WARMUP, STEPS, BATCH, BLOCK, VOCAB = 10, 60, 16, 128, 2048
-ROUNDS = 3
+WARMUP, STEPS, BATCH, BLOCK, VOCAB = 20, 120, 16, 128, 2048
+LOG_EVERY = 10
+MEM_STEPS, MEM_ROUNDS = 20, 2
 
 
 def _rss_kib() -> int:
@@ -63,15 +65,12 @@ def _setup(workdir: Path):
     return model, blocks
 
 
-def side_plain(workdir: Path) -> dict:
+def _plain_parts(model, blocks):
     import math
-    import time
 
     import numpy as np
     import torch
 
-    model, blocks = _setup(workdir)
-    base = _rss_kib()
     data = torch.from_numpy(np.asarray(blocks, dtype=np.int64))
     total = WARMUP + STEPS
     opt = torch.optim.AdamW(model.parameters(), lr=3e-3, weight_decay=0.1, betas=(0.9, 0.95))
@@ -85,10 +84,8 @@ def side_plain(workdir: Path) -> dict:
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_lambda)
     gen = torch.Generator().manual_seed(0)
     model.train()
-    t0 = 0.0
-    for step in range(total):
-        if step == WARMUP:
-            t0 = time.perf_counter()
+
+    def step(i: int) -> None:
         idx = torch.randint(len(data), (BATCH,), generator=gen)
         x = data[idx]
         loss = model(input_ids=x, labels=x).loss
@@ -97,13 +94,13 @@ def side_plain(workdir: Path) -> dict:
         opt.step()
         sched.step()
         opt.zero_grad(set_to_none=True)
-        if (step + 1) % 10 == 0:
+        if (i + 1) % LOG_EVERY == 0:
             loss.item()  # what any loop that prints its loss does
-    elapsed = time.perf_counter() - t0
-    return {"tokens_per_s": STEPS * BATCH * (BLOCK - 1) / elapsed, "base_kib": base, "peak_kib": _peak_kib()}
+
+    return step
 
 
-def side_llmos(workdir: Path) -> dict:
+def _llmos_parts(workdir: Path):
     import io
     import time
 
@@ -114,58 +111,117 @@ def side_llmos(workdir: Path) -> dict:
     from llmos.plugins import PluginManager
     from llmos.registry import open_registry
     from llmos_train.config import TrainConfig
-    from llmos_train.loop import train
     from llmos_train.step import ContextIO
 
-    model, blocks = _setup(workdir)
     reg = open_registry()
     run_id = reg.create_run(pipeline="bench", config={})
     display = Display(live=False, stream=io.StringIO())
-    ctx = RunContext(run_id=run_id, spec=None, workdir=workdir / "run", seed=0, manager=PluginManager(load_entrypoints=False))
+    ctx = RunContext(run_id=run_id, spec=None, workdir=workdir / "run", seed=0,
+                     manager=PluginManager(load_entrypoints=False))
     ctx._metric_writer = MetricBuffer(reg, run_id)
     ctx._progress_factory = display.task
-    base = _rss_kib()
     cfg = TrainConfig(optimizer="adamw", lr=3e-3, weight_decay=0.1, schedule="cosine", warmup_steps=5,
-                      max_steps=WARMUP + STEPS, batch_size=BATCH, clip_grad_norm=1.0, log_every=10, threads=1)
-    marks: dict[int, float] = {}
+                      max_steps=WARMUP + STEPS, batch_size=BATCH, clip_grad_norm=1.0, log_every=LOG_EVERY,
+                      threads=1)
+    return reg, run_id, ctx, cfg, ContextIO, time
 
-    class TimedIO(ContextIO):
-        checkpoint_dir = None  # measured: the loop, not writing checkpoints
 
-        def log_train(self, step: int, metrics: dict) -> None:
-            super().log_train(step, metrics)
-            marks[step] = time.perf_counter()
+def side_memory(kind: str, workdir: Path) -> dict:
+    """Peak memory of one side, alone in this process."""
+    model, blocks = _setup(workdir)
+    if kind == "plain":
+        base = _rss_kib()
+        step = _plain_parts(model, blocks)
+        for i in range(MEM_STEPS):
+            step(i)
+        return {"base_kib": base, "peak_kib": _peak_kib()}
+    from llmos_train.loop import train
 
+    reg, run_id, ctx, cfg, ContextIO, _ = _llmos_parts(workdir)
+    cfg = cfg.model_copy(update={"max_steps": MEM_STEPS})
+    base = _rss_kib()
     with ctx.progress(cfg.max_steps, "train") as bar:
-        tio = TimedIO(ctx, bar)
+        tio = ContextIO(ctx, bar)
         tio.checkpoint_dir = None
         train(model, blocks, blocks[:0], cfg, tio, seed=0)
+    return {"base_kib": base, "peak_kib": _peak_kib()}
+
+
+def side_speed(workdir: Path) -> dict:
+    """Both loops in this process, taking turns every LOG_EVERY steps (the llmos loop runs
+    in a thread that hands over at each of its logging steps): both see the same machine
+    load at the same moments. Returns the per-chunk times of each side."""
+    import copy
+    import threading
+
+    from llmos_train.loop import train
+
+    model, blocks = _setup(workdir)
+    plain_model = copy.deepcopy(model)
+    reg, run_id, ctx, cfg, ContextIO, time = _llmos_parts(workdir)
+    plain_step = _plain_parts(plain_model, blocks)
+    llmos_turn, plain_turn = threading.Semaphore(0), threading.Semaphore(0)
+    llmos_chunks: list[float] = []
+    start = [0.0]
+
+    class TakingTurns(ContextIO):
+        def log_train(self, step: int, metrics: dict) -> None:
+            super().log_train(step, metrics)
+            llmos_chunks.append(time.perf_counter() - start[0])
+            plain_turn.release()
+            llmos_turn.acquire()
+            start[0] = time.perf_counter()
+
+    def run_llmos() -> None:
+        llmos_turn.acquire()
+        start[0] = time.perf_counter()
+        with ctx.progress(cfg.max_steps, "train") as bar:
+            tio = TakingTurns(ctx, bar)
+            tio.checkpoint_dir = None
+            train(model, blocks, blocks[:0], cfg, tio, seed=0)
+        plain_turn.release()
+
+    thread = threading.Thread(target=run_llmos)
+    thread.start()
+    plain_chunks: list[float] = []
+    i = 0
+    while i < cfg.max_steps:
+        llmos_turn.release()
+        plain_turn.acquire()
+        t0 = time.perf_counter()
+        for _ in range(LOG_EVERY):
+            plain_step(i)
+            i += 1
+        plain_chunks.append(time.perf_counter() - t0)
+    llmos_turn.release()
+    thread.join()
     ctx._metric_writer.flush()
-    elapsed = marks[WARMUP + STEPS] - marks[WARMUP]
-    rows = len(reg.run_metrics(run_id))
-    return {"tokens_per_s": STEPS * BATCH * (BLOCK - 1) / elapsed, "base_kib": base, "peak_kib": _peak_kib(),
-            "metric_rows": rows}
+    skip = WARMUP // LOG_EVERY
+    return {"llmos": llmos_chunks[skip:], "plain": plain_chunks[skip:], "metric_rows": len(reg.run_metrics(run_id))}
 
 
-def _measure(side: str) -> dict:
+def _measure(*args: str) -> dict:
     with tempfile.TemporaryDirectory(prefix="llmos-bench-train-") as tmp:
         env = dict(os.environ, OMP_NUM_THREADS="1")
-        cp = subprocess.run([sys.executable, __file__, side, tmp], capture_output=True, text=True, env=env)
+        cp = subprocess.run([sys.executable, __file__, *args, tmp], capture_output=True, text=True, env=env)
         if cp.returncode != 0:
-            raise RuntimeError(f"{side} side failed:\n{cp.stderr[-3000:]}")
+            raise RuntimeError(f"{args} failed:\n{cp.stderr[-3000:]}")
         return json.loads(cp.stdout.strip().splitlines()[-1])
 
 
 def main() -> str:
     from benchmarks_stamp import stamp  # type: ignore[import-not-found]
 
-    results: dict[str, list[dict]] = {"plain": [], "llmos": []}
-    for _ in range(ROUNDS):
+    speed = _measure("speed")
+    tokens_chunk = LOG_EVERY * BATCH * (BLOCK - 1)
+    tps = {s: tokens_chunk * len(speed[s]) / sum(speed[s]) for s in ("plain", "llmos")}
+    paired = statistics.median(p / q for p, q in zip(speed["plain"], speed["llmos"], strict=True))
+    mem: dict[str, list[dict]] = {"plain": [], "llmos": []}
+    for _ in range(MEM_ROUNDS):
         for side in ("plain", "llmos"):
-            results[side].append(_measure(side))
-    tps = {s: statistics.median(r["tokens_per_s"] for r in rs) for s, rs in results.items()}
-    grow = {s: statistics.median(r["peak_kib"] - r["base_kib"] for r in rs) for s, rs in results.items()}
-    peak = {s: statistics.median(r["peak_kib"] for r in rs) for s, rs in results.items()}
+            mem[side].append(_measure("memory", side))
+    grow = {s: statistics.median(r["peak_kib"] - r["base_kib"] for r in rs) for s, rs in mem.items()}
+    peak = {s: statistics.median(r["peak_kib"] for r in rs) for s, rs in mem.items()}
     r_tps = tps["llmos"] / tps["plain"]
     r_grow = grow["llmos"] / grow["plain"]
     r_peak = peak["llmos"] / peak["plain"]
@@ -175,21 +231,23 @@ def main() -> str:
         "",
         stamp(),
         "",
-        f"Llama-style model 128 wide × 3 layers, vocab {VOCAB}, batch {BATCH} × {BLOCK} tokens, AdamW + warmup/cosine, "
-        f"clipping; {STEPS} timed steps after {WARMUP} warm-up, one torch thread, {ROUNDS} fresh processes per side "
-        "alternating; medians. The llmos side records metrics every 10 steps through the runner's buffer into "
-        f"SQLite ({results['llmos'][0]['metric_rows']} rows) and drives a progress display.",
+        f"Llama-style model 128 wide × 3 layers, vocab {VOCAB}, batch {BATCH} × {BLOCK} tokens, AdamW + "
+        "warmup/cosine, clipping at 1.0, one torch thread. **Speed**: both loops in one process taking turns every "
+        f"{LOG_EVERY} steps (the llmos loop hands over at each of its logging steps), so both see the same machine "
+        f"load; {STEPS} timed steps per side after {WARMUP} warm-up. The llmos side is `llmos_train.loop.train` with "
+        "a `RunContext`: metrics through the runner's buffer into a real SQLite registry "
+        f"({speed['metric_rows']} rows), lifecycle hooks through the plugin manager, a progress display. "
+        f"**Memory**: each side alone in a fresh process ({MEM_STEPS} steps, {MEM_ROUNDS} alternating rounds, "
+        "medians); growth = peak RSS minus RSS after imports and model creation.",
         "",
-        "| measure | plain loop | llmos loop | ratio | target |",
+        "| measure | plain loop | llmos loop | ratio (llmos / plain) | target |",
         "|---|---:|---:|---:|---|",
         f"| tokens/s | {tps['plain']:,.0f} | {tps['llmos']:,.0f} | **{r_tps:.3f}×** | ≥ 0.95× {ok(r_tps >= 0.95)} |",
+        f"| tokens/s, median of paired {LOG_EVERY}-step chunks | | | {paired:.3f}× | |",
         f"| peak RSS growth while training (MiB) | {grow['plain'] / 1024:,.1f} | {grow['llmos'] / 1024:,.1f} | "
         f"**{r_grow:.3f}×** | ≤ 1.2× {ok(r_grow <= 1.2)} |",
         f"| total peak RSS (MiB) | {peak['plain'] / 1024:,.0f} | {peak['llmos'] / 1024:,.0f} | {r_peak:.3f}× | "
         f"≤ 1.2× {ok(r_peak <= 1.2)} |",
-        "",
-        "Per-process tokens/s — plain: " + ", ".join(f"{r['tokens_per_s']:,.0f}" for r in results["plain"])
-        + "; llmos: " + ", ".join(f"{r['tokens_per_s']:,.0f}" for r in results["llmos"]) + ".",
         "",
     ]
     text = "\n".join(lines)
@@ -200,9 +258,10 @@ def main() -> str:
 
 
 if __name__ == "__main__":
-    if len(sys.argv) == 3 and sys.argv[1] in ("plain", "llmos"):
-        fn = side_plain if sys.argv[1] == "plain" else side_llmos
-        print(json.dumps(fn(Path(sys.argv[2]))))
+    if len(sys.argv) == 3 and sys.argv[1] == "speed":
+        print(json.dumps(side_speed(Path(sys.argv[2]))))
+    elif len(sys.argv) == 4 and sys.argv[1] == "memory":
+        print(json.dumps(side_memory(sys.argv[2], Path(sys.argv[3]))))
     else:
         sys.path.insert(0, str(Path(__file__).resolve().parent))
         print(main())
