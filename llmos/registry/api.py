@@ -730,6 +730,8 @@ class Registry:
         tmp = Path(tempfile.mkdtemp(dir=dest.parent, prefix=f".tmp-{number}-"))
         try:
             for fid, rel, kind, sha, size in files:
+                if rel.startswith("/") or ".." in rel.split("/"):
+                    raise LlmosError(f"{name}:{number} lists an unsafe file path {rel!r}; the database was altered")
                 out = tmp / rel
                 out.parent.mkdir(parents=True, exist_ok=True)
                 fd = os.open(out, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
@@ -789,7 +791,8 @@ class Registry:
         if format not in ("hf", "safetensors"):
             dest.mkdir(parents=True, exist_ok=True)
             return [Path(p) for p in exporter.export(src, dest)]
-        tmp = Path(tempfile.mkdtemp(dir=dest.parent if dest.parent.exists() else None, prefix=f".{dest.name}-"))
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(dir=dest.parent, prefix=f".{dest.name}-"))
         try:
             out: list[Path] = []
             for f in sorted(p for p in src.rglob("*") if p.is_file()):

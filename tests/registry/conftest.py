@@ -96,3 +96,13 @@ def pg_reg(pg_template: str, llmos_home: Path, plugin_manager: Any, monkeypatch:
     monkeypatch.setenv("LLMOS_PLUGINS", "")
     yield open_registry()
     dispose_engines()
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark the tests that run on PostgreSQL (``-m postgres`` / ``-m "not postgres"``)."""
+    here = Path(__file__).resolve().parent
+    for item in items:
+        if not Path(str(item.path)).resolve().is_relative_to(here):
+            continue
+        if "postgres" in item.name or "pg_reg" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.postgres)
