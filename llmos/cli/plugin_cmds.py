@@ -43,6 +43,10 @@ def list_(as_json: bool, show_all: bool) -> None:
     counts = _component_counts(manager)
     rows = [(i.name, i.version or "-", i.status, counts.get(i.name, 0), len(i.hooks), i.error or "") for i in infos]
     echo_table(rows, ["name", "version", "status", "components", "hooks", "problem"])
+    from llmos.cli.plugin_community import index_notices
+
+    for line in index_notices([(i.dist or i.name, i.version) for i in infos]):
+        click.echo(f"Warning: {line}", err=True)
     click.echo("(llmos plugin info NAME shows a plugin's hooks and components)")
 
 

@@ -218,3 +218,34 @@ def index_info(name: str) -> dict:
     except Exception:  # noqa: BLE001 - the database is optional for `plugin info`
         pass
     return out
+
+
+def index_notices(installed: list[tuple[str, str | None]]) -> list[str]:
+    """For ``llmos plugin list``: warnings about installed plugins the index flags —
+    a yanked installed version, a deprecated or archived plugin. Silent when there is
+    no index (or it cannot be read)."""
+    from llmos.community.index import default_index_path
+
+    root = default_index_path()
+    if not (root / "maintainers.toml").exists():
+        return []
+    try:
+        idx = _index(str(root))
+    except Exception:  # noqa: BLE001 - notices are best effort, never break `plugin list`
+        return []
+    out = []
+    for dist, version in installed:
+        entry = idx.plugins.get(dist.lower().replace("_", "-").replace(".", "-"))
+        if entry is None or entry.manifest is None:
+            continue
+        m = entry.manifest
+        doc = entry.versions.get(version or "")
+        if doc is not None and doc.model is not None and doc.model.yanked:
+            out.append(f"{m.name} {version} is yanked ({doc.model.yanked_reason}): llmos plugin upgrade {m.name}")
+        if m.status == "deprecated":
+            why = m.deprecation.reason if m.deprecation else ""
+            succ = f"; use {m.deprecation.successor} instead" if m.deprecation and m.deprecation.successor else ""
+            out.append(f"{m.name} is deprecated: {why}{succ}")
+        elif m.status == "archived":
+            out.append(f"{m.name} is archived: it gets no more releases or fixes")
+    return out

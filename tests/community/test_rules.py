@@ -258,6 +258,9 @@ def test_yanked_version_is_skipped_unless_pinned(world, make_venv):
     out = _install(world, py, "llmos-hello==0.1.0")
     assert out.returncode == 0, out.stderr
     assert "yanked" in out.stderr and has_dist(py, "llmos-hello")
+    # users of a yanked release are warned by `llmos plugin list`
+    out = llmos("plugin", "list", python=str(py), extra_env={"LLMOS_INDEX": str(world.index)}, check=True)
+    assert "llmos-hello 0.1.0 is yanked (broken on empty input)" in out.stderr
 
 
 def test_unreviewed_entry_incompatible_api_and_missing_requirement_are_refused(world, make_venv):
