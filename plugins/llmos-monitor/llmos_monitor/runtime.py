@@ -174,13 +174,7 @@ class ServeMonitor:
     def __init__(self, *, model: str | None = None, flush_interval_s: float = 2.0,
                  interval_s: float | None = None) -> None:
         self.reg = open_registry()
-        plugins = {}
-        try:
-            from importlib.metadata import version
-
-            plugins = {d: version(d) for d in ("llmos-serve", "llmos-monitor") if _installed(d)}
-        except Exception:  # noqa: BLE001
-            plugins = {}
+        plugins = {d: v for d in ("llmos", "llmos-serve", "llmos-monitor") if (v := _dist_version(d))}
         self.run_id = str(
             self.reg.create_run(
                 pipeline="serve",
@@ -253,14 +247,13 @@ class ServeMonitor:
         self.reg.finish_run(self.run_id, status=status, summary={"requests": self.requests})
 
 
-def _installed(dist: str) -> bool:
+def _dist_version(dist: str) -> str | None:
     from importlib.metadata import PackageNotFoundError, version
 
     try:
-        version(dist)
-        return True
+        return version(dist)
     except PackageNotFoundError:
-        return False
+        return None
 
 
 def serve_monitor(model: str | None = None) -> ServeMonitor | None:
