@@ -16,6 +16,7 @@
 
 When no server can be started the tests using these fixtures are skipped — except
 when ``CI`` is set to a true value, where they fail: CI must test PostgreSQL.
+``LLMOS_POSTGRES_BINDIR`` picks the server's ``bin`` directory.
 """
 
 from __future__ import annotations
@@ -40,7 +41,11 @@ class PostgresUnavailable(RuntimeError):
 
 
 def find_bindir() -> Path | None:
-    """The directory holding ``postgres`` and ``initdb``."""
+    """The directory holding ``postgres`` and ``initdb`` (``$LLMOS_POSTGRES_BINDIR`` if set)."""
+    forced = os.environ.get("LLMOS_POSTGRES_BINDIR")
+    if forced:
+        cand = Path(forced)
+        return cand if (cand / "postgres").is_file() and (cand / "initdb").is_file() else None
     candidates = []
     found = shutil.which("postgres")
     if found:
