@@ -17,7 +17,7 @@ TEXT = (
 ) * 30
 
 
-def build_tiny_model(path: Path, seed: int = 0, *, context: int = 128) -> Path:
+def build_tiny_model(path: Path, seed: int = 0, *, context: int = 512) -> Path:
     """A ~60k-parameter Llama with a 300-token byte-level BPE, saved in HF layout."""
     import torch
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers

@@ -39,11 +39,11 @@ def test_error_shapes_and_codes(start_server, tiny_dir):
     # over the limits -> 400
     err = _is_openai_error(httpx.post(u + "/v1/completions", json={**ok, "max_tokens": 65}), 400)
     assert err["param"] == "max_tokens"
-    err = _is_openai_error(httpx.post(u + "/v1/completions", json={**ok, "prompt": "hello " * 100}), 400)
-    assert err["code"] == "context_length_exceeded" and "128" in err["message"]
+    err = _is_openai_error(httpx.post(u + "/v1/completions", json={**ok, "prompt": "hello " * 600}), 400)
+    assert err["code"] == "context_length_exceeded" and "512" in err["message"]
     err = _is_openai_error(
         httpx.post(u + "/v1/chat/completions",
-                   json={"model": "tiny", "messages": [{"role": "user", "content": "hi " * 90}], "max_tokens": 60}),
+                   json={"model": "tiny", "messages": [{"role": "user", "content": "hi " * 500}], "max_tokens": 60}),
         400,
     )
     assert err["code"] == "context_length_exceeded"
@@ -72,7 +72,7 @@ def test_error_shapes_and_codes(start_server, tiny_dir):
 
 def test_request_timeout_is_504(start_server, tiny_dir):
     srv = start_server(model=str(tiny_dir), timeout=0.05, max_batch_size=1)
-    body = {"model": "tiny", "prompt": "hello", "max_tokens": 120, "temperature": 0,
+    body = {"model": "tiny", "prompt": "hello", "max_tokens": 500, "temperature": 0,
             "stop": ["never-produced-stop-string"]}
     err = _is_openai_error(httpx.post(srv.url + "/v1/completions", json=body, timeout=30), 504)
     assert err["type"] == "timeout_error"
@@ -85,7 +85,7 @@ def test_request_timeout_is_504(start_server, tiny_dir):
 
 def test_full_queue_is_429_with_retry_after(start_server, tiny_dir):
     srv = start_server(model=str(tiny_dir), max_batch_size=1, max_queue=1)
-    body = {"model": "tiny", "prompt": "hello", "max_tokens": 100, "temperature": 0,
+    body = {"model": "tiny", "prompt": "hello", "max_tokens": 500, "temperature": 0,
             "stop": ["never-produced-stop-string"]}
     codes: list[int] = []
     retry: list[str | None] = []
@@ -109,7 +109,7 @@ def test_full_queue_is_429_with_retry_after(start_server, tiny_dir):
 
 def test_client_disconnect_mid_stream_frees_slot(start_server, tiny_dir):
     srv = start_server(model=str(tiny_dir), max_batch_size=1, max_queue=0)
-    body = {"model": "tiny", "prompt": "hello", "max_tokens": 120, "temperature": 0, "stream": True,
+    body = {"model": "tiny", "prompt": "hello", "max_tokens": 500, "temperature": 0, "stream": True,
             "stop": ["never-produced-stop-string"]}
     host, port = srv.host, srv.port
     import json as _json
