@@ -434,6 +434,11 @@ def check_reviews(c: Checker) -> Iterator[Problem]:
         m = e.manifest
         owners = {p.handle for p in m.authors if p.handle} | {mm.handle for mm in m.maintainers}
         plugin_maint = {mm.handle for mm in m.maintainers}
+        for mm in m.maintainers:
+            try:
+                signing.parse_public_key(mm.public_key)
+            except Exception as exc:  # noqa: BLE001
+                yield Problem(e.plugin.path, f"maintainers.{mm.handle}.public_key", "maintainers-key", str(exc))
         approvals: list[Any] = []
         consents: set[str] = set()
         version_approvals: dict[str, set[str]] = {}
@@ -444,7 +449,7 @@ def check_reviews(c: Checker) -> Iterator[Problem]:
             if r.decision in ("block", "request-changes") and not r.reason.strip():
                 yield Problem(verdict.doc.path, "reason", "block-reason",
                               f"a {r.decision} needs a written reason (--reason)")
-            if r.decision == "block" and verdict.key_known:
+            if r.decision == "block" and (verdict.valid or verdict.stale):  # signed: stands until withdrawn
                 yield Problem(verdict.doc.path, "decision", "blocked",
                               f"blocked by {r.handle}: {r.reason or '(no reason)'}; resolve it with them")
             if not verdict.valid:

@@ -107,7 +107,8 @@ def git_source_for(path: Path, ref: str) -> GitSource:
                         capture_output=True)
     if ok.returncode != 0:
         raise NotFoundError(f"git ref {ref!r} not found in {top}: fetch it (git fetch origin) or name another ref")
-    return GitSource(top, ref, path.relative_to(top).as_posix(), label=_display(path))
+    prefix = path.relative_to(top).as_posix()
+    return GitSource(top, ref, "" if prefix == "." else prefix, label=_display(path))
 
 
 def _display(path: Path) -> str:

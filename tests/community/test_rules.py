@@ -345,3 +345,26 @@ def test_new_version_submit_and_upgrade(world, make_venv, tmp_path):
     ver = llmos("plugin", "info", "llmos-hello", "--json", python=str(py),
                 extra_env={"LLMOS_INDEX": str(world.index)})
     assert '"version": "0.2.0"' in ver.stdout
+
+
+def test_index_at_repository_root_and_bad_plugin_key(world):
+    """--base works when the index is the repository root; a malformed maintainer key is named."""
+    import shutil
+
+    from community_helpers import git
+
+    from llmos.community.check import check_index
+    from llmos.community.index import DirSource, git_source_for, load_index
+
+    root = world.root.parent / "rootrepo"
+    shutil.copytree(world.index, root)
+    git(root.parent, "init", "-q", str(root))
+    git(root, "add", "-A")
+    git(root, "commit", "-q", "-m", "index at the root")
+    base = load_index(git_source_for(root, "HEAD"))
+    assert "llmos-hello" in base.plugins and base.maintainers is not None
+    assert [p for p in check_index(load_index(DirSource(root)), base) if p.level == "error"] == []
+    _edit(root / "plugins" / "llmos-hello" / "plugin.toml", maintainers=[
+        {"handle": "alice", "name": "Alice", "public_key": "not-a-key"}])
+    problems = check_index(load_index(DirSource(root)), base)
+    assert any(p.rule == "maintainers-key" and p.field == "maintainers.alice.public_key" for p in problems)
