@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from sqlalchemy import delete, func, insert, select
-from sqlalchemy.exc import IntegrityError, OperationalError
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
 from llmos.errors import ConflictError, LlmosError, NotFoundError, ValidationError
@@ -1288,4 +1288,4 @@ def _notify(hook: str, **kwargs: Any) -> None:
         print(f"Warning: {hook} not delivered: {exc.message}", file=sys.stderr)
 
 
-__all__ = ["Registry", "parse_ref", "check_name", "check_alias", "IntegrityError"]
+__all__ = ["Registry", "parse_ref", "check_name", "check_alias"]

@@ -60,6 +60,19 @@ def dispose_engines() -> None:
         _migrated.clear()
 
 
+def _after_fork_in_child() -> None:
+    # pooled connections belong to the parent: the child opens its own (SQLAlchemy's
+    # recipe for multiprocessing), and a lock held by a parent thread is not inherited
+    global _lock
+    _lock = threading.Lock()
+    for engine in _engines.values():
+        engine.dispose(close=False)
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
 def _create_engine(url: str) -> Engine:
     try:
         parsed = make_url(url)

@@ -347,3 +347,25 @@ def test_concurrent_first_open_migrates_once(llmos_home: Path, tmp_path: Path) -
     from llmos.registry import db
 
     assert [o.strip() for o, _ in outs] == [db.HEAD_REVISION] * 4
+
+
+def test_registry_usable_after_fork(sqlite_reg: Any, tmp_path: Path) -> None:
+    """A forked child (DDP workers, server workers) gets its own connections."""
+    import multiprocessing
+
+    sqlite_reg.register_version("fork", make_model(tmp_path / "a", [1]))
+    ctx = multiprocessing.get_context("fork")
+    q = ctx.Queue()
+
+    def child(q: Any) -> None:
+        from llmos.registry import open_registry
+
+        reg = open_registry()
+        v = reg.register_version("fork", tmp_path / "a")
+        q.put((reg.resolve("fork:1").ref, v.ref))
+
+    p = ctx.Process(target=child, args=(q,))
+    p.start()
+    p.join(60)
+    assert p.exitcode == 0 and q.get(timeout=5) == ("fork:1", "fork:2")
+    assert sqlite_reg.resolve("fork").number == 2
