@@ -172,7 +172,7 @@ def measure() -> dict[str, Any]:
     cpu_tps: dict[str, list[float]] = {k: [] for k in variants}
     wall_tps: dict[str, list[float]] = {k: [] for k in variants}
     runs: dict[str, str] = {}
-    for name, (mgr, path, interval) in variants.items():  # warm-up: imports, first-run caches
+    for mgr, path, _interval in variants.values():  # warm-up: imports, first-run caches
         _run_once(mgr, path)
     for _ in range(ROUNDS):
         for name, (mgr, path, interval) in variants.items():

@@ -21,6 +21,7 @@ Metric names:
 
 from __future__ import annotations
 
+import contextlib
 import os
 import threading
 import time
@@ -95,10 +96,8 @@ class SystemSampler:
                 for child in found:
                     if child.pid not in self._children:  # keep the Process: cpu_percent needs the previous call
                         self._children[child.pid] = child
-                        try:
+                        with contextlib.suppress(psutil.Error):
                             child.cpu_percent(None)
-                        except psutil.Error:
-                            pass
                 for gone in set(self._children) - {c.pid for c in found}:
                     del self._children[gone]
         except psutil.Error:

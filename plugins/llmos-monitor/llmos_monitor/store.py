@@ -53,7 +53,7 @@ def _ts(value: Any) -> float | None:
         return float(value)
     if isinstance(value, dt.datetime):
         if value.tzinfo is None:
-            value = value.replace(tzinfo=dt.timezone.utc)
+            value = value.replace(tzinfo=dt.UTC)
         return value.timestamp()
     try:
         return dt.datetime.fromisoformat(str(value)).timestamp()

@@ -86,10 +86,11 @@ def dashboard(tmp_path_factory: pytest.TempPathFactory, h: Any) -> Iterator[dict
         try:
             urllib.request.urlopen(base + "/api/runs", timeout=2)
             break
-        except OSError:
+        except OSError as exc:
             if proc.poll() is not None or time.monotonic() > deadline:
                 proc.kill()
-                raise AssertionError(f"llmos ui did not start:\n{proc.stdout.read() if proc.stdout else ''}")
+                output = proc.stdout.read() if proc.stdout else ""
+                raise AssertionError(f"llmos ui did not start:\n{output}") from exc
             time.sleep(0.2)
     try:
         yield {"base": base, "home": home, "reg": reg, "done": done, "live": live, "env": env, "h": helpers}
@@ -110,7 +111,8 @@ def browser() -> Iterator[Any]:
     profile = tempfile.mkdtemp(prefix="llmos-chromium-")
     with sync_playwright() as p:
         ctx = p.chromium.launch_persistent_context(
-            profile, executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS, viewport={"width": 1200, "height": 900}
+            profile, executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS,
+            viewport={"width": 1200, "height": 900},
         )
         try:
             yield ctx
