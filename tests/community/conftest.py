@@ -25,6 +25,12 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from community_helpers import HANDLES, World, commit_project, env, git, make_isolated_venv, write_maintainers  # noqa: E402
 
+@pytest.fixture(autouse=True)
+def _isolated_home(llmos_home: Path) -> Path:
+    """Every community test (and the llmos subprocesses it starts) uses a fresh $LLMOS_HOME."""
+    return llmos_home
+
+
 @pytest.fixture(scope="session")
 def approved(tmp_path_factory: pytest.TempPathFactory) -> World:
     from llmos.community import contrib, signing

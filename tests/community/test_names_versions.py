@@ -11,8 +11,7 @@ from packaging.version import Version
 
 from llmos.community import names
 
-settings.register_profile("community", max_examples=150, deadline=None)
-settings.load_profile("community")
+FAST = settings(max_examples=150, deadline=None)
 
 alnum = st.sampled_from(string.ascii_letters + string.digits)
 seps = st.sampled_from(["-", "_", ".", "--", "_.", "-_-"])
@@ -27,6 +26,7 @@ def valid_names(draw):
     return out
 
 
+@FAST
 @given(valid_names())
 def test_valid_names_normalize_to_pep503(name):
     assert names.is_valid(name)
@@ -36,6 +36,7 @@ def test_valid_names_normalize_to_pep503(name):
     assert names.same_name(name, n) and names.same_name(name.upper(), name)
 
 
+@FAST
 @given(valid_names(), seps)
 def test_separator_runs_and_case_do_not_make_a_new_name(name, sep):
     variant = re.sub(r"[-_.]+", sep, name).swapcase()
@@ -43,6 +44,7 @@ def test_separator_runs_and_case_do_not_make_a_new_name(name, sep):
     assert names.lookalike_reason(variant, name) is None  # the same name, not a look-alike
 
 
+@FAST
 @given(valid_names())
 def test_confusable_letters_fold_together(name):
     swapped = name.lower().replace("l", "1").replace("o", "0").replace("i", "l")
@@ -50,6 +52,7 @@ def test_confusable_letters_fold_together(name):
     assert names.same_name(swapped, name)
 
 
+@FAST
 @given(st.text(st.sampled_from("abcdefgh"), min_size=4, max_size=10), st.data())
 def test_one_edit_is_a_lookalike(core, data):
     i = data.draw(st.integers(0, len(core) - 1))
@@ -68,6 +71,7 @@ def test_one_edit_is_a_lookalike(core, data):
     assert names.lookalike_reason("llmos-" + other, "llmos-" + core) is not None
 
 
+@FAST
 @given(st.text(alnum, max_size=12), st.text(alnum, max_size=12))
 def test_edit_distance_is_a_metric(a, b):
     d = names.edit_distance(a, b)
@@ -117,7 +121,7 @@ def _index_with(tmp_path, released: dict[str, bool]):
     return load_index(DirSource(tmp_path))
 
 
-@settings(max_examples=40)
+@settings(max_examples=40, deadline=None)
 @given(st.dictionaries(versions, st.booleans(), min_size=1, max_size=6))
 def test_resolver_picks_highest_non_yanked(tmp_path_factory, released):
     from llmos.community.resolver import resolve
@@ -151,7 +155,7 @@ def test_prereleases_only_when_asked(tmp_path):
     assert resolve(idx, "demo>=2.0.0rc1", verify=False).version == "2.0.0rc1"
 
 
-@settings(max_examples=60)
+@settings(max_examples=60, deadline=None)
 @given(st.lists(versions, min_size=2, max_size=5, unique_by=lambda v: Version(v)))
 def test_version_order_rule_matches_pep440(tmp_path_factory, vs):
     """Releases dated in list order: the check fails exactly when a later release has a lower version."""
