@@ -209,17 +209,24 @@ def ui(host: str, port: int, refresh: float, index_dir: Path | None) -> None:
       llmos ui                      # then open http://127.0.0.1:8765
       llmos ui --port 9000
     """
+    import socket
+
     import uvicorn
+
+    from llmos.errors import ConflictError
 
     from llmos_monitor.ui.app import create_app
 
+    try:  # a clear error before anything starts (uvicorn would log a traceback-like line)
+        with socket.create_server((host, port)):
+            pass
+    except OSError as exc:
+        raise ConflictError(f"cannot serve on {host}:{port} ({exc.strerror or exc}): pick another --port") from exc
     app = create_app(poll_ms=int(refresh * 1000), index_dir=index_dir)
     if host not in ("127.0.0.1", "localhost", "::1"):
         click.echo(f"Warning: the dashboard has no login; binding {host} exposes it to the network", err=True)
     click.echo(f"llmos dashboard on http://{host}:{port}  (Ctrl-C to stop)", err=False)
     try:
         uvicorn.run(app, host=host, port=port, log_level="warning")
-    except SystemExit as exc:  # uvicorn exits 1 when it cannot bind
-        from llmos.errors import ConflictError
-
+    except SystemExit as exc:  # uvicorn exits 1 when it cannot bind (taken in between)
         raise ConflictError(f"cannot serve on {host}:{port} (in use or not allowed): pick another --port") from exc

@@ -95,6 +95,12 @@ def test_errors_are_one_line(llmos_home: Any, h: Any) -> None:
         "Error: compare needs at least two runs: llmos monitor compare RUN RUN..."
     )
     assert "No runs yet" in h.invoke("monitor", "runs").output
+    import socket
+
+    with socket.create_server(("127.0.0.1", 0)) as busy:
+        r = h.invoke("ui", "--port", str(busy.getsockname()[1]), ok=False)
+    assert r.exit_code == 3 and r.output.startswith("Error: cannot serve on 127.0.0.1:")
+    assert "pick another --port" in r.output
 
 
 class _RecordingSink:
