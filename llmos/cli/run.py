@@ -72,7 +72,13 @@ def run(file: str | None, overrides: tuple[str, ...], resume: str | None, nproc:
     from llmos.pipeline.runner import run_pipeline
 
     display = Display(quiet=quiet or as_json)
-    result = run_pipeline(pipe, resume=resume, registry=registry, display=display, nproc=nproc)
+    if as_json:  # stdout is for the JSON document: what stages print goes to stderr
+        import contextlib
+
+        with contextlib.redirect_stdout(sys.stderr):
+            result = run_pipeline(pipe, resume=resume, registry=registry, display=display, nproc=nproc)
+    else:
+        result = run_pipeline(pipe, resume=resume, registry=registry, display=display, nproc=nproc)
     if as_json:
         echo_json(result.to_dict())
     else:

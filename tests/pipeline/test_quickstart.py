@@ -32,7 +32,7 @@ def test_tiny_pipeline_end_to_end(standard_plugins, llmos_home) -> None:
     r = CliRunner().invoke(main, ["run", str(ROOT / "pipelines" / "tiny.toml"), "--json",
                                   "--set", "stages.train.config.max_steps=12"], catch_exceptions=False)
     assert r.exit_code == 0, r.output
-    out = json.loads(r.output[r.output.index("{"):])
+    out = json.loads(r.stdout)  # only the JSON document: what stages print went to stderr
     assert out["status"] == "completed"
     assert [s["id"] for s in out["stages"]] == ["data", "model", "train", "evaluate", "register"]
     assert out["versions"] == ["tiny:1"]
