@@ -202,7 +202,13 @@ def _final_metrics(info: Any) -> dict[str, Any]:
 @click.option("--children/--no-children", default=False, help="Include child runs (grid-search trials).")
 @json_option
 def list_runs(pipeline: str | None, status: str | None, limit: int, children: bool, as_json: bool) -> None:
-    """List runs, newest first."""
+    """List runs, newest first.
+
+    \b
+    Examples:
+      llmos runs list
+      llmos runs list --pipeline quickstart --status completed --json
+    """
     from llmos.registry import open_registry
 
     reg = open_registry()
@@ -233,7 +239,13 @@ def list_runs(pipeline: str | None, status: str | None, limit: int, children: bo
 @click.argument("run_id")
 @json_option
 def show(run_id: str, as_json: bool) -> None:
-    """Show one run: settings, stages, metrics, versions and child runs."""
+    """Show one run: settings, stages, metrics, versions and child runs.
+
+    \b
+    Examples:
+      llmos runs show 20261123-101500-1a2b3c
+      llmos runs show 20261123-1015 --json     # a unique prefix is enough
+    """
     from llmos.registry import open_registry
 
     reg = open_registry()
