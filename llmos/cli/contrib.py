@@ -33,6 +33,7 @@ def contrib() -> None:
       llmos contrib approve my-plugin --handle bob     two index maintainers approve
       llmos index check                                what CI runs on the pull request
       llmos contrib status my-plugin
+      llmos contrib yank my-plugin 0.2.0 --reason "..."   withdraw a broken release
     """
 
 
@@ -172,6 +173,25 @@ def request_changes(name: str, handle: str, index_path: str | None, reason: str,
       llmos contrib request-changes llmos-my-corpus --handle bob --reason "add a security contact"
     """
     _review(name, handle, "request-changes", index_path, version, reason, as_json)
+
+
+@contrib.command("yank")
+@click.argument("name")
+@click.argument("version")
+@index_option
+@click.option("--reason", default="", help="Why (broken release, broken compatibility, security hole). Required.")
+@click.option("--undo", is_flag=True, help="Un-yank the release.")
+def yank(name: str, version: str, index_path: str | None, reason: str, undo: bool) -> None:
+    """Yank a release (PEP 592): installers skip it unless it is pinned with ==.
+
+    \b
+    Example:
+      llmos contrib yank llmos-my-corpus 0.2.0 --reason "crashes on empty files" --index registry
+    """
+    from llmos.community.contrib import yank as do_yank
+
+    path = do_yank(name, version, _root(index_path), reason=reason, undo=undo)
+    click.echo(f"{'Un-yanked' if undo else 'Yanked'} {name} {version}: wrote {path}")
 
 
 @contrib.command("status")

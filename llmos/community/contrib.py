@@ -308,3 +308,27 @@ def status(index_root: Path | None, name: str | None = None) -> dict[str, Any]:
                                          "decision": r.model.decision if r.model else "?"} for r in entry.reviews]}
         out["problems"] = [p.to_dict() for p in problems]
     return out
+
+
+def yank(name: str, version: str, index_root: Path, *, reason: str = "", undo: bool = False) -> Path:
+    """Mark a release yanked (PEP 592) with a reason, or undo a yank. Only the
+    ``yanked``/``yanked_reason`` fields change, so no approval goes stale; the pull
+    request is reviewed like any other."""
+    import tomllib
+
+    index_root = Path(index_root)
+    entry = _reload(index_root).find(name)
+    if version not in entry.versions:
+        raise NotFoundError(f"{entry.manifest.name} has no version {version} (versions: "
+                            f"{', '.join(sorted(entry.versions)) or 'none'})")
+    if not undo and not reason.strip():
+        raise ValidationError("a yank needs a reason: --reason \"broken release\" (or a compatibility or security problem)")
+    path = index_root / "plugins" / entry.folder / "versions" / f"{version}.toml"
+    data = tomllib.loads(path.read_text())
+    if undo:
+        data.pop("yanked", None)
+        data.pop("yanked_reason", None)
+    else:
+        data["yanked"], data["yanked_reason"] = True, reason.strip()
+    _write(path, dump_toml(data))
+    return path

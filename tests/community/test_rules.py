@@ -250,7 +250,11 @@ def test_bad_hash_is_refused_before_pip(world, make_venv):
 
 
 def test_yanked_version_is_skipped_unless_pinned(world, make_venv):
-    _edit(world.entry_dir / "versions" / "0.1.0.toml", yanked=True, yanked_reason="broken on empty input")
+    out = llmos("contrib", "yank", "llmos-hello", "0.1.0", "--index", str(world.index))
+    assert out.returncode != 0 and "needs a reason" in out.stderr
+    llmos("contrib", "yank", "llmos-hello", "0.1.0", "--reason", "broken on empty input", "--index",
+          str(world.index), check=True)
+    assert world.errors(base="HEAD") == set()  # a yank edits no reviewed field
     py = make_venv()
     out = _install(world, py, "llmos-hello")
     assert out.returncode != 0 and "yanked" in out.stderr and "broken on empty input" in out.stderr
