@@ -144,7 +144,8 @@ def stream(model: Any, tokenizer: Any, prompt: str, settings: GenerationSettings
     """Yield the completion of ``prompt`` in pieces as tokens are generated.
 
     Beam search cannot stream (the best beam is known only at the end): with
-    ``num_beams > 1`` the whole text is yielded once.
+    ``num_beams > 1`` the whole text is yielded once. Closing the generator early
+    (``break``, a client that went away) stops generation at the next token.
     """
     settings = settings or GenerationSettings()
     if settings.num_beams > 1:
@@ -157,9 +158,19 @@ def stream(model: Any, tokenizer: Any, prompt: str, settings: GenerationSettings
     import torch
     from transformers import TextIteratorStreamer
 
+    from transformers import StoppingCriteria, StoppingCriteriaList
+
     ids = _inputs(model, tokenizer, prompt)
     streamer = TextIteratorStreamer(tokenizer, skip_prompt=True, skip_special_tokens=True, timeout=600)
     errors: list[BaseException] = []
+    cancel = threading.Event()
+
+    class _Cancelled(StoppingCriteria):
+        """Stops generation once the consumer has what it needs (a stop string) or went away."""
+
+        def __call__(self, input_ids: Any, scores: Any, **kwargs: Any) -> Any:
+            return torch.full((input_ids.shape[0],), cancel.is_set(), dtype=torch.bool)
+
     model.eval()
 
     def work() -> None:
@@ -168,6 +179,7 @@ def stream(model: Any, tokenizer: Any, prompt: str, settings: GenerationSettings
                 if settings.seed is not None:
                     torch.manual_seed(settings.seed)
                 model.generate(input_ids=ids, attention_mask=torch.ones_like(ids), streamer=streamer,
+                               stopping_criteria=StoppingCriteriaList([_Cancelled()]),
                                **settings.generate_kwargs(tokenizer))
         except BaseException as exc:  # noqa: BLE001 - re-raised in the caller's thread
             errors.append(exc)
@@ -178,6 +190,7 @@ def stream(model: Any, tokenizer: Any, prompt: str, settings: GenerationSettings
     hold = max((len(s) for s in settings.stop), default=0)
     pending = ""
     stopped = False
+    drained = False
     try:
         for piece in streamer:
             if stopped:
@@ -185,19 +198,25 @@ def stream(model: Any, tokenizer: Any, prompt: str, settings: GenerationSettings
             pending += piece
             text, hit = _cut_at_stop(pending, settings.stop)
             if hit:
+                stopped = True
+                cancel.set()
+                pending = ""
                 if text:
                     yield text
-                stopped = True
-                pending = ""
                 continue
             # emit all but a tail that could be the start of a stop string
             safe = len(pending) - (hold - 1) if hold else len(pending)
             if safe > 0:
                 yield pending[:safe]
                 pending = pending[safe:]
+        drained = True
         if pending and not stopped:
             yield pending
     finally:
+        cancel.set()  # the consumer stopped early (or we are done): end generation at the next token
+        if not drained:
+            for _ in streamer:  # wait for the worker's end-of-stream signal
+                pass
         thread.join()
     if errors:
         raise errors[0]

@@ -128,3 +128,22 @@ def test_generate_command_options(model_dir, trained, tokenizer):
     assert r.exit_code == 0 and "." not in r.output
     r = runner.invoke(command, ["--help"])
     assert r.exit_code == 0 and "--typical-p" in r.output and "Examples" in r.output
+
+
+def test_closing_a_stream_stops_generation(trained, tokenizer):
+    s = GenerationSettings(max_new_tokens=300, temperature=1.0, seed=2)
+    calls = []
+    handle = trained.register_forward_hook(lambda *a: calls.append(1))
+    try:
+        full = generate(trained, tokenizer, "The", s)
+        n_full = len(calls)
+        calls.clear()
+        gen = stream(trained, tokenizer, "The", s)
+        first = next(gen)
+        gen.close()  # e.g. the HTTP client disconnected: generation ends at the next token
+        n_closed = len(calls)
+    finally:
+        handle.remove()
+    assert first and full.completion_tokens > 40 and n_full >= full.completion_tokens
+    # the worker thread may run a few tokens ahead of the consumer, not to the end
+    assert n_closed <= 20 < n_full
