@@ -24,7 +24,7 @@ from typing import Any
 
 from sqlalchemy import delete, func, insert, select
 from sqlalchemy.exc import OperationalError
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, aliased
 
 from llmos.errors import ConflictError, LlmosError, NotFoundError, ValidationError
 from llmos.registry import db as _db
@@ -243,35 +243,43 @@ class Registry:
     # -- reading versions --------------------------------------------------------------
 
     def _find(self, s: Session, ref: str, *, allow_deleted: bool = False) -> ModelVersion:
+        """The version ``ref`` names: one indexed query when it exists."""
         name, kind, value = parse_ref(ref)
-        model_id = s.scalar(select(Model.id).where(Model.name == name))
-        if model_id is None:
-            raise NotFoundError(f"no model named {name!r} (see: llmos model list)")
+        base = select(ModelVersion).join(Model, Model.id == ModelVersion.model_id).where(Model.name == name)
         if kind == "latest":
             v = s.scalar(
-                select(ModelVersion)
-                .where(ModelVersion.model_id == model_id, ModelVersion.status == "ready")
-                .order_by(ModelVersion.number.desc())
-                .limit(1)
+                base.where(ModelVersion.status == "ready").order_by(ModelVersion.number.desc()).limit(1)
             )
             if v is None:
+                self._check_model(s, name)
                 raise NotFoundError(f"model {name!r} has no ready version (see: llmos model versions {name})")
             return v
         if kind == "alias":
-            v = s.scalar(
-                select(ModelVersion)
-                .join(Alias, Alias.version_id == ModelVersion.id)
-                .where(Alias.model_id == model_id, Alias.name == value)
+            # drive the lookup from the alias (unique on model, name), then the version's
+            # primary key: a join lets SQLite walk every version of the model instead
+            alias_target = (
+                select(Alias.version_id)
+                .join(Model, Model.id == Alias.model_id)
+                .where(Model.name == name, Alias.name == value)
+                .scalar_subquery()
             )
+            v = s.scalar(select(ModelVersion).where(ModelVersion.id == alias_target))
             if v is None:
+                self._check_model(s, name)
                 raise NotFoundError(f"model {name!r} has no alias {value!r} (set one: llmos model alias set {name} {value} N)")
             return v
-        v = s.scalar(select(ModelVersion).where(ModelVersion.model_id == model_id, ModelVersion.number == value))
+        v = s.scalar(base.where(ModelVersion.number == value))
         if v is None:
+            self._check_model(s, name)
             raise NotFoundError(f"model {name!r} has no version {value} (see: llmos model versions {name})")
         if v.status == "deleted" and not allow_deleted:
             raise NotFoundError(f"{name}:{value} was deleted; its number is not reused (see: llmos model versions {name})")
         return v
+
+    @staticmethod
+    def _check_model(s: Session, name: str) -> None:
+        if s.scalar(select(Model.id).where(Model.name == name)) is None:
+            raise NotFoundError(f"no model named {name!r} (see: llmos model list)")
 
     def _info(self, s: Session, v: ModelVersion, name: str | None = None, *, files: bool = True) -> VersionInfo:
         name = name or s.scalar(select(Model.name).where(Model.id == v.model_id))
@@ -321,7 +329,7 @@ class Registry:
         :raises NotFoundError: unknown model, version or alias, or a deleted version.
         """
         with self.session() as s:
-            return self._info(s, self._find(s, ref))
+            return self._info(s, self._find(s, ref), parse_ref(ref)[0])
 
     get_version = resolve
 
@@ -376,7 +384,49 @@ class Registry:
             q = select(ModelVersion).where(ModelVersion.model_id == model_id).order_by(ModelVersion.number)
             if not include_deleted:
                 q = q.where(ModelVersion.status != "deleted")
-            return [self._info(s, v, name, files=False) for v in s.scalars(q).all()]
+            versions = s.scalars(q).all()
+            # four queries for all versions (not four per version): models may have 100,000
+            metrics: dict[int, dict[str, float]] = {}
+            for vid, key, value in s.execute(
+                select(VersionMetric.version_id, VersionMetric.name, VersionMetric.value)
+                .join(ModelVersion, ModelVersion.id == VersionMetric.version_id)
+                .where(ModelVersion.model_id == model_id)
+            ).all():
+                metrics.setdefault(vid, {})[key] = value
+            tags: dict[int, dict[str, str]] = {}
+            for vid, key, value in s.execute(
+                select(Tag.version_id, Tag.key, Tag.value)
+                .join(ModelVersion, ModelVersion.id == Tag.version_id)
+                .where(ModelVersion.model_id == model_id)
+            ).all():
+                tags.setdefault(vid, {})[key] = value
+            aliases: dict[int, list[str]] = {}
+            for vid, alias in s.execute(
+                select(Alias.version_id, Alias.name).where(Alias.model_id == model_id).order_by(Alias.name)
+            ).all():
+                aliases.setdefault(vid, []).append(alias)
+            parents: dict[int, list[str]] = {}
+            parent_version = aliased(ModelVersion)
+            parent_model = aliased(Model)
+            for vid, pname, pnum in s.execute(
+                select(LineageEdge.child_id, parent_model.name, parent_version.number)
+                .join(ModelVersion, ModelVersion.id == LineageEdge.child_id)
+                .join(parent_version, parent_version.id == LineageEdge.parent_id)
+                .join(parent_model, parent_model.id == parent_version.model_id)
+                .where(ModelVersion.model_id == model_id)
+                .order_by(parent_model.name, parent_version.number)
+            ).all():
+                parents.setdefault(vid, []).append(f"{pname}:{pnum}")
+            return [
+                VersionInfo(
+                    model=name, number=v.number, ref=f"{name}:{v.number}", files=[],
+                    metrics=metrics.get(v.id, {}), tags=tags.get(v.id, {}), parents=parents.get(v.id, []),
+                    lineage=dict(v.lineage or {}), status=v.status, created_at=_utc(v.created_at),
+                    size_bytes=v.size_bytes, description=v.description or "", aliases=aliases.get(v.id, []),
+                    run_id=v.run_id,
+                )
+                for v in versions
+            ]
 
     def tensors(self, ref: str) -> dict[str, dict[str, Any]]:
         """Tensors of a version: ``name → {"file", "dtype", "shape", "size", "sha256"}``;
