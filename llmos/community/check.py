@@ -50,6 +50,13 @@ class Checker:
     def is_new(self, entry: PluginEntry) -> bool:
         return self.base is None or entry.folder not in self.base.plugins
 
+    def changed(self, entry: PluginEntry) -> bool:
+        """True when ``entry`` is new or differs from ``base`` (always True without base)."""
+        if self.base is None or entry.folder not in self.base.plugins:
+            return True
+        old = self.base.plugins[entry.folder]
+        return _entry_state(self.index, entry) != _entry_state(self.base, old)
+
     def run(self) -> list[Problem]:
         problems = list(self.index.problems)
         for _ids, fn in RULES:
@@ -377,7 +384,7 @@ def current_digest(e: PluginEntry, subject: str = "plugin", covers: list[str] | 
 
 def _key_for(c: Checker, e: PluginEntry, handle: str, subject: str, decision: str) -> str | None:
     plugin_keys = {m.handle: m.public_key for m in e.manifest.maintainers}
-    index_keys = {h: m.public_key for h, m in c.index.index_maintainers().items()}
+    index_keys = {h: m.public_key for h, m in c.index.index_maintainers(emeritus=True).items()}
     if decision == "consent" or (subject != "plugin" and handle in plugin_keys):
         return plugin_keys.get(handle)
     return index_keys.get(handle) or plugin_keys.get(handle)
@@ -429,8 +436,13 @@ def _verdicts(c: Checker, e: PluginEntry) -> Iterator[tuple[_Verdict, Problem | 
       "block-reason", "blocked", "changes-requested", "approvals-missing", "consent-missing",
       "version-approval-missing")
 def check_reviews(c: Checker) -> Iterator[Problem]:
-    index_maint = c.index.index_maintainers()
+    active = c.index.index_maintainers()
+    everyone = c.index.index_maintainers(emeritus=True)
     for e in c.entries():
+        # approvals by maintainers who have since gone emeritus keep counting for entries
+        # merged before (unchanged against --base, or any entry without --base); new or
+        # edited entries need approvals by active index maintainers
+        index_maint = active if c.base is not None and c.changed(e) else everyone
         m = e.manifest
         owners = {p.handle for p in m.authors if p.handle} | {mm.handle for mm in m.maintainers}
         plugin_maint = {mm.handle for mm in m.maintainers}

@@ -173,11 +173,13 @@ class Index:
     problems: list[Problem] = field(default_factory=list)
     other_files: list[str] = field(default_factory=list)
 
-    def index_maintainers(self) -> dict[str, Any]:
-        """``{handle: IndexMaintainer}`` of active maintainers with the ``index`` role."""
+    def index_maintainers(self, *, emeritus: bool = False) -> dict[str, Any]:
+        """``{handle: IndexMaintainer}`` of active maintainers with the ``index`` role
+        (``emeritus=True``: also the emeritus ones)."""
         if self.maintainers is None or self.maintainers.model is None:
             return {}
-        return {m.handle: m for m in self.maintainers.model.maintainer if "index" in m.roles and m.status == "active"}
+        return {m.handle: m for m in self.maintainers.model.maintainer
+                if "index" in m.roles and (m.status == "active" or emeritus)}
 
     def find(self, name: str) -> PluginEntry:
         from llmos.community.names import normalize

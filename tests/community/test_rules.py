@@ -372,3 +372,21 @@ def test_index_at_repository_root_and_bad_plugin_key(world):
         {"handle": "alice", "name": "Alice", "public_key": "not-a-key"}])
     problems = check_index(load_index(DirSource(root)), base)
     assert any(p.rule == "maintainers-key" and p.field == "maintainers.alice.public_key" for p in problems)
+
+
+def test_emeritus_approvals_count_only_for_merged_entries(world):
+    text = (world.index / "maintainers.toml").read_text()
+    blocks = text.split("[[maintainer]]")
+    blocks = [b.replace("since =", 'status = "emeritus"\nsince =') if 'handle = "carol"' in b else b for b in blocks]
+    (world.index / "maintainers.toml").write_text("[[maintainer]]".join(blocks))
+    assert world.errors(base="HEAD") == set()  # llmos-hello was merged with carol's approval
+    _edit(world.entry_dir / "plugin.toml", summary="edited after carol went emeritus")
+    contrib.review("llmos-hello", "alice", "consent", world.index)
+    contrib.review("llmos-hello", "bob", "approve", world.index)
+    with pytest.raises(Exception, match="not an index maintainer"):
+        contrib.review("llmos-hello", "carol", "approve", world.index)
+    assert "approvals-missing" in world.errors(base="HEAD")
+    contrib.review("llmos-hello", "dave", "approve", world.index)
+    assert world.errors(base="HEAD") == {"approval-stale"}  # carol's old approval: remove it
+    (world.entry_dir / "reviews" / "plugin" / "carol.toml").unlink()
+    assert world.errors(base="HEAD") == set()
