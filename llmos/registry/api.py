@@ -950,23 +950,32 @@ class Registry:
 
     # -- store maintenance -------------------------------------------------------------
 
-    def _referenced(self, s: Session) -> dict[str, list[str]]:
-        refs: dict[str, list[str]] = {}
-        for sha, m, n, p in s.execute(
-            select(VersionFile.sha256, Model.name, ModelVersion.number, VersionFile.path)
-            .join(ModelVersion, ModelVersion.id == VersionFile.version_id)
-            .join(Model, Model.id == ModelVersion.model_id)
-            .where(VersionFile.kind == "blob")
-        ).all():
-            refs.setdefault(sha, []).append(f"{m}:{n}/{p}")
-        for sha, m, n, p in s.execute(
-            select(FilePart.sha256, Model.name, ModelVersion.number, VersionFile.path)
-            .join(VersionFile, VersionFile.id == FilePart.file_id)
-            .join(ModelVersion, ModelVersion.id == VersionFile.version_id)
-            .join(Model, Model.id == ModelVersion.model_id)
-        ).all():
-            refs.setdefault(sha, []).append(f"{m}:{n}/{p}")
-        return refs
+    def _referenced(self, s: Session) -> set[str]:
+        """Digests of every blob some version uses."""
+        whole = select(VersionFile.sha256).where(VersionFile.kind == "blob")
+        parts = select(FilePart.sha256)
+        return set(s.scalars(whole.union(parts)).all())
+
+    def _users(self, s: Session, digests: Iterable[str], limit: int = 5) -> dict[str, list[str]]:
+        """``digest → ["model:N/path", ...]`` (at most ``limit`` each), for reports."""
+        wanted = sorted(set(digests))
+        users: dict[str, list[str]] = {}
+        for chunk in (wanted[i : i + 500] for i in range(0, len(wanted), 500)):
+            rows = s.execute(
+                select(VersionFile.sha256, Model.name, ModelVersion.number, VersionFile.path)
+                .join(ModelVersion, ModelVersion.id == VersionFile.version_id)
+                .join(Model, Model.id == ModelVersion.model_id)
+                .where(VersionFile.kind == "blob", VersionFile.sha256.in_(chunk))
+            ).all() + s.execute(
+                select(FilePart.sha256, Model.name, ModelVersion.number, VersionFile.path)
+                .join(VersionFile, VersionFile.id == FilePart.file_id)
+                .join(ModelVersion, ModelVersion.id == VersionFile.version_id)
+                .join(Model, Model.id == ModelVersion.model_id)
+                .where(FilePart.sha256.in_(chunk))
+            ).all()
+            for sha, m, n, p in rows:
+                users.setdefault(sha, []).append(f"{m}:{n}/{p}")
+        return {d: sorted(set(u))[:limit] for d, u in users.items()}
 
     def gc(self, grace_seconds: float = 3600.0, *, dry_run: bool = False) -> dict[str, Any]:
         """Remove blobs no version references, and left-over temporary files and
@@ -975,7 +984,7 @@ class Registry:
         import time
 
         with self.session() as s:
-            referenced = set(self._referenced(s))
+            referenced = self._referenced(s)
             live = {
                 (m, str(n))
                 for m, n in s.execute(
@@ -1036,7 +1045,7 @@ class Registry:
         (content does not match the name) blobs. ``ok`` is true when there are none."""
         with self.session() as s:
             refs = self._referenced(s)
-        corrupt, checked, total = [], 0, 0
+        bad, checked, total = [], 0, 0
         present = set()
         for digest, path in self.blobs.iter_digests():
             actual = self.blobs.hash_file(digest)
@@ -1047,17 +1056,19 @@ class Registry:
             if progress:
                 progress(size)
             if actual is not None and actual != digest:
-                corrupt.append({"sha256": digest, "actual": actual, "used_by": sorted(refs.get(digest, []))[:5]})
-        missing = [
-            {"sha256": d, "used_by": sorted(users)[:5]} for d, users in sorted(refs.items()) if d not in present
-        ]
+                bad.append((digest, actual))
+        absent = sorted(refs - present)
+        with self.session() as s:
+            users = self._users(s, [d for d, _ in bad] + absent)
+        corrupt = [{"sha256": d, "actual": a, "used_by": users.get(d, [])} for d, a in bad]
+        missing = [{"sha256": d, "used_by": users.get(d, [])} for d in absent]
         return {
             "ok": not corrupt and not missing,
             "checked_blobs": checked,
             "checked_bytes": total,
             "missing": missing,
             "corrupt": corrupt,
-            "unreferenced": len(present - set(refs)),
+            "unreferenced": len(present - refs),
             "temp_files": len(list(self.blobs.iter_temp())),
         }
 
