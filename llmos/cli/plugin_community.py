@@ -43,7 +43,11 @@ def search(text: str, stage: str | None, index_path: str | None, as_json: bool) 
     if not hits:
         click.echo("No plugin in the index matches.")
         return
-    echo_table([(h["name"], h["latest"] or "-", ",".join(h["stages"]), h["status"], h["summary"]) for h in hits],
+    def short(text: str, n: int = 60) -> str:
+        return text if len(text) <= n else text[: n - 1].rstrip() + "…"
+
+    echo_table([(h["name"], h["latest"] or "-", ",".join(h["stages"]), h["status"], short(h["summary"]))
+                for h in hits],
                ["name", "latest", "stages", "status", "summary"])
 
 
