@@ -425,7 +425,7 @@ def _verdicts(c: Checker, e: PluginEntry) -> Iterator[tuple[_Verdict, Problem | 
                 problem = Problem(doc.path, "digest", "approval-stale",
                                   f"{r.handle}'s {r.decision} was for {r.digest[:19]}…, the entry is now "
                                   f"{expected[:19]}… (edited since): ask {r.handle} to review again "
-                                  f"(llmos contrib {'submit' if r.decision == 'consent' else 'approve'} "
+                                  f"(llmos contrib {'review --decision consent' if r.decision == 'consent' else 'approve'} "
                                   f"{e.manifest.name})")
             yield _Verdict(doc, False, True, True), problem
             continue
@@ -492,7 +492,7 @@ def check_reviews(c: Checker) -> Iterator[Problem]:
             if mm.handle not in consents:
                 yield Problem(e.plugin.path, f"maintainers.{mm.handle}", "consent-missing",
                               f"maintainer {mm.handle} has not signed their consent to the current entry "
-                              f"(they run: llmos contrib submit {m.name})")
+                              f"(they run: llmos contrib review {m.name} --decision consent --handle {mm.handle})")
         # versions submitted with the plugin entry are covered by its approvals (and
         # reported above when those are missing); later ones need their own approval
         covered = {v for doc in e.reviews if doc.model is not None and doc.model.subject == "plugin"
