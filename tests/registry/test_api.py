@@ -333,20 +333,24 @@ def test_models_match_migrations(db_url: str, reg: Any) -> None:
     assert diff == []
 
 
-def test_concurrent_first_open_migrates_once(llmos_home: Path, tmp_path: Path) -> None:
+@pytest.mark.parametrize("backend", ["sqlite", "postgres"])
+def test_concurrent_first_open_migrates_once(backend: str, llmos_home: Path, request: pytest.FixtureRequest) -> None:
+    """Processes opening a brand-new database at once: one migrates, the others wait."""
     import subprocess
     import sys
 
     env = dict(os.environ, LLMOS_HOME=str(llmos_home), LLMOS_PLUGINS="")
     env.pop("LLMOS_DATABASE_URL", None)
+    if backend == "postgres":
+        env["LLMOS_DATABASE_URL"] = request.getfixturevalue("postgres_database")
     code = "from llmos.registry import open_registry; print(open_registry().info()['revision'])"
     procs = [subprocess.Popen([sys.executable, "-c", code], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                              text=True) for _ in range(4)]
+                              text=True) for _ in range(3)]
     outs = [p.communicate(timeout=120) for p in procs]
-    assert [p.returncode for p in procs] == [0] * 4, [e for _, e in outs]
+    assert [p.returncode for p in procs] == [0] * 3, [e for _, e in outs]
     from llmos.registry import db
 
-    assert [o.strip() for o, _ in outs] == [db.HEAD_REVISION] * 4
+    assert [o.strip() for o, _ in outs] == [db.HEAD_REVISION] * 3
 
 
 def test_registry_usable_after_fork(sqlite_reg: Any, tmp_path: Path) -> None:
