@@ -210,10 +210,14 @@ def postgres_server() -> Iterator[PostgresServer]:
         if _ci():
             pytest.fail(message + " (CI is set: PostgreSQL tests must run; see .ci/sysdeps.sh)")
         pytest.skip(message)
+    import atexit
+
+    atexit.register(server.stop)  # also when the session ends abnormally
     try:
         yield server
     finally:
         server.stop()
+        atexit.unregister(server.stop)
 
 
 @pytest.fixture(scope="session")
