@@ -34,10 +34,11 @@ def clean_text(text: str, *, normalize: str = "NFC", whitespace: bool = True) ->
     if not text.isprintable() and _CONTROL.search(text):
         text = _CONTROL.sub("", text)
     if whitespace:
-        if " \n" in text or "\t" in text or text.endswith(" ") or "\u00a0" in text:
-            text = _TRAILING.sub("", text)
-        if "  " in text or "\t" in text or "\u00a0" in text or "\f" in text or "\v" in text:
+        odd_space = "\t" in text or "\f" in text or "\v" in text or "\u00a0" in text
+        if odd_space or "  " in text:
             text = _SPACES.sub(" ", text)
+        if odd_space or " \n" in text:
+            text = _TRAILING.sub("", text)
         if "\n\n\n" in text:
             text = _NEWLINES.sub("\n\n", text)
         text = text.strip()
