@@ -373,3 +373,21 @@ def test_registry_usable_after_fork(sqlite_reg: Any, tmp_path: Path) -> None:
     p.join(60)
     assert p.exitcode == 0 and q.get(timeout=5) == ("fork:1", "fork:2")
     assert sqlite_reg.resolve("fork").number == 2
+
+
+def test_timestamps_are_utc_aware(reg: Any, tmp_path: Path) -> None:
+    import datetime as dt
+
+    from sqlalchemy import select
+
+    from llmos.registry.models import Event, Run
+
+    before = dt.datetime.now(dt.timezone.utc)
+    v = reg.register_version("ts", make_model(tmp_path / "a", [1]))
+    rid = reg.create_run("p")
+    with reg.session() as s:
+        started = s.scalar(select(Run.started_at).where(Run.id == rid))
+        event_ts = s.scalar(select(Event.ts).order_by(Event.id.desc()).limit(1))
+    for value in (reg.resolve(v.ref).created_at, started, event_ts):
+        assert value.tzinfo is not None and value.utcoffset() == dt.timedelta(0)
+        assert abs((value - before).total_seconds()) < 120
