@@ -55,6 +55,9 @@ class TrainConfig(BaseModel):
         None, ge=1, description="Stop after this many evaluations without improvement of val_loss (None: never)."
     )
     early_stopping_min_delta: float = Field(0.0, ge=0, description="Improvement smaller than this does not count.")
+    restore_best: bool = Field(
+        True, description="When early stopping ends training, continue with the weights of the best evaluation."
+    )
 
     # -- parallelism -----------------------------------------------------------
     nproc: int | None = Field(

@@ -198,6 +198,26 @@ def train(
     else:
         torch.manual_seed(seed)
     batches = _Batches(train_blocks, cfg.batch_size, seed, dist, epoch, cursor)
+    # early stopping keeps the best weights (in memory, and beside the checkpoints for a resumed run)
+    keep_best = cfg.early_stopping_patience is not None and cfg.restore_best
+    best_path = ckpt_dir / "best.safetensors" if (keep_best and ckpt_dir is not None) else None
+    best_state: dict[str, torch.Tensor] | None = None
+    if last is not None and best_path is not None and best_path.exists():
+        from safetensors.torch import load_file
+
+        best_state = load_file(str(best_path))
+
+    def remember_best() -> None:
+        nonlocal best_state
+        best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+        if best_path is not None and dist.main:
+            import os
+
+            from safetensors.torch import save_file
+
+            tmp = best_path.with_suffix(".tmp")
+            save_file(best_state, str(tmp))
+            os.replace(tmp, best_path)
     tokens_per_update = cfg.batch_size * cfg.grad_accum * (train_blocks.shape[1] - 1)
 
     def loop_state() -> dict[str, Any]:
@@ -271,6 +291,8 @@ def train(
             if m and cfg.early_stopping_patience is not None:
                 if m["val_loss"] < best - cfg.early_stopping_min_delta:
                     best, bad_evals = m["val_loss"], 0
+                    if keep_best:
+                        remember_best()
                 else:
                     bad_evals += 1
                     if bad_evals >= cfg.early_stopping_patience:
@@ -285,7 +307,11 @@ def train(
     if window_n:
         io.progress(window_n)
     final: dict[str, float] = {}
-    if stopped != "interrupted":
+    if stopped == "early_stopping" and keep_best and best_state is not None:
+        model.load_state_dict(best_state)
+        final = dict(min(history, key=lambda h: h["val_loss"]))
+        final["best_step"] = final.pop("step")
+    elif stopped != "interrupted":
         final = history[-1] if (last_eval_step == step and history) else run_eval()
     path = checkpoint() if saved_step != step else None
     if path is None and ckpt_dir is not None:

@@ -136,6 +136,24 @@ def test_early_stopping(make_ctx, model_factory, dataset) -> None:
     assert out["steps"] == 6  # evals at 2 (best), 4 and 6 (no improvement twice)
 
 
+def test_early_stopping_restores_the_best_weights(make_ctx, model_factory, dataset, tmp_path) -> None:
+    # a learning rate that diverges after the first evaluations
+    cfg = TrainConfig(max_steps=60, batch_size=4, lr=0.3, schedule="constant", eval_every=2, log_every=2,
+                      early_stopping_patience=2, clip_grad_norm=None, optimizer="sgd", momentum=0.0)
+    ctx = make_ctx(model_factory(), dataset)
+    out = TrainStep(cfg).run(ctx)
+    evals = [m["val_loss"] for kind, _, m in ctx.logged if kind == "eval"]
+    assert out["stopped"] == "early_stopping" and out["steps"] < 60
+    assert out["val_loss"] == min(evals) < evals[-1]
+    assert out["best_step"] == 2 * (evals.index(min(evals)) + 1)
+    got = evaluate(ctx.artifacts["model"], dataset.split("validation"), 4)["val_loss"]
+    assert got == pytest.approx(out["val_loss"], rel=1e-5)  # the model now holds the best weights
+    assert (ctx.checkpoint_dir() / "best.safetensors").exists()
+    kept = TrainStep(cfg.model_copy(update={"restore_best": False})).run(make_ctx(model_factory(), dataset,
+                                                                                 workdir=tmp_path / "k"))
+    assert kept["val_loss"] == evals[-1]
+
+
 def test_clipping_bounds_the_update(make_ctx, model_factory, dataset, tmp_path) -> None:
     ctx = make_ctx(model_factory(), dataset)
     TrainStep(TrainConfig(max_steps=3, batch_size=4, log_every=1, clip_grad_norm=1e-3, optimizer="sgd",
