@@ -46,3 +46,39 @@ def test_tiny_pipeline_end_to_end(standard_plugins, llmos_home) -> None:
     assert set(info.plugins) >= {"llmos-data", "llmos-models", "llmos-train", "llmos"}
     shown = CliRunner().invoke(main, ["runs", "show", out["run_id"]])
     assert shown.exit_code == 0 and "tiny:1" in shown.output
+
+
+@pytest.mark.slow
+def test_tiny_pipeline_resumed_after_ctrl_c_equals_uninterrupted(standard_plugins, llmos_home) -> None:
+    from llmos import hookimpl
+    from llmos.pipeline import load_pipeline, run_pipeline
+    from llmos.registry import open_registry
+
+    manager = standard_plugins("llmos-data", "llmos-models", "llmos-train")
+    reg = open_registry()
+    sets = ["stages.train.config.max_steps=16", "stages.train.config.log_every=1",
+            "stages.train.config.checkpoint_every=5", "stages.train.config.eval_every=8"]
+    pipe = load_pipeline(ROOT / "pipelines" / "tiny.toml", sets)
+    clean = run_pipeline(pipe, registry=reg)
+    assert clean.status == "completed", clean.error
+
+    class CtrlCAtStep7:
+        @hookimpl
+        def llmos_on_train_step(self, ctx, step):
+            if step == 7:
+                ctx.stop_event.set()  # what the runner's SIGINT handler does
+
+    manager.register(CtrlCAtStep7(), name="ctrl-c")
+    first = run_pipeline(pipe, registry=reg)
+    manager.unregister("ctrl-c")
+    assert first.status == "interrupted" and first.versions == []
+    resumed = run_pipeline(pipe, resume=first.run_id, registry=reg)
+    assert resumed.status == "completed"
+
+    def losses(run_id):
+        return [(p["step"], p["value"]) for p in reg.run_metrics(run_id, "loss")]
+
+    assert [s for s, _ in losses(first.run_id)] == list(range(1, 17))
+    assert losses(first.run_id) == losses(clean.run_id)  # the same losses, step for step
+    assert resumed.metrics["val_loss"] == clean.metrics["val_loss"]
+    assert reg.resolve(resumed.versions[0]).metrics["val_ppl"] == reg.resolve(clean.versions[0]).metrics["val_ppl"]
