@@ -310,9 +310,18 @@ def read_spool(path: Path, max_bytes: int | None = None) -> Iterator[str]:
 def _train_tokenizer(cfg: CorpusConfig, tmp: Path, out_dir: Path, progress: ProgressFactory) -> None:
     from llmos_data.tokenizer import save_tokenizer, train_bpe
 
-    with progress(total=None, description=f"training BPE tokenizer ({cfg.vocab_size} tokens)", unit="doc"):
+    def counted(docs: Iterator[str], bar: Any) -> Iterator[str]:
+        n = 0
+        for doc in docs:
+            n += 1
+            if n % 1000 == 0:
+                bar.update(1000)
+            yield doc
+        bar.update(n % 1000)
+
+    with progress(total=None, description=f"training BPE tokenizer ({cfg.vocab_size} tokens)", unit="doc") as bar:
         tok = train_bpe(
-            read_spool(tmp / "train.docs", cfg.tokenizer_train_bytes),
+            counted(read_spool(tmp / "train.docs", cfg.tokenizer_train_bytes), bar),
             vocab_size=cfg.vocab_size,
             min_frequency=cfg.min_frequency,
             special_tokens=[cfg.pad_token, cfg.bos_token, cfg.eos_token],
