@@ -280,3 +280,16 @@ def test_default_corpus_is_stdlib_prose(tmp_path):
     assert ">>>" not in text
     words = text.split()
     assert sum(w.isalpha() for w in words) / len(words) > 0.6  # prose, not code
+
+
+def test_existing_tokenizer_and_document_limit(tmp_path):
+    src = _corpus(tmp_path)
+    ds1 = build(tmp_path, paths=[str(src)], split_paragraphs=True)
+    other = tmp_path / "other.jsonl"
+    other.write_text("\n".join(json.dumps({"text": prose(100 + i)}) for i in range(50)))
+    ds2 = build(tmp_path, paths=[str(other)], tokenizer=str(ds1.tokenizer_dir), max_documents=30)
+    assert ds2.tokenizer_dir == ds1.tokenizer_dir.resolve() and ds2.vocab_size == ds1.vocab_size
+    assert ds2.stats["documents_kept"] == 30 and ds2.stats["stopped_at_limit"]
+    assert not any(p.name.startswith(ds2.corpus_sha256[:16]) for p in (tmp_path / "cache" / "tokenizers").iterdir())
+    with pytest.raises(ValidationError, match="has no tokenizer.json"):
+        build(tmp_path, paths=[str(other)], tokenizer=str(tmp_path))
