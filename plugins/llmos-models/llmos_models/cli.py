@@ -33,8 +33,9 @@ def generate(model_ref: str, prompt: str, max_new_tokens: int, temperature: floa
     """Complete PROMPT with a model and stream the tokens as they come.
 
     MODEL_REF is a registry reference (name, name:3, name@production) or a model
-    directory (written by llmos or any Hugging Face causal LM with safetensors).
-    Greedy by default; --temperature > 0 samples.
+    directory (written by llmos or any Hugging Face causal LM with safetensors);
+    an existing directory of that name wins. Greedy by default; --temperature > 0
+    samples. Only the completion is printed, as it is generated.
 
     \b
     Examples:
