@@ -53,3 +53,31 @@ def test_workers_find_memory_mapped_data_without_copies(tmp_path) -> None:
         ref = _data_ref(plain, tmp_path / "copy.npy")
         assert "npy" in ref
         np.testing.assert_array_equal(_load_data(ref), plain)
+
+
+@pytest.mark.slow
+def test_ddp_stops_on_request_and_resumes_exactly(make_ctx, model_factory, dataset, tmp_path) -> None:
+    cfg = TrainConfig(max_steps=60, batch_size=8, lr=5e-3, warmup_steps=2, log_every=2, checkpoint_every=0,
+                      threads=1, nproc=2)
+    single = make_ctx(model_factory(0), dataset, workdir=tmp_path / "one")
+    TrainStep(cfg.model_copy(update={"nproc": 1})).run(single)
+
+    ddp = make_ctx(model_factory(0), dataset, workdir=tmp_path / "two")
+    write = ddp._metric_writer
+
+    def stop_after_first_metrics(kind, step, metrics):  # Ctrl-C as soon as training is under way
+        write(kind, step, metrics)
+        ddp.stop_event.set()
+
+    ddp._metric_writer = stop_after_first_metrics
+    out = TrainStep(cfg).run(ddp)
+    stopped_at = out["interrupted_at_step"]
+    assert 2 <= stopped_at < 60 and stopped_at % 2 == 0  # the workers agreed at a logging step
+
+    resumed = make_ctx(model_factory(5), dataset, workdir=tmp_path / "two", resume=True)
+    resumed.logged = list(ddp.logged)
+    TrainStep(cfg).run(resumed)
+    got = [(s, m["loss"]) for k, s, m in resumed.logged if k == "train"]
+    want = [(s, m["loss"]) for k, s, m in single.logged if k == "train"]
+    assert [s for s, _ in got] == [s for s, _ in want] == list(range(2, 61, 2))
+    assert [v for _, v in got] == pytest.approx([v for _, v in want], rel=1e-4)
