@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 import torch
@@ -13,7 +12,7 @@ import torch
 from llmos.context import RunContext
 from llmos.errors import NotFoundError, ValidationError
 from llmos.testing import check_plugin_contract
-from llmos_models.build import PRESETS, build_model, count_parameters
+from llmos_models.build import build_model, count_parameters
 from llmos_models.config import GPT2Config, LlamaConfig
 from llmos_models.io import load_model, read_meta, save_model
 
@@ -135,7 +134,6 @@ def test_pickles_are_refused(model_dir, tmp_path):
 
 SAVER = '''
 import json
-from pathlib import Path
 from safetensors.torch import load_file, save_file
 
 def save(model, path):
