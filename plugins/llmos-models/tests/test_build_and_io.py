@@ -134,6 +134,7 @@ def test_pickles_are_refused(model_dir, tmp_path):
 
 SAVER = '''
 import json
+from pathlib import Path
 from safetensors.torch import load_file, save_file
 
 def save(model, path):
