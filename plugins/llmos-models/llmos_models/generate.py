@@ -113,6 +113,15 @@ def _inputs(model: Any, tokenizer: Any, prompt: str) -> Any:
     return ids
 
 
+def _fit(model: Any, ids: Any, settings: GenerationSettings) -> GenerationSettings:
+    """Models with learned absolute positions (GPT-2: ``n_positions``) cannot go past
+    their last position: generate at most up to it (the finish reason is "length")."""
+    limit = getattr(getattr(model, "config", None), "n_positions", None)
+    if limit is not None and ids.shape[1] + settings.max_new_tokens > limit:
+        return settings.model_copy(update={"max_new_tokens": max(1, limit - ids.shape[1])})
+    return settings
+
+
 def _cut_at_stop(text: str, stops: list[str]) -> tuple[str, bool]:
     cut = min((i for i in (text.find(s) for s in stops) if i >= 0), default=-1)
     return (text[:cut], True) if cut >= 0 else (text, False)
@@ -124,6 +133,7 @@ def generate(model: Any, tokenizer: Any, prompt: str, settings: GenerationSettin
 
     settings = settings or GenerationSettings()
     ids = _inputs(model, tokenizer, prompt)
+    settings = _fit(model, ids, settings)
     model.eval()
     with torch.random.fork_rng(devices=[]), torch.inference_mode():
         if settings.seed is not None:
@@ -161,6 +171,7 @@ def stream(model: Any, tokenizer: Any, prompt: str, settings: GenerationSettings
     from transformers import StoppingCriteria, StoppingCriteriaList
 
     ids = _inputs(model, tokenizer, prompt)
+    settings = _fit(model, ids, settings)
     streamer = TextIteratorStreamer(tokenizer, skip_prompt=True, skip_special_tokens=True, timeout=600)
     errors: list[BaseException] = []
     cancel = threading.Event()

@@ -147,3 +147,11 @@ def test_closing_a_stream_stops_generation(trained, tokenizer):
     assert first and full.completion_tokens > 40 and n_full >= full.completion_tokens
     # the worker thread may run a few tokens ahead of the consumer, not to the end
     assert n_closed <= 20 < n_full
+
+
+def test_gpt2_generation_stops_at_its_last_position(make_model, tokenizer, dataset):
+    model = make_model("gpt2", dataset.vocab_size, seed=1).eval()  # n_positions = 128
+    s = GenerationSettings(max_new_tokens=500, temperature=1.0, seed=0)
+    out = generate(model, tokenizer, "Return the", s)
+    assert out.prompt_tokens + out.completion_tokens == model.config.n_positions, out
+    assert "".join(stream(model, tokenizer, "Return the", s)) == out.text
