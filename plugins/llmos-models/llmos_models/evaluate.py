@@ -175,6 +175,19 @@ class EvaluateStep:
         tokenizer = ctx.artifacts.get("tokenizer")
         if tokenizer is None:
             tokenizer = ds.tokenizer()
+        config = getattr(model, "config", None)
+        model_vocab = getattr(config, "vocab_size", None)
+        if model_vocab is not None and ds.vocab_size > model_vocab:
+            raise ValidationError(
+                f"the dataset's vocabulary ({ds.vocab_size} tokens) is larger than the model's ({model_vocab}): "
+                f"evaluate the model on data tokenized with its own tokenizer"
+            )
+        positions = getattr(config, "n_positions", None) or getattr(config, "max_position_embeddings", None)
+        if positions is not None and ds.block_size > positions:
+            raise ValidationError(
+                f"blocks of {ds.block_size} tokens are longer than the model accepts ({positions}): "
+                f"use a smaller block_size in the data stage"
+            )
         blocks = ds.split(cfg.split)
         n = len(blocks) if cfg.max_blocks is None else min(len(blocks), cfg.max_blocks)
         with ctx.progress(n, f"evaluating on {cfg.split}", unit="block") as bar:

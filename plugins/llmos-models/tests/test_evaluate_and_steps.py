@@ -75,6 +75,21 @@ def test_evaluate_step_beats_unigram_after_training(trained, dataset, tmp_path, 
         EvaluateStep(cfg).run(RunContext(run_id=None, spec=None, workdir=tmp_path))
 
 
+def test_evaluate_refuses_a_mismatched_model(make_model, dataset, tmp_path):
+    ctx = RunContext(run_id=None, spec=None, workdir=tmp_path)
+    ctx.artifacts.update(model=make_model("llama", dataset.vocab_size - 10), dataset=dataset)
+    with pytest.raises(ValidationError, match="vocabulary .* is larger than the model's"):
+        EvaluateStep(EvaluateConfig()).run(ctx)
+    from llmos_models.build import build_model
+    from llmos_models.config import GPT2Config
+
+    short = build_model("gpt2", GPT2Config(hidden_size=32, num_layers=1, num_heads=2), vocab_size=dataset.vocab_size,
+                        max_positions=16)
+    ctx.artifacts["model"] = short
+    with pytest.raises(ValidationError, match="longer than the model accepts"):
+        EvaluateStep(EvaluateConfig()).run(ctx)
+
+
 def _ctx(tmp_path, reg, name="tiny"):
     ctx = RunContext(run_id=None, spec=None, workdir=tmp_path / "run", seed=0)
 
