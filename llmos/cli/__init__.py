@@ -28,6 +28,17 @@ class CliError(click.ClickException):
         click.echo(f"Error: {self.format_message()}", err=True)
 
 
+class _PluginLoading:
+    """Commands added by plugins (to the root or any lazy group), so they can be
+    replaced when the plugin manager changes."""
+
+    active = False
+    added: list[tuple[click.Group, str]] = []
+
+
+_plugin_loading = _PluginLoading()
+
+
 class LazyGroup(click.Group):
     """A click group whose sub-commands are imported on first use.
 
@@ -45,8 +56,17 @@ class LazyGroup(click.Group):
         if name in self.lazy and name not in self.commands:
             from llmos.components import import_object
 
-            self.add_command(import_object(self.lazy[name]), name)
+            click.Group.add_command(self, import_object(self.lazy[name]), name)
         return super().get_command(ctx, name)
+
+    def add_command(self, cmd: click.Command, name: str | None = None) -> None:
+        name = name or cmd.name
+        if _plugin_loading.active:
+            if name in self.lazy or name in self.commands:
+                click.echo(f"Warning: a plugin tried to replace the command {name!r}; ignored", err=True)
+                return
+            _plugin_loading.added.append((self, name))
+        super().add_command(cmd, name)
 
     def invoke(self, ctx: click.Context) -> Any:
         try:
@@ -58,20 +78,11 @@ class LazyGroup(click.Group):
 class RootGroup(LazyGroup):
     """The root group: also collects plugin commands (once, guarded)."""
 
-    _plugins_loaded = False
-    _adding_plugin_commands = False
-
-    def add_command(self, cmd: click.Command, name: str | None = None) -> None:
-        name = name or cmd.name
-        if self._adding_plugin_commands and (name in self.lazy or name in self.commands):
-            click.echo(f"Warning: a plugin tried to replace the command {name!r}; ignored", err=True)
-            return
-        super().add_command(cmd, name)
+    _loaded_for: object = None
 
     def _load_plugin_commands(self) -> None:
-        if self._plugins_loaded:
-            return
-        self._plugins_loaded = True
+        """Let every plugin add its commands — once per plugin manager, so a process
+        that swaps managers (tests, embedding) sees the commands of the current one."""
         from llmos.plugins import get_manager
 
         try:
@@ -79,11 +90,17 @@ class RootGroup(LazyGroup):
         except LlmosError as exc:  # e.g. unreadable settings: keep the CLI usable
             click.echo(f"Warning: plugins not loaded: {exc.message}", err=True)
             return
-        self._adding_plugin_commands = True
+        if self._loaded_for is manager:
+            return
+        for group, name in _plugin_loading.added:  # commands of the previous manager's plugins
+            group.commands.pop(name, None)
+        _plugin_loading.added.clear()
+        self._loaded_for = manager
+        _plugin_loading.active = True
         try:
             manager.call_each("llmos_register_commands", cli=self)
         finally:
-            self._adding_plugin_commands = False
+            _plugin_loading.active = False
 
     def list_commands(self, ctx: click.Context) -> list[str]:
         self._load_plugin_commands()
