@@ -167,7 +167,13 @@ def test_health_ready_metrics_and_access_log(start_server, tiny_dir, caplog):
             httpx.post(srv.url + "/v1/completions",
                        json={"model": "tiny", "prompt": "hi", "max_tokens": 4, "stream": stream}).read()
         httpx.post(srv.url + "/v1/completions", json={"model": "zzz", "prompt": "hi"})
-    lines = [r.getMessage() for r in caplog.records if r.name == "llmos.serve.access"]
+        # the access line is written after the response is sent: wait for it (bounded)
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            lines = [r.getMessage() for r in caplog.records if r.name == "llmos.serve.access"]
+            if len(lines) >= 3:
+                break
+            time.sleep(0.05)
     assert any('"POST /v1/completions" 200' in line and "version=tiny:local" in line for line in lines), lines
     assert any('"POST /v1/completions" 404' in line for line in lines), lines
     text = httpx.get(srv.url + "/metrics").text
