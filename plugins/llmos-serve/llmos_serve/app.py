@@ -115,11 +115,14 @@ class Notifier:
     def start(self) -> None:
         self._thread.start()
 
-    def stop(self) -> None:
+    def stop(self, timeout: float = 5.0) -> None:
+        """Deliver what is queued (bounded by ``timeout``), then end the thread."""
         try:
-            self.q.put_nowait(None)
+            self.q.put(None, timeout=timeout)
         except queue.Full:
-            pass
+            return
+        if self._thread.is_alive():
+            self._thread.join(timeout)
 
     def request_served(self, request: dict[str, Any], metrics: dict[str, float]) -> None:
         try:
