@@ -14,7 +14,7 @@ from typing import Any
 import click
 
 from llmos.cli import LazyGroup
-from llmos.cli._output import echo_json, echo_table, json_option
+from llmos.cli._output import echo_json, echo_table, json_option, make_console
 
 #: sub-commands provided by other core modules (imported on use)
 LAZY: dict[str, str] = {}
@@ -332,7 +332,6 @@ def lineage(ref: str, as_json: bool) -> None:
     if as_json:
         echo_json(tree)
         return
-    from rich.console import Console
     from rich.tree import Tree
 
     def label(node: dict[str, Any]) -> str:
@@ -353,7 +352,7 @@ def lineage(ref: str, as_json: bool) -> None:
 
     root = Tree(label(tree))
     add(root, tree)
-    console = Console(soft_wrap=True)
+    console = make_console(soft_wrap=True)
     console.print(root)
     if tree.get("children"):
         console.print(f"children: {', '.join(tree['children'])}")

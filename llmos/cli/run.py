@@ -8,7 +8,7 @@ from typing import Any
 
 import click
 
-from llmos.cli._output import echo_json, json_option
+from llmos.cli._output import echo_json, json_option, make_console
 
 
 @click.command("run")
@@ -128,10 +128,9 @@ _PREFERRED = ("val_ppl", "ppl_vs_unigram", "val_loss", "version", "steps", "trai
 
 
 def _print_summary(result: Any) -> None:
-    from rich.console import Console
     from rich.table import Table
 
-    console = Console()
+    console = make_console()
     table = Table(title=f"run {result.run_id} · {result.pipeline} · {result.status} · {result.duration_s:.1f}s",
                   header_style="bold")
     for col in ("stage", "component", "status", "time", "key results"):
@@ -165,7 +164,6 @@ def runs() -> None:
 
 def _table(rows: list[tuple[Any, ...]], headers: list[str], title: str | None = None) -> None:
     """Like echo_table, but the first column (run ids, names) is never cut or wrapped."""
-    from rich.console import Console
     from rich.table import Table
 
     table = Table(title=title, box=None, header_style="bold", pad_edge=False)
@@ -175,7 +173,7 @@ def _table(rows: list[tuple[Any, ...]], headers: list[str], title: str | None = 
         table.add_column(h, overflow="fold")
     for row in rows:
         table.add_row(*("" if v is None else str(v) for v in row))
-    Console(soft_wrap=False).print(table)
+    make_console(soft_wrap=False).print(table)
 
 
 def _metric_summary(reg: Any, run_id: str) -> dict[str, dict[str, Any]]:
