@@ -13,16 +13,20 @@ from __future__ import annotations
 import json
 import os
 import sys
-from dataclasses import dataclass
 from pathlib import Path
 
 
-@dataclass(frozen=True)
 class EntryPointRecord:
-    name: str
-    value: str
-    dist: str | None
-    version: str | None
+    """One entry point: ``name = value`` from distribution ``dist`` ``version``.
+    (A plain class, not a dataclass: building dataclasses costs start-up time.)"""
+
+    __slots__ = ("name", "value", "dist", "version")
+
+    def __init__(self, name: str, value: str, dist: str | None, version: str | None) -> None:
+        self.name, self.value, self.dist, self.version = name, value, dist, version
+
+    def to_dict(self) -> dict[str, str | None]:
+        return {"name": self.name, "value": self.value, "dist": self.dist, "version": self.version}
 
     def load(self) -> object:
         from llmos.components import import_object
@@ -37,9 +41,18 @@ class EntryPointRecord:
 
 def _key() -> str:
     parts = [sys.executable]
-    for p in sys.path:
+    for i, p in enumerate(sys.path):
+        if i == 0:
+            # the script's directory or the cwd: its mtime changes all the time (a
+            # busy /tmp), so key on the distributions it holds instead
+            try:
+                names = sorted(e.name for e in os.scandir(p or ".") if e.name.endswith((".dist-info", ".egg-info")))
+            except OSError:
+                continue
+            parts.append(f"{p}={','.join(names)}")
+            continue
         try:
-            parts.append(f"{p}={os.stat(p or '.').st_mtime_ns}")
+            parts.append(f"{p}={os.stat(p).st_mtime_ns}")
         except OSError:
             continue
     return "|".join(parts)
@@ -75,7 +88,7 @@ def entry_points(group: str, cache_dir: Path | None) -> list[EntryPointRecord]:
     try:
         cache_dir.mkdir(parents=True, exist_ok=True)
         tmp = path.with_suffix(f".{os.getpid()}.tmp")
-        tmp.write_text(json.dumps({"key": key, "entries": [r.__dict__ for r in records]}))
+        tmp.write_text(json.dumps({"key": key, "entries": [r.to_dict() for r in records]}))
         os.replace(tmp, path)
     except OSError:
         pass  # a read-only home only costs speed

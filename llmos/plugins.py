@@ -20,12 +20,9 @@ per-plugin isolation and attribution of components possible.
 
 from __future__ import annotations
 
-import logging
 import os
 import sys
-import traceback
 from collections.abc import Iterable
-from dataclasses import dataclass, field
 from typing import Any
 
 import pluggy
@@ -35,26 +32,34 @@ from llmos.components import NAME_RE, STAGE_HOOKS, STAGES, Component, ComponentR
 from llmos.config import load_settings, save_settings
 from llmos.errors import ConflictError, NotFoundError, PluginError, ValidationError
 
-log = logging.getLogger("llmos.plugins")
 
 ENTRY_POINT_GROUP = "llmos"
 
 OK, BROKEN, DISABLED, SKIPPED, INCOMPATIBLE = "ok", "broken", "disabled", "skipped", "incompatible"
 
 
-@dataclass
 class PluginInfo:
-    """What the manager knows about one plugin (loaded or not)."""
+    """What the manager knows about one plugin (loaded or not).
+    (A plain class, not a dataclass: building dataclasses costs start-up time.)"""
 
-    name: str
-    status: str = OK
-    source: str = "entry-point"  # or "code"
-    dist: str | None = None
-    version: str | None = None
-    module: str | None = None
-    api_version: int | None = None
-    error: str | None = None
-    obj: Any = field(default=None, repr=False)
+    def __init__(
+        self,
+        name: str,
+        status: str = OK,
+        source: str = "entry-point",  # or "code"
+        dist: str | None = None,
+        version: str | None = None,
+        module: str | None = None,
+        api_version: int | None = None,
+        error: str | None = None,
+        obj: Any = None,
+    ) -> None:
+        self.name, self.status, self.source = name, status, source
+        self.dist, self.version, self.module = dist, version, module
+        self.api_version, self.error, self.obj = api_version, error, obj
+
+    def __repr__(self) -> str:
+        return f"PluginInfo(name={self.name!r}, status={self.status!r}, error={self.error!r})"
 
     @property
     def hooks(self) -> list[str]:
@@ -185,8 +190,12 @@ class PluginManager:
         if self.pm.has_plugin(info.name):
             self.pm.unregister(name=info.name)
         self._components = None
-        log.warning("plugin %s is broken: %s", info.name, reason)
+        import logging  # not at import time: llmos --help stays fast
+
+        logging.getLogger("llmos.plugins").warning("plugin %s is broken: %s", info.name, reason)
         if self._trace and exc is not None:
+            import traceback
+
             traceback.print_exception(exc, file=sys.stderr)
         if _strict():
             raise PluginError(f"plugin {info.name!r} is broken: {reason}") from exc

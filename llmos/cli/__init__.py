@@ -49,8 +49,24 @@ class LazyGroup(click.Group):
         super().__init__(*args, **kwargs)
         self.lazy = dict(lazy or {})
 
+    #: ``{command name: one-line help}`` shown by ``--help`` without importing the module
+    lazy_help: dict[str, str] = {}
+
     def list_commands(self, ctx: click.Context) -> list[str]:
         return sorted(set(super().list_commands(ctx)) | set(self.lazy))
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        rows = []
+        for name in self.list_commands(ctx):
+            if name in self.lazy and name not in self.commands and name in self.lazy_help:
+                rows.append((name, self.lazy_help[name]))
+                continue
+            cmd = self.get_command(ctx, name)
+            if cmd is not None and not cmd.hidden:
+                rows.append((name, cmd.get_short_help_str(formatter.width - 6 - len(name))))
+        if rows:
+            with formatter.section("Commands"):
+                formatter.write_dl(rows)
 
     def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
         if name in self.lazy and name not in self.commands:
@@ -122,6 +138,20 @@ CORE_COMMANDS = {
     "model": "llmos.cli.model:model",
     "db": "llmos.cli.db:db",
 }
+
+
+#: one-line help of the core commands, so ``llmos --help`` imports none of their modules
+CORE_HELP = {
+    "components": "Components by stage, with the plugin of each.",
+    "contrib": "Contribute to the index: keys, submit, review.",
+    "db": "The registry database: upgrade, info.",
+    "index": "The community plugin index: check rules, schema.",
+    "model": "Model versions: register, alias, diff, lineage, export.",
+    "plugin": "Plugins: list, enable/disable, search, install, scaffold.",
+    "run": "Run a pipeline file (stages in order, recorded).",
+    "runs": "Recorded pipeline runs: list, show, compare.",
+}
+RootGroup.lazy_help = CORE_HELP
 
 
 @click.group(
