@@ -109,3 +109,10 @@ def test_components_json_and_stage_filter(plugin_manager):
     assert [c["ref"] for c in only] == ["data.text"]
     table = invoke("components", "-v").output
     assert "optimizer.loop" in table and ".steps" in table
+
+
+def test_every_core_command_has_its_help_line():
+    from llmos.cli import CORE_COMMANDS, CORE_HELP
+
+    assert set(CORE_HELP) == set(CORE_COMMANDS)
+    assert all(len(h) <= 60 for h in CORE_HELP.values())  # one line in an 80-column terminal
