@@ -138,6 +138,19 @@ def check_against_pytorch(model: Any, onnx_path: Path, tokens: int, seed: int = 
     }
 
 
+@contextlib.contextmanager
+def _quiet(logger_name: str) -> Any:
+    """Silence a library logger's warnings (torch.onnx logs one line per torchvision
+    operator it cannot register when torchvision is absent — noise, not a problem)."""
+    log = logging.getLogger(logger_name)
+    before = log.level
+    log.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        log.setLevel(before)
+
+
 def export_onnx(model: Any, tokenizer: Any, out_dir: Path | str, cfg: Any = None, *,
                 generation: dict[str, Any] | None = None) -> tuple[list[Path], dict[str, Any]]:
     """Export ``model`` (+ tokenizer and config) into ``out_dir``; returns the files
@@ -163,7 +176,7 @@ def export_onnx(model: Any, tokenizer: Any, out_dir: Path | str, cfg: Any = None
         onnx_path = tmp / FILES["fp32"]
         t0 = time.perf_counter()
         try:
-            with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
+            with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()), _quiet("torch.onnx"):
                 warnings.simplefilter("ignore")
                 torch.onnx.export(
                     wrapper, (example_ids, past, past.clone()), str(onnx_path), dynamo=True,
