@@ -6,6 +6,7 @@ measured side by side in one run, so they mean something on a noisy machine.
 
     python benchmarks/run.py              # all
     python benchmarks/run.py core train   # some
+    python benchmarks/run.py --collect    # only rebuild docs/benchmarks.md from the sections
 """
 
 from __future__ import annotations
@@ -31,11 +32,12 @@ def load(path: Path):
 
 def main(argv: list[str]) -> int:
     sys.path.insert(0, str(HERE))
-    wanted = set(argv)
+    collect_only = "--collect" in argv
+    wanted = set(argv) - {"--collect"}
     failed = []
     for path in sorted(HERE.glob("bench_*.py")):
         area = path.stem.removeprefix("bench_")
-        if wanted and area not in wanted:
+        if collect_only or (wanted and area not in wanted):
             continue
         print(f"== {area}", flush=True)
         try:
@@ -47,7 +49,11 @@ def main(argv: list[str]) -> int:
         (DOCS / "benchmarks").mkdir(parents=True, exist_ok=True)
         (DOCS / "benchmarks" / f"{area}.md").write_text(text)
         print(text)
-    sections = sorted((DOCS / "benchmarks").glob("*.md"))
+    order = ["core", "registry", "data", "train", "compress", "serve", "monitor", "community"]
+    sections = sorted(
+        (DOCS / "benchmarks").glob("*.md"),
+        key=lambda p: (order.index(p.stem) if p.stem in order else len(order), p.stem),
+    )
     head = [
         "# Benchmarks",
         "",
