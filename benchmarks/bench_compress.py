@@ -252,6 +252,9 @@ def main() -> str:
         f"Distillation check: the student ({dm['params']:.0f} parameters, "
         f"{dm['params_ratio_vs_teacher']:.2f}× the teacher) reached perplexity {s_ppl:.2f}; teacher {base_ppl:.2f}.",
         "",
+        "Caveat: when the base model is under-trained (few TRAIN_STEPS), the recovery and distillation steps are "
+        "extra training and can lower perplexity below the parent's; only the int8 row involves no training.",
+        "",
         "### ONNX Runtime vs PyTorch eager (next-token latency with KV cache)",
         "",
         "| runtime | latency per token | speed-up | logits vs PyTorch |",
