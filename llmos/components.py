@@ -136,7 +136,7 @@ class Component:
                     "name": fname,
                     "type": type_name,
                     "required": required,
-                    "default": _jsonable(default),
+                    "default": jsonable(default),
                     "description": finfo.description or "",
                 }
             )
@@ -153,13 +153,22 @@ class Component:
         }
 
 
-def _jsonable(value: Any) -> Any:
-    if value is None or isinstance(value, (bool, int, float, str)):
+def jsonable(value: Any) -> Any:
+    """``value`` as plain JSON types: NaN/inf and unknown objects as strings, tensors and
+    numpy scalars by ``.item()``, pydantic models by ``model_dump``."""
+    if value is None or isinstance(value, (bool, int, str)):
         return value
-    if isinstance(value, (list, tuple)):
-        return [_jsonable(v) for v in value]
+    if isinstance(value, float):
+        return value if value == value and abs(value) != float("inf") else str(value)
     if isinstance(value, dict):
-        return {str(k): _jsonable(v) for k, v in value.items()}
+        return {str(k): jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [jsonable(v) for v in value]
+    if hasattr(value, "item") and callable(value.item):
+        try:
+            return jsonable(value.item())
+        except (TypeError, ValueError):
+            pass
     if hasattr(value, "model_dump"):
         return value.model_dump(mode="json")
     return str(value)

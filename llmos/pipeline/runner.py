@@ -43,6 +43,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from llmos.components import jsonable as _jsonable
 from llmos.context import RunContext
 from llmos.errors import ConflictError, LlmosError, ValidationError
 from llmos.pipeline.display import Display
@@ -101,25 +102,6 @@ def _describe(value: Any) -> str:
     if isinstance(value, (str, int, float)):
         return str(value)
     return f"{type(value).__module__}.{type(value).__qualname__}"
-
-
-def _jsonable(value: Any) -> Any:
-    if value is None or isinstance(value, (bool, int, str)):
-        return value
-    if isinstance(value, float):
-        return value if value == value and abs(value) != float("inf") else str(value)
-    if isinstance(value, dict):
-        return {str(k): _jsonable(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_jsonable(v) for v in value]
-    if hasattr(value, "item") and callable(value.item):
-        try:
-            return _jsonable(value.item())
-        except (TypeError, ValueError):
-            pass
-    if hasattr(value, "model_dump"):
-        return value.model_dump(mode="json")
-    return str(value)
 
 
 def _exc_line(exc: BaseException | None) -> str:
