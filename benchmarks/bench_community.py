@@ -131,7 +131,7 @@ def bench_check(tmp: Path, n: int, reps: int = 3) -> float:
 
 
 def main() -> str:
-    from benchmarks_stamp import stamp  # type: ignore[import-not-found]
+    from benchmarks_stamp import stamp, write_section  # type: ignore[import-not-found]
 
     with tempfile.TemporaryDirectory(prefix="llmos-bench-community-") as t:
         tmp = Path(t)
@@ -156,10 +156,7 @@ def main() -> str:
         "",
     ]
     text = "\n".join(lines)
-    out = REPO / "docs" / "benchmarks" / "community.md"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(text)
-    return text
+    return write_section("community", text)
 
 
 if __name__ == "__main__":

@@ -126,7 +126,7 @@ def main() -> str:
     import torch
 
     sys.path.insert(0, str(HERE))
-    from benchmarks_stamp import stamp  # type: ignore[import-not-found]
+    from benchmarks_stamp import stamp, write_section  # type: ignore[import-not-found]
 
     from llmos_compress.distill import DistillStep
     from llmos_compress.config import DistillConfig, PruneConfig
@@ -274,10 +274,7 @@ def main() -> str:
         "",
     ]
     text_out = "\n".join(lines)
-    out = HERE.parent / "docs" / "benchmarks" / "compress.md"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(text_out)
-    return text_out
+    return write_section("compress", text_out)
 
 
 if __name__ == "__main__":

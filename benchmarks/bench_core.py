@@ -39,7 +39,7 @@ def heavy_modules(args: list[str], env: dict) -> list[str]:
 def main() -> str:
     import tempfile
 
-    from benchmarks_stamp import stamp  # type: ignore[import-not-found]
+    from benchmarks_stamp import stamp, write_section  # type: ignore[import-not-found]
 
     home = tempfile.mkdtemp(prefix="llmos-bench-")
     env = dict(os.environ, LLMOS_HOME=home)
@@ -60,7 +60,7 @@ def main() -> str:
     heavy_help = heavy_modules(["--help"], env)
     heavy_list = heavy_modules(["plugin", "list"], env)
     ratio = ra / rb
-    return "\n".join([
+    return write_section("core", "\n".join([
         "## Core start-up",
         "",
         stamp(),
@@ -76,7 +76,7 @@ def main() -> str:
         f"Heavy modules imported by `llmos --help`: {heavy_help or 'none'}; by `llmos plugin list`: "
         f"{heavy_list or 'none'} (torch, transformers, numpy, onnxruntime checked).",
         "",
-    ])
+    ]))
 
 
 if __name__ == "__main__":

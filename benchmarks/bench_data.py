@@ -23,8 +23,8 @@ import tempfile
 import time
 from pathlib import Path
 
-HERE = Path(__file__).resolve().parent
-DOCS = HERE.parent / "docs" / "benchmarks"
+from benchmarks_stamp import write_section  # type: ignore[import-not-found]
+
 
 _CHILD = r"""
 import json, resource, sys, time
@@ -118,9 +118,7 @@ def main() -> str:
             "",
         ]
     )
-    DOCS.mkdir(parents=True, exist_ok=True)
-    (DOCS / "data.md").write_text(text)
-    return text
+    return write_section("data", text)
 
 
 if __name__ == "__main__":

@@ -199,7 +199,7 @@ def paired_ratio(series: dict[str, list[float]], a: str, b: str) -> float:
 
 def main() -> str:
     sys.path.insert(0, str(Path(__file__).resolve().parent))
-    from benchmarks_stamp import stamp  # type: ignore[import-not-found]
+    from benchmarks_stamp import stamp, write_section  # type: ignore[import-not-found]
 
     r = measure()
     cpu, wall = r["cpu"], r["wall"]
@@ -244,10 +244,7 @@ def main() -> str:
         "",
     ]
     text = "\n".join(lines)
-    out = ROOT / "docs" / "benchmarks" / "monitor.md"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(text)
-    return text
+    return write_section("monitor", text)
 
 
 if __name__ == "__main__":

@@ -193,7 +193,7 @@ def bench_resolve(work: Path) -> dict:
 
 def main() -> str:
     sys.path.insert(0, str(Path(__file__).resolve().parent))
-    from benchmarks_stamp import stamp  # type: ignore[import-not-found]
+    from benchmarks_stamp import stamp, write_section  # type: ignore[import-not-found]
 
     os.environ["LLMOS_PLUGINS"] = ""  # notifications go to no plugin
     work = Path(tempfile.mkdtemp(prefix="llmos-bench-registry-", dir=os.environ.get("LLMOS_BENCH_TMP")))
@@ -248,10 +248,7 @@ def main() -> str:
         "",
     ]
     text = "\n".join(lines)
-    out = Path(__file__).resolve().parent.parent / "docs" / "benchmarks" / "registry.md"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(text)
-    return text
+    return write_section("registry", text)
 
 
 if __name__ == "__main__":

@@ -284,7 +284,7 @@ def main() -> str:
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from benchmarks_stamp import stamp  # type: ignore[import-not-found]
+    from benchmarks_stamp import stamp, write_section  # type: ignore[import-not-found]
 
     torch.set_num_threads(THREADS)
     work = Path(tempfile.mkdtemp(prefix="llmos-bench-serve-"))
@@ -364,13 +364,9 @@ def main() -> str:
         "server reports the new version.",
         "",
     ]
-    return "\n".join(lines)
+    return write_section("serve", "\n".join(lines))
 
 
 if __name__ == "__main__":
     sys.path.insert(0, str(Path(__file__).resolve().parent))
-    text = main()
-    out = ROOT / "docs" / "benchmarks" / "serve.md"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(text)
-    print(text)
+    print(main())

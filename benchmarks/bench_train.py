@@ -210,7 +210,7 @@ def _measure(*args: str) -> dict:
 
 
 def main() -> str:
-    from benchmarks_stamp import stamp  # type: ignore[import-not-found]
+    from benchmarks_stamp import stamp, write_section  # type: ignore[import-not-found]
 
     speed = _measure("speed")
     tokens_chunk = LOG_EVERY * BATCH * (BLOCK - 1)
@@ -251,10 +251,7 @@ def main() -> str:
         "",
     ]
     text = "\n".join(lines)
-    out = Path(__file__).resolve().parent.parent / "docs" / "benchmarks" / "train.md"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(text)
-    return text
+    return write_section("train", text)
 
 
 if __name__ == "__main__":
