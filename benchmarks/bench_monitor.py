@@ -80,14 +80,14 @@ from llmos import hookimpl  # noqa: E402
 class _BenchPlugin:
     """Provides the set-up step and times the train stage (wall and process CPU time)."""
 
-    LLMOS_API = 1
+    LLMOS_API = 2
 
     def __init__(self) -> None:
         self.t0 = (0.0, 0.0)
         self.last = (0.0, 0.0)
 
     @hookimpl
-    def llmos_register_data(self, register: Any) -> None:
+    def llmos_register_data_steps(self, register: Any) -> None:
         register("bench-setup", _Setup, description="benchmark data and model")
 
     @hookimpl

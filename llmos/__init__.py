@@ -10,8 +10,8 @@ Plugins write::
     from llmos import hookimpl
 
     @hookimpl
-    def llmos_register_models(register):
-        register("my-model", "my_pkg.models:build", config=MyConfig,
+    def llmos_register_model_steps(register):
+        register("my-model", "my_pkg.models:BuildStep", config=MyConfig,
                  description="A model built from scratch")
 """
 
@@ -23,10 +23,13 @@ __version__ = "0.1.0"
 
 #: Version of the plugin API (hook specs, component protocol, context).
 #: A plugin declares the API it was written for with a module-level
-#: ``LLMOS_API = 1``; the core refuses plugins written for an API it does not
-#: support (see :data:`SUPPORTED_API_VERSIONS`).
-API_VERSION = 1
-SUPPORTED_API_VERSIONS = frozenset({1})
+#: ``LLMOS_API = 2``; the core refuses plugins written for an API it does not
+#: support (see :data:`SUPPORTED_API_VERSIONS`). API 2 renamed the hooks to one
+#: grammar and added the extension points; API-1 plugins still load, their hook
+#: names mapped onto API 2's with a deprecation warning
+#: (:data:`llmos.plugins.API1_HOOK_NAMES`).
+API_VERSION = 2
+SUPPORTED_API_VERSIONS = frozenset({1, 2})
 
 #: Marker for hook specifications (used by :mod:`llmos.hookspecs` only).
 hookspec = pluggy.HookspecMarker("llmos")

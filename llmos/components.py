@@ -23,14 +23,32 @@ STAGES: tuple[str, ...] = ("data", "model", "optimizer", "compression", "deploym
 
 #: provider hook name for each stage
 STAGE_HOOKS: dict[str, str] = {
-    "data": "llmos_register_data",
-    "model": "llmos_register_models",
-    "optimizer": "llmos_register_optimizers",
-    "compression": "llmos_register_compressors",
-    "deployment": "llmos_register_deployers",
-    "monitoring": "llmos_register_monitors",
+    "data": "llmos_register_data_steps",
+    "model": "llmos_register_model_steps",
+    "optimizer": "llmos_register_optimizer_steps",
+    "compression": "llmos_register_compression_steps",
+    "deployment": "llmos_register_deployment_steps",
+    "monitoring": "llmos_register_monitoring_steps",
 }
 
+#: Extension kinds (what a standard stage lets plugins swap inside it), each with
+#: its provider hook ``llmos_register_<kind>``. See :mod:`llmos.hookspecs`, group 2.
+EXTENSION_KINDS: tuple[str, ...] = (
+    "optimizers",
+    "lr_schedules",
+    "data_readers",
+    "tokenizer_trainers",
+    "architectures",
+    "model_loaders",
+    "eval_tasks",
+    "eval_metrics",
+    "quantizers",
+    "export_formats",
+    "serving_engines",
+)
+EXTENSION_HOOKS: dict[str, str] = {kind: f"llmos_register_{kind}" for kind in EXTENSION_KINDS}
+
+#: Component and extension names (also documented in :mod:`llmos.hookspecs`).
 NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_-]*$")
 _REF_RE = re.compile(r"^(?:(?P<plugin>[A-Za-z0-9][A-Za-z0-9._-]*):)?(?P<stage>[a-z]+)\.(?P<name>[a-z0-9][a-z0-9_-]*)$")
 
@@ -151,6 +169,49 @@ class Component:
             "description": self.description,
             "config": self.config_fields(),
         }
+
+
+@dataclass
+class Extension(Component):
+    """An extension registered by a plugin through an ``llmos_register_<kind>`` hook.
+
+    Same fields as :class:`Component`, with ``stage`` holding the extension kind
+    (one of :data:`EXTENSION_KINDS`) and ``extra`` the kind-specific keywords
+    given to ``register`` (``presets`` for architectures). Stages call
+    ``load_factory()`` with the arguments their kind documents.
+    """
+
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def kind(self) -> str:
+        return self.stage
+
+    @property
+    def ref(self) -> str:
+        return f"{self.stage}.{self.name}"
+
+    @property
+    def qualified_ref(self) -> str:
+        return f"{self.plugin}:{self.name}"
+
+    def to_dict(self) -> dict[str, Any]:
+        out = {
+            "ref": self.ref,
+            "kind": self.stage,
+            "name": self.name,
+            "plugin": self.plugin,
+            "factory": self.factory if isinstance(self.factory, str) else _callable_name(self.factory),
+            "description": self.description,
+            "config": self.config_fields(),
+        }
+        if self.extra:
+            out.update(jsonable(self.extra))
+        return out
+
+
+def _callable_name(obj: Any) -> str:
+    return f"{getattr(obj, '__module__', '?')}:{getattr(obj, '__qualname__', type(obj).__name__)}"
 
 
 def jsonable(value: Any) -> Any:

@@ -55,19 +55,19 @@ class RunContext:
 
         :param step: global step (``None`` for a one-off value).
         :param metrics: name → float.
-        :param kind: ``"train"`` (calls ``llmos_on_train_step``), ``"eval"``
-            (calls ``llmos_on_evaluate``) or anything else (``llmos_on_metrics``).
+        :param kind: ``"train"`` (calls ``llmos_after_train_step``), ``"eval"``
+            (calls ``llmos_after_evaluate``) or anything else (``llmos_after_metrics``).
         """
         clean = {k: float(v) for k, v in metrics.items()}
         if self._metric_writer is not None:
             self._metric_writer(kind, step, clean)
         if self.manager is not None:
             if kind == "train":
-                self.manager.notify("llmos_on_train_step", ctx=self, step=step, metrics=clean)
+                self.manager.notify("llmos_after_train_step", ctx=self, step=step, metrics=clean)
             elif kind == "eval":
-                self.manager.notify("llmos_on_evaluate", ctx=self, step=step, metrics=clean)
+                self.manager.notify("llmos_after_evaluate", ctx=self, step=step, metrics=clean)
             else:
-                self.manager.notify("llmos_on_metrics", source=f"run:{self.run_id}:{kind}", step=step, metrics=clean)
+                self.manager.notify("llmos_after_metrics", source=f"run:{self.run_id}:{kind}", step=step, metrics=clean)
 
     # -- progress ------------------------------------------------------------------
 

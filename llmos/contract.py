@@ -29,7 +29,7 @@ def check_plugin(obj: Any, name: str | None = None) -> list[str]:
     problems: list[str] = []
     api = getattr(obj, "LLMOS_API", None)
     if api is None:
-        problems.append(f"{name}: declares no LLMOS_API (add `LLMOS_API = 1` to the hook module)")
+        problems.append(f"{name}: declares no LLMOS_API (add `LLMOS_API = 2` to the hook module)")
     elif api not in SUPPORTED_API_VERSIONS:
         problems.append(f"{name}: LLMOS_API = {api!r} is not supported (supported: {sorted(SUPPORTED_API_VERSIONS)})")
     hooks = [n for n in dir(obj) if n.startswith("llmos_") and callable(getattr(obj, n))]

@@ -9,7 +9,7 @@ from __future__ import annotations
 import inspect
 
 from llmos import hookspecs
-from llmos.components import STAGE_HOOKS
+from llmos.components import EXTENSION_HOOKS, STAGE_HOOKS
 
 
 def hook_names() -> list[str]:
@@ -25,6 +25,7 @@ def signature(name: str) -> str:
 
 def render() -> str:
     stage_of = {hook: stage for stage, hook in STAGE_HOOKS.items()}
+    kind_of = {hook: kind for kind, hook in EXTENSION_HOOKS.items()}
     out = [
         "# Hook reference",
         "",
@@ -37,7 +38,11 @@ def render() -> str:
         out.append(f"## `{signature(name)}`")
         out.append("")
         if name in stage_of:
-            out.append(f"*Provider hook of the **{stage_of[name]}** stage.*")
+            out.append(f"*Provider hook of the **{stage_of[name]}** stage's steps.*")
+            out.append("")
+        if name in kind_of:
+            out.append(f"*Extension point: kind **`{kind_of[name]}`** "
+                       f"(`manager.extensions({kind_of[name]!r})`, `llmos components --kind {kind_of[name]}`).*")
             out.append("")
         out.append(doc)
         out.append("")

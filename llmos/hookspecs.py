@@ -1,19 +1,24 @@
-"""The llmos plugin contract: every hook a plugin may implement.
+"""The llmos plugin contract: every hook a plugin may implement (plugin API 2).
 
-Read top to bottom. Three groups:
+Read top to bottom. Names follow one grammar: ``llmos_register_<what>`` for
+providers (the name says what is registered), ``llmos_before_<x>`` /
+``llmos_after_<x>`` / ``llmos_on_<x>_error`` for lifecycle notifications.
+Four groups:
 
-1. **Provider hooks**, one per stage (data, model, optimizer, compression,
-   deployment, monitoring). The core passes a ``register`` callback and the
-   plugin calls it once per component it provides::
+1. **Stage-step providers**, one per stage (data, model, optimizer, compression,
+   deployment, monitoring): the steps a pipeline's ``use = "<stage>.<name>"``
+   names. The core passes a ``register`` callback and the plugin calls it once
+   per component it provides::
 
        @hookimpl
-       def llmos_register_models(register):
-           register("llama", "llmos_models.build:build_llama",
+       def llmos_register_model_steps(register):
+           register("llama", "llmos_models.build:LlamaStep",
                     config=LlamaConfig, description="Llama-style decoder")
 
    ``register(name, factory, *, config=None, description="")``:
 
-   - ``name`` — component name, unique within the stage (``^[a-z0-9][a-z0-9_.-]*$``).
+   - ``name`` — component name, unique within the stage, matching
+     ``^[a-z0-9][a-z0-9_-]*$`` (:data:`llmos.components.NAME_RE`).
      Pipelines refer to it as ``"<stage>.<name>"`` (e.g. ``"model.llama"``), or as
      ``"<plugin>:<stage>.<name>"`` when two plugins provide the same name.
    - ``factory`` — a callable ``factory(config) -> object`` or a ``"module:attr"``
@@ -24,22 +29,47 @@ Read top to bottom. Three groups:
      means "takes no settings".
    - ``description`` — one line shown by ``llmos components``.
 
-   What the factory's object must do depends on where it is used: in a
-   pipeline it is a *step* — it has ``run(ctx)`` (or is callable as
+   The factory's object is a *step*: it has ``run(ctx)`` (or is callable as
    ``obj(ctx)``) and reads/writes :class:`llmos.context.RunContext` artifacts.
    The conventions between the standard plugins (which artifact keys each stage
    reads and writes) are documented in ``DESIGN.md``.
 
-2. **Lifecycle hooks**, called by the pipeline runner, the trainer and the
-   server. They are notifications: return values are ignored, and an exception
-   inside one plugin's implementation is reported and isolated — it never
-   stops the run or other plugins.
+2. **Extension points**: what a standard stage lets you swap *inside* it (an
+   optimizer, an LR schedule, a data reader, an architecture, a model loader, a
+   quantizer...). Same ``register(name, factory, *, config=None, description="")``
+   callback, same name rule; what the factory is called with is documented on
+   each hook. The standard plugins register their own built-ins through these
+   hooks, exactly like an external plugin. A stage's setting names one (e.g.
+   ``optimizer = "lion"``), or ``"<plugin>:<name>"`` when two plugins provide it.
+   Stages and tools look them up through the plugin manager::
 
-3. **The CLI hook**: plugins add click commands.
+       from llmos.plugins import get_manager
+
+       manager = get_manager()
+       manager.extensions("optimizers")            # every registered optimizer
+       ext = manager.get_extension("optimizers", "adamw")   # or "plugin:adamw"
+       cfg = ext.validate_config({"betas": [0.9, 0.95]})
+       opt = ext.load_factory()(params, cfg)
+
+   An unknown name raises :class:`llmos.errors.NotFoundError` listing the
+   available names; a name two plugins provide raises
+   :class:`llmos.errors.ConflictError` naming both. ``llmos components`` lists
+   them under their plugin.
+
+3. **Lifecycle hooks**, called by the pipeline runner, the trainer, the
+   registry and the server. They are notifications: return values are ignored,
+   and an exception inside one plugin's implementation is reported and isolated
+   — it never stops the run or other plugins.
+
+4. **The CLI hook**: plugins add click commands.
 
 Rules (pluggy conventions): implementations may accept any subset of a hook's
 arguments (new arguments can be added without breaking old plugins);
 arguments are never renamed or removed; results never depend on plugin order.
+
+Plugins written for API 1 (``LLMOS_API = 1``) keep loading: their old hook
+names are mapped onto these (see :data:`llmos.plugins.API1_HOOK_NAMES`) with a
+one-line deprecation warning.
 """
 
 from __future__ import annotations
@@ -59,13 +89,13 @@ Register = Callable[..., None]
 
 
 # ---------------------------------------------------------------------------
-# 1. Provider hooks: one per stage
+# 1. Stage-step providers: one per stage
 # ---------------------------------------------------------------------------
 
 
 @hookspec
-def llmos_register_data(register: Register) -> None:
-    """Provide **data** components: corpora, tokenizers, preprocessors.
+def llmos_register_data_steps(register: Register) -> None:
+    """Provide **data** stage steps: corpora, tokenizers, preprocessors.
 
     :param register: call ``register(name, factory, config=..., description=...)``
         once per component.
@@ -74,100 +104,363 @@ def llmos_register_data(register: Register) -> None:
     Example::
 
         @hookimpl
-        def llmos_register_data(register):
+        def llmos_register_data_steps(register):
+            from llmos_data.config import CorpusConfig
+
             register("corpus", "llmos_data.corpus:CorpusStep",
                      config=CorpusConfig, description="Text from files and folders")
     """
 
 
 @hookspec
-def llmos_register_models(register: Register) -> None:
-    """Provide **model** components: architectures built from config, loaders.
+def llmos_register_model_steps(register: Register) -> None:
+    """Provide **model** stage steps: build from an architecture, load, evaluate, register.
 
-    :param register: see :func:`llmos_register_data`.
+    :param register: see :func:`llmos_register_data_steps`.
     :returns: nothing.
 
     Example::
 
         @hookimpl
-        def llmos_register_models(register):
-            register("llama", "llmos_models.build:BuildStep", config=LlamaConfig,
+        def llmos_register_model_steps(register):
+            from llmos_models.config import LlamaConfig
+
+            register("llama", "llmos_models.build:LlamaStep", config=LlamaConfig,
                      description="Llama-style decoder-only model from a size preset")
     """
 
 
 @hookspec
-def llmos_register_optimizers(register: Register) -> None:
-    """Provide **optimizer** components: optimizers, LR schedules, training loops,
-    hyper-parameter searches.
+def llmos_register_optimizer_steps(register: Register) -> None:
+    """Provide **optimizer** stage steps: training loops, hyper-parameter searches.
 
-    :param register: see :func:`llmos_register_data`.
+    (To add an *optimizer* such as Lion to the standard training loop, implement
+    :func:`llmos_register_optimizers` instead.)
+
+    :param register: see :func:`llmos_register_data_steps`.
+    :returns: nothing.
+
+    Example::
+
+        @hookimpl
+        def llmos_register_optimizer_steps(register):
+            from llmos_train.config import TrainConfig
+
+            register("train", "llmos_train.step:TrainStep", config=TrainConfig,
+                     description="Training loop with warmup, checkpoints and resume")
+    """
+
+
+@hookspec
+def llmos_register_compression_steps(register: Register) -> None:
+    """Provide **compression** stage steps: quantize, prune, distill.
+
+    :param register: see :func:`llmos_register_data_steps`.
+    :returns: nothing.
+
+    Example::
+
+        @hookimpl
+        def llmos_register_compression_steps(register):
+            from llmos_compress.config import Int8Config
+
+            register("int8", "llmos_compress.int8:Int8Step", config=Int8Config,
+                     description="Dynamic int8 quantization of nn.Linear layers")
+    """
+
+
+@hookspec
+def llmos_register_deployment_steps(register: Register) -> None:
+    """Provide **deployment** stage steps: exporters, servers, routers.
+
+    :param register: see :func:`llmos_register_data_steps`.
+    :returns: nothing.
+
+    Example::
+
+        @hookimpl
+        def llmos_register_deployment_steps(register):
+            from llmos_export.config import OnnxConfig
+
+            register("onnx", "llmos_export.onnx_export:OnnxExporter", config=OnnxConfig,
+                     description="Export to ONNX and check logits with ONNX Runtime")
+    """
+
+
+@hookspec
+def llmos_register_monitoring_steps(register: Register) -> None:
+    """Provide **monitoring** stage steps: metric sinks bound to a run, reports, exporters.
+
+    :param register: see :func:`llmos_register_data_steps`.
+    :returns: nothing.
+
+    Example::
+
+        @hookimpl
+        def llmos_register_monitoring_steps(register):
+            from llmos_jsonl_sink.sink import JsonlConfig
+
+            register("jsonl", "llmos_jsonl_sink.sink:JsonlStep", config=JsonlConfig,
+                     description="Append every metric to a JSON Lines file")
+    """
+
+
+# ---------------------------------------------------------------------------
+# 2. Extension points: what a standard stage lets you swap inside it
+# ---------------------------------------------------------------------------
+
+
+@hookspec
+def llmos_register_optimizers(register: Register) -> None:
+    """Provide **optimizers** (``torch.optim.Optimizer`` factories) for the training stage.
+
+    Selected by the training stage's ``optimizer`` setting (e.g.
+    ``--set stages.train.config.optimizer=lion``). The factory is called as
+    ``factory(params, config) -> torch.optim.Optimizer``: ``params`` are the
+    parameter groups to optimize, ``config`` an instance of the registered
+    pydantic model (hyper-parameters with defaults). It runs in every
+    data-parallel worker, so it must be importable by its ``"module:attr"`` string.
+    (In API 1 this hook name meant training *steps*: see
+    :func:`llmos_register_optimizer_steps`.)
+
+    :param register: see :func:`llmos_register_data_steps`.
     :returns: nothing.
 
     Example::
 
         @hookimpl
         def llmos_register_optimizers(register):
-            register("train", "llmos_train.loop:TrainStep", config=TrainConfig,
-                     description="Training loop with AdamW and warmup")
+            from my_lion.config import LionConfig
+
+            register("lion", "my_lion.optim:make_lion", config=LionConfig,
+                     description="Lion (sign momentum), Chen et al. 2023")
     """
 
 
 @hookspec
-def llmos_register_compressors(register: Register) -> None:
-    """Provide **compression** components: quantizers, pruners, distillers.
+def llmos_register_lr_schedules(register: Register) -> None:
+    """Provide **learning-rate schedules** for the training stage.
 
-    :param register: see :func:`llmos_register_data`.
+    Selected by the training stage's ``schedule`` setting. The factory is called
+    as ``factory(config, *, warmup, total) -> Callable[[int], float]``: a
+    multiplier of the base learning rate for each optimizer step (0-based).
+
+    :param register: see :func:`llmos_register_data_steps`.
     :returns: nothing.
 
     Example::
 
         @hookimpl
-        def llmos_register_compressors(register):
-            register("int8", "llmos_compress.quant:Int8Step", config=Int8Config,
-                     description="Dynamic int8 quantization of nn.Linear layers")
+        def llmos_register_lr_schedules(register):
+            register("inverse-sqrt", "my_schedules:inverse_sqrt",
+                     description="Warmup, then lr / sqrt(step)")
     """
 
 
 @hookspec
-def llmos_register_deployers(register: Register) -> None:
-    """Provide **deployment** components: exporters, servers, routers.
+def llmos_register_data_readers(register: Register) -> None:
+    """Provide **data readers**: file formats the ``data.corpus`` stage can read.
 
-    :param register: see :func:`llmos_register_data`.
+    Selected by the corpus stage's reader/format setting (or by file suffix).
+    The factory is called as ``factory(path, config) -> Iterator[str]``: the
+    documents (texts) of one file, read lazily.
+
+    :param register: see :func:`llmos_register_data_steps`.
     :returns: nothing.
 
     Example::
 
         @hookimpl
-        def llmos_register_deployers(register):
-            register("onnx", "llmos_export.onnx:OnnxExportStep", config=OnnxConfig,
-                     description="Export to ONNX and check logits with ONNX Runtime")
+        def llmos_register_data_readers(register):
+            from my_reader.config import TsvConfig
+
+            register("tsv", "my_reader:read_tsv", config=TsvConfig,
+                     description="One document per row of a tab-separated column")
     """
 
 
 @hookspec
-def llmos_register_monitors(register: Register) -> None:
-    """Provide **monitoring** components: metric sinks, system samplers, reports.
+def llmos_register_tokenizer_trainers(register: Register) -> None:
+    """Provide **tokenizer trainers** for the ``data.corpus`` stage.
 
-    :param register: see :func:`llmos_register_data`.
+    Selected by the corpus stage's tokenizer setting. The factory is called as
+    ``factory(texts, config) -> transformers.PreTrainedTokenizerFast``:
+    ``texts`` is an iterator of documents.
+
+    :param register: see :func:`llmos_register_data_steps`.
     :returns: nothing.
 
     Example::
 
         @hookimpl
-        def llmos_register_monitors(register):
-            register("jsonl", "llmos_jsonl_sink:JsonlSink", config=JsonlConfig,
-                     description="Append every metric to a JSON Lines file")
+        def llmos_register_tokenizer_trainers(register):
+            from my_tok.config import UnigramConfig
+
+            register("unigram", "my_tok:train_unigram", config=UnigramConfig,
+                     description="SentencePiece-style unigram tokenizer")
+    """
+
+
+@hookspec
+def llmos_register_architectures(register: Register) -> None:
+    """Provide **model architectures**, each with named size **presets**.
+
+    Selected by the model stage's architecture and ``size`` settings. The
+    callback takes one more keyword, ``presets={"tiny": {...}, ...}``: each
+    preset is a mapping of config fields. The factory is called as
+    ``factory(config, *, vocab_size, max_positions) -> transformers.PretrainedConfig``
+    (the Hugging Face config of a causal LM the model stage builds).
+
+    :param register: see :func:`llmos_register_data_steps`; also accepts ``presets=``.
+    :returns: nothing.
+
+    Example::
+
+        @hookimpl
+        def llmos_register_architectures(register):
+            from my_arch.config import MambaConfig
+
+            register("mamba", "my_arch:mamba_config", config=MambaConfig,
+                     presets={"tiny": {"hidden_size": 64, "layers": 2}},
+                     description="Mamba state-space decoder")
+    """
+
+
+@hookspec
+def llmos_register_model_loaders(register: Register) -> None:
+    """Provide **model loaders**: how a saved model directory is read back.
+
+    A model directory's ``llmos.json`` names its loader by the registered
+    *name* (``"loader": "int8"``); the name is resolved only through installed
+    plugins, never imported from the file. The factory is called as
+    ``factory(path) -> torch.nn.Module`` (a causal LM; the tokenizer is read
+    by llmos-models).
+
+    :param register: see :func:`llmos_register_data_steps`.
+    :returns: nothing.
+
+    Example::
+
+        @hookimpl
+        def llmos_register_model_loaders(register):
+            register("int8", "llmos_compress.int8:load_int8",
+                     description="Models quantized by compression.int8")
+    """
+
+
+@hookspec
+def llmos_register_eval_tasks(register: Register) -> None:
+    """Provide **evaluation tasks** (a benchmark: data plus a scoring procedure).
+
+    Selected by the evaluation stage's ``tasks`` setting. The factory is called
+    as ``factory(config)`` and returns the task object the evaluation stage runs.
+
+    :param register: see :func:`llmos_register_data_steps`.
+    :returns: nothing.
+
+    Example::
+
+        @hookimpl
+        def llmos_register_eval_tasks(register):
+            from my_evals.config import ClozeConfig
+
+            register("cloze", "my_evals:ClozeTask", config=ClozeConfig,
+                     description="Fill-in-the-blank accuracy on a local JSONL file")
+    """
+
+
+@hookspec
+def llmos_register_eval_metrics(register: Register) -> None:
+    """Provide **evaluation metrics** (score predictions against references).
+
+    Selected by an evaluation task's ``metrics`` setting. The factory is called
+    as ``factory(config)`` and returns the metric the evaluation stage applies.
+
+    :param register: see :func:`llmos_register_data_steps`.
+    :returns: nothing.
+
+    Example::
+
+        @hookimpl
+        def llmos_register_eval_metrics(register):
+            register("exact-match", "my_evals:exact_match",
+                     description="1.0 when prediction equals reference after stripping")
+    """
+
+
+@hookspec
+def llmos_register_quantizers(register: Register) -> None:
+    """Provide **quantization methods** for the compression stage.
+
+    Selected by the quantization stage's ``method`` setting. The factory is
+    called as ``factory(model, config) -> torch.nn.Module`` (the quantized
+    model). A quantized model that cannot be saved by ``save_pretrained``
+    should also come with a loader (:func:`llmos_register_model_loaders`).
+
+    :param register: see :func:`llmos_register_data_steps`.
+    :returns: nothing.
+
+    Example::
+
+        @hookimpl
+        def llmos_register_quantizers(register):
+            from my_quant.config import Int4Config
+
+            register("int4", "my_quant:quantize_int4", config=Int4Config,
+                     description="Weight-only int4 with group-wise scales")
+    """
+
+
+@hookspec
+def llmos_register_export_formats(register: Register) -> None:
+    """Provide **export formats** for the deployment stage and ``llmos model export``.
+
+    Selected by the export stage's ``format`` setting. The factory is called as
+    ``factory(model, tokenizer, out_dir, config) -> list[pathlib.Path]`` (the
+    files written).
+
+    :param register: see :func:`llmos_register_data_steps`.
+    :returns: nothing.
+
+    Example::
+
+        @hookimpl
+        def llmos_register_export_formats(register):
+            from my_gguf.config import GgufConfig
+
+            register("gguf", "my_gguf:export_gguf", config=GgufConfig,
+                     description="llama.cpp GGUF file")
+    """
+
+
+@hookspec
+def llmos_register_serving_engines(register: Register) -> None:
+    """Provide **serving engines**: what ``llmos serve`` generates with.
+
+    Selected by the server's ``engine`` setting. The factory is called as
+    ``factory(model_dir, config)`` and returns the engine object the server drives.
+
+    :param register: see :func:`llmos_register_data_steps`.
+    :returns: nothing.
+
+    Example::
+
+        @hookimpl
+        def llmos_register_serving_engines(register):
+            from my_engine.config import EngineConfig
+
+            register("paged", "my_engine:PagedEngine", config=EngineConfig,
+                     description="Paged KV cache, continuous batching")
     """
 
 
 # ---------------------------------------------------------------------------
-# 2. Lifecycle hooks (notifications; exceptions are isolated per plugin)
+# 3. Lifecycle hooks (notifications; exceptions are isolated per plugin)
 # ---------------------------------------------------------------------------
 
 
 @hookspec
-def llmos_on_run_start(ctx: RunContext) -> None:
+def llmos_before_run(ctx: RunContext) -> None:
     """A pipeline run starts (after validation, before the first stage).
 
     :param ctx: the run's context (``ctx.run_id``, ``ctx.spec``, ``ctx.workdir``).
@@ -176,13 +469,13 @@ def llmos_on_run_start(ctx: RunContext) -> None:
     Example::
 
         @hookimpl
-        def llmos_on_run_start(ctx):
+        def llmos_before_run(ctx):
             print(f"run {ctx.run_id} of {ctx.spec.name} started")
     """
 
 
 @hookspec
-def llmos_on_run_end(ctx: RunContext, status: str, error: BaseException | None) -> None:
+def llmos_after_run(ctx: RunContext, status: str, error: BaseException | None) -> None:
     """A pipeline run ends.
 
     :param ctx: the run's context.
@@ -193,7 +486,7 @@ def llmos_on_run_end(ctx: RunContext, status: str, error: BaseException | None) 
     Example::
 
         @hookimpl
-        def llmos_on_run_end(ctx, status):
+        def llmos_after_run(ctx, status):
             notify_slack(f"{ctx.run_id}: {status}")
     """
 
@@ -250,7 +543,7 @@ def llmos_on_stage_error(ctx: RunContext, stage: Any, error: BaseException) -> N
 
 
 @hookspec
-def llmos_on_train_step(ctx: RunContext, step: int, metrics: dict[str, float]) -> None:
+def llmos_after_train_step(ctx: RunContext, step: int, metrics: dict[str, float]) -> None:
     """A training step (an optimizer update) finished.
 
     Called by training loops every ``log_every`` steps, not necessarily every
@@ -264,13 +557,13 @@ def llmos_on_train_step(ctx: RunContext, step: int, metrics: dict[str, float]) -
     Example::
 
         @hookimpl
-        def llmos_on_train_step(step, metrics):
+        def llmos_after_train_step(step, metrics):
             writer.add_scalar("loss", metrics["loss"], step)
     """
 
 
 @hookspec
-def llmos_on_evaluate(ctx: RunContext, step: int, metrics: dict[str, float]) -> None:
+def llmos_after_evaluate(ctx: RunContext, step: int, metrics: dict[str, float]) -> None:
     """An evaluation finished.
 
     :param ctx: the run's context.
@@ -281,13 +574,13 @@ def llmos_on_evaluate(ctx: RunContext, step: int, metrics: dict[str, float]) -> 
     Example::
 
         @hookimpl
-        def llmos_on_evaluate(step, metrics):
+        def llmos_after_evaluate(step, metrics):
             print(f"step {step}: val ppl {metrics['val_ppl']:.2f}")
     """
 
 
 @hookspec
-def llmos_on_version_registered(version: Any) -> None:
+def llmos_after_version_registered(version: Any) -> None:
     """A model version was committed to the registry.
 
     :param version: the registered version (``version.model``, ``version.number``,
@@ -297,13 +590,13 @@ def llmos_on_version_registered(version: Any) -> None:
     Example::
 
         @hookimpl
-        def llmos_on_version_registered(version):
+        def llmos_after_version_registered(version):
             print(f"registered {version.model}:{version.number}")
     """
 
 
 @hookspec
-def llmos_on_alias_moved(
+def llmos_after_alias_moved(
     model: str, alias: str, old_version: int | None, new_version: int | None
 ) -> None:
     """An alias was set, moved or removed.
@@ -317,13 +610,13 @@ def llmos_on_alias_moved(
     Example::
 
         @hookimpl
-        def llmos_on_alias_moved(model, alias, new_version):
+        def llmos_after_alias_moved(model, alias, new_version):
             audit.write(f"{model}@{alias} -> {new_version}")
     """
 
 
 @hookspec
-def llmos_on_request_served(request: dict[str, Any], metrics: dict[str, float]) -> None:
+def llmos_after_request(request: dict[str, Any], metrics: dict[str, float]) -> None:
     """A server finished answering a request.
 
     :param request: ``model``, ``version``, ``endpoint``, ``status``, ``stream``.
@@ -334,19 +627,40 @@ def llmos_on_request_served(request: dict[str, Any], metrics: dict[str, float]) 
     Example::
 
         @hookimpl
-        def llmos_on_request_served(request, metrics):
+        def llmos_after_request(request, metrics):
             latency.observe(metrics["latency_s"])
     """
 
 
 @hookspec
-def llmos_on_metrics(source: str, step: int | None, metrics: dict[str, float]) -> None:
+def llmos_after_metrics(source: str, step: int | None, metrics: dict[str, float]) -> None:
     """Metrics from any long-running part (system sampler, server, custom stage).
 
     Metric *sinks* (CSV, TensorBoard, ...) implement this to see every metric
-    that is not a training step or evaluation.
+    that is not a training step or evaluation (those come through
+    :func:`llmos_after_train_step` and :func:`llmos_after_evaluate`).
 
-    :param source: who produced them, e.g. ``"system"``, ``"serve"``, ``"run:<id>"``.
+    ``source`` strings, as the standard plugins send them:
+
+    - ``"system:<run_id>"`` — CPU/memory/GPU samples of a pipeline run
+      (llmos-monitor's sampler), e.g. ``"system:3f2a9c81d0e4"``;
+    - ``"run:<run_id>:<kind>"`` — ``ctx.log_metrics(step, m, kind=<kind>)`` from a
+      step with a kind other than ``"train"``/``"eval"``, e.g. ``"run:3f2a9c81d0e4:compression"``;
+    - ``"serve"`` — the server's periodic gauges (``requests_running``,
+      ``requests_waiting``, ``generation_tokens_per_s``); per-request metrics come
+      through :func:`llmos_after_request`.
+
+    **How a sink gets its configuration.** Lifecycle hooks take no settings.
+    A sink reads (1) environment variables for process-wide settings (e.g.
+    llmos-jsonl-sink's ``LLMOS_JSONL_PATH``), and (2) for per-run settings, a
+    monitoring *step* it also registers (:func:`llmos_register_monitoring_steps`):
+    the pipeline configures that step like any other (``[stages.metrics]
+    use = "monitoring.jsonl"``, ``config.path = "..."``), and the step stores its
+    validated config where the sink's hooks find it for that run (keyed by
+    ``ctx.run_id``).
+
+    :param source: who produced them: ``"system:<run_id>"``, ``"run:<run_id>:<kind>"``
+        or ``"serve"`` (see above); plugins may add their own ``"<plugin>:<...>"``.
     :param step: a step or sequence number, or ``None``.
     :param metrics: name → value.
     :returns: nothing.
@@ -354,13 +668,13 @@ def llmos_on_metrics(source: str, step: int | None, metrics: dict[str, float]) -
     Example::
 
         @hookimpl
-        def llmos_on_metrics(source, metrics):
+        def llmos_after_metrics(source, metrics):
             statsd.gauge_many(source, metrics)
     """
 
 
 # ---------------------------------------------------------------------------
-# 3. CLI
+# 4. CLI
 # ---------------------------------------------------------------------------
 
 

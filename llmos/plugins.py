@@ -12,6 +12,9 @@ loaded exactly like community ones) or registered in code. Loading is guarded:
   rest keeps working. ``LLMOS_STRICT_PLUGINS=1`` re-raises instead (for CI of
   plugin authors).
 - ``LLMOS_TRACE_PLUGINS=1`` prints every hook call to stderr.
+- a plugin written for plugin API 1 (``LLMOS_API = 1``) keeps loading: its old
+  hook names are mapped onto API 2's (:data:`API1_HOOK_NAMES`) and a one-line
+  deprecation warning names the renames.
 
 Only pluggy's public API is used; each hook implementation is called on its
 own (``HookImpl.function`` with the arguments it asks for), which is what makes
@@ -27,8 +30,17 @@ from typing import Any
 
 import pluggy
 
-from llmos import SUPPORTED_API_VERSIONS, hookspecs
-from llmos.components import NAME_RE, STAGE_HOOKS, STAGES, Component, ComponentRef
+from llmos import API_VERSION, SUPPORTED_API_VERSIONS, hookspecs
+from llmos.components import (
+    EXTENSION_HOOKS,
+    EXTENSION_KINDS,
+    NAME_RE,
+    STAGE_HOOKS,
+    STAGES,
+    Component,
+    ComponentRef,
+    Extension,
+)
 from llmos.config import load_settings, save_settings
 from llmos.errors import ConflictError, NotFoundError, PluginError, ValidationError
 
@@ -36,6 +48,45 @@ from llmos.errors import ConflictError, NotFoundError, PluginError, ValidationEr
 ENTRY_POINT_GROUP = "llmos"
 
 OK, BROKEN, DISABLED, SKIPPED, INCOMPATIBLE = "ok", "broken", "disabled", "skipped", "incompatible"
+
+#: API-1 hook name -> API-2 hook name, for plugins declaring ``LLMOS_API = 1``.
+#: (API 1's ``llmos_register_optimizers`` registered training *steps*; in API 2 that
+#: name registers torch optimizers, so for an API-1 plugin it maps to
+#: ``llmos_register_optimizer_steps``.)
+API1_HOOK_NAMES: dict[str, str] = {
+    "llmos_register_data": "llmos_register_data_steps",
+    "llmos_register_models": "llmos_register_model_steps",
+    "llmos_register_optimizers": "llmos_register_optimizer_steps",
+    "llmos_register_compressors": "llmos_register_compression_steps",
+    "llmos_register_deployers": "llmos_register_deployment_steps",
+    "llmos_register_monitors": "llmos_register_monitoring_steps",
+    "llmos_on_run_start": "llmos_before_run",
+    "llmos_on_run_end": "llmos_after_run",
+    "llmos_on_train_step": "llmos_after_train_step",
+    "llmos_on_evaluate": "llmos_after_evaluate",
+    "llmos_on_version_registered": "llmos_after_version_registered",
+    "llmos_on_alias_moved": "llmos_after_alias_moved",
+    "llmos_on_request_served": "llmos_after_request",
+    "llmos_on_metrics": "llmos_after_metrics",
+}
+
+
+class PluginDeprecationWarning(DeprecationWarning):
+    """A plugin uses a deprecated part of the plugin API (e.g. API-1 hook names)."""
+
+
+class _API1Plugin:
+    """An API-1 plugin seen through API-2 hook names (the object pluggy registers).
+
+    Hooks whose name did not change (``llmos_before_stage``...) pass through; renamed
+    ones appear under their new name only, so pluggy never sees an unknown API-1 name.
+    """
+
+    def __init__(self, obj: Any, renames: dict[str, str]) -> None:
+        self._obj = obj
+        for name in dir(obj):
+            if name.startswith("llmos_"):
+                setattr(self, renames.get(name, name), getattr(obj, name))
 
 
 class PluginInfo:
@@ -57,13 +108,17 @@ class PluginInfo:
         self.name, self.status, self.source = name, status, source
         self.dist, self.version, self.module = dist, version, module
         self.api_version, self.error, self.obj = api_version, error, obj
+        self.warning: str | None = None  # e.g. a deprecation (the plugin still works)
+        self.hook_obj: Any = None  # what pluggy sees, when it differs from obj (API 1)
 
     def __repr__(self) -> str:
         return f"PluginInfo(name={self.name!r}, status={self.status!r}, error={self.error!r})"
 
     @property
     def hooks(self) -> list[str]:
-        return sorted(n for n in dir(self.obj) if n.startswith("llmos_")) if self.obj is not None else []
+        """Hook names as the core calls them (API-1 names shown renamed)."""
+        obj = self.hook_obj if self.hook_obj is not None else self.obj
+        return sorted(n for n in dir(obj) if n.startswith("llmos_")) if obj is not None else []
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -76,6 +131,7 @@ class PluginInfo:
             "api_version": self.api_version,
             "hooks": self.hooks,
             "error": self.error,
+            "warning": self.warning,
         }
 
 
@@ -101,6 +157,7 @@ class PluginManager:
         self.pm.add_hookspecs(hookspecs)
         self.plugins: dict[str, PluginInfo] = {}
         self._components: list[Component] | None = None
+        self._extensions: list[Extension] | None = None
         self._trace = os.environ.get("LLMOS_TRACE_PLUGINS", "") not in ("", "0")
         if load_entrypoints:
             self.load_entrypoints()
@@ -133,7 +190,7 @@ class PluginManager:
                 self._mark_broken(info, f"failed to import {ep.value}: {_exc_line(exc)}", exc)
                 continue
             self._register_obj(info, obj)
-        self._components = None
+        self._components = self._extensions = None
 
     def register(self, obj: Any, name: str | None = None) -> PluginInfo:
         """Register a plugin object (module, class or instance) from code.
@@ -146,14 +203,14 @@ class PluginManager:
         info = PluginInfo(name=name, source="code", module=getattr(obj, "__name__", None))
         self.plugins[name] = info
         self._register_obj(info, obj)
-        self._components = None
+        self._components = self._extensions = None
         return info
 
     def unregister(self, name: str) -> None:
         info = self.plugins.pop(name, None)
         if info is not None and self.pm.has_plugin(name):
             self.pm.unregister(name=name)
-        self._components = None
+        self._components = self._extensions = None
 
     def _register_obj(self, info: PluginInfo, obj: Any) -> None:
         info.obj = obj
@@ -168,15 +225,18 @@ class PluginManager:
             if _strict():
                 raise PluginError(f"plugin {info.name!r}: {info.error}")
             return
+        hook_obj = obj
+        if api == 1:
+            hook_obj = self._api1_view(info, obj)
         try:
-            self.pm.register(obj, name=info.name)
+            self.pm.register(hook_obj, name=info.name)
         except Exception as exc:  # noqa: BLE001 - pluggy validation, duplicate objects
             self._mark_broken(info, f"invalid hook implementation: {_exc_line(exc)}", exc)
             return
         unknown = [
             n
-            for n in dir(obj)
-            if self.pm.parse_hookimpl_opts(obj, n) is not None
+            for n in dir(hook_obj)
+            if self.pm.parse_hookimpl_opts(hook_obj, n) is not None
             and getattr(getattr(self.pm.hook, n, None), "spec", None) is None
         ]
         if unknown:
@@ -185,11 +245,29 @@ class PluginManager:
             return
         info.status, info.error = OK, None
 
+    def _api1_view(self, info: PluginInfo, obj: Any) -> Any:
+        """Map an API-1 plugin's hook names onto API 2's and warn once, in one line."""
+        renames = {n: API1_HOOK_NAMES[n] for n in dir(obj) if n in API1_HOOK_NAMES}
+        view = _API1Plugin(obj, renames)
+        info.hook_obj = view
+        listed = ", ".join(f"{old} -> {new}" for old, new in sorted(renames.items()))
+        info.warning = (
+            f"written for plugin API 1 (deprecated): set LLMOS_API = {API_VERSION}"
+            + (f" and rename {listed}" if listed else "")
+        )
+        import logging
+        import warnings
+
+        message = f"plugin {info.name} is {info.warning}"
+        warnings.warn(message, PluginDeprecationWarning, stacklevel=2)
+        logging.getLogger("llmos.plugins").warning("%s", message)
+        return view
+
     def _mark_broken(self, info: PluginInfo, reason: str, exc: BaseException | None = None) -> None:
         info.status, info.error = BROKEN, reason
         if self.pm.has_plugin(info.name):
             self.pm.unregister(name=info.name)
-        self._components = None
+        self._components = self._extensions = None
         import logging  # not at import time: llmos --help stays fast
 
         logging.getLogger("llmos.plugins").warning("plugin %s is broken: %s", info.name, reason)
@@ -251,24 +329,66 @@ class PluginManager:
     def components(self, stage: str | None = None) -> list[Component]:
         """Every component from every working plugin (optionally of one stage)."""
         if self._components is None:
-            self._components = self._collect_components()
-        comps = self._components
+            self._collect()
+        comps = self._components or []
         if stage is not None:
             if stage not in STAGES:
                 raise ValidationError(f"unknown stage {stage!r}: use one of {', '.join(STAGES)}")
             comps = [c for c in comps if c.stage == stage]
         return comps
 
-    def _collect_components(self) -> list[Component]:
+    def extensions(self, kind: str | None = None) -> list[Extension]:
+        """Every extension (optimizer, architecture, loader...) from every working
+        plugin, optionally of one kind (see :data:`llmos.components.EXTENSION_KINDS`)."""
+        if self._extensions is None:
+            self._collect()
+        exts = self._extensions or []
+        if kind is not None:
+            _check_kind(kind)
+            exts = [e for e in exts if e.kind == kind]
+        return exts
+
+    def get_extension(self, kind: str, name: str) -> Extension:
+        """The extension of ``kind`` called ``name`` (or ``"plugin:name"`` to choose
+        between two plugins providing the same name).
+
+        :raises NotFoundError: no such extension (the message lists the available names).
+        :raises ConflictError: two plugins provide ``name`` and no plugin was named
+            (the message names both).
+        """
+        _check_kind(kind)
+        plugin, sep, bare = str(name).strip().rpartition(":")
+        plugin = plugin if sep else None
+        available = self.extensions(kind)
+        matches = [e for e in available if e.name == bare and (plugin is None or e.plugin == plugin)]
+        if not matches:
+            names = sorted({e.name if [x.name for x in available].count(e.name) == 1 else e.qualified_ref
+                            for e in available})
+            hint = _broken_hint(self.plugins.values())
+            raise NotFoundError(
+                f"no {kind[:-1].replace('_', ' ')} named {name!r} (available {kind}: {', '.join(names) or 'none'}; "
+                f"a plugin adds one with the {EXTENSION_HOOKS[kind]} hook){hint}"
+            )
+        if len(matches) > 1:
+            both = " and ".join(repr(e.plugin) for e in matches)
+            raise ConflictError(
+                f"{kind[:-1].replace('_', ' ')} {bare!r} is provided by plugins {both}: name one, e.g. "
+                f"'{matches[0].qualified_ref}'"
+            )
+        return matches[0]
+
+    def _collect(self) -> None:
         found: list[Component] = []
-        for stage in STAGES:
+        kinds = [(stage, STAGE_HOOKS[stage], Component) for stage in STAGES]
+        kinds += [(kind, EXTENSION_HOOKS[kind], Extension) for kind in EXTENSION_KINDS]
+        for kind, hook, cls in kinds:
             registrars: dict[str, _Registrar] = {}
 
-            def kw(plugin: str, stage: str = stage) -> dict[str, Any]:
-                registrars[plugin] = _Registrar(plugin, stage)
+            def kw(plugin: str, kind: str = kind, cls: type = cls) -> dict[str, Any]:
+                registrars[plugin] = _Registrar(plugin, kind, cls)
                 return {"register": registrars[plugin]}
 
-            ok_plugins = {p for p, _ in self.call_each(STAGE_HOOKS[stage], per_plugin_kwargs=kw)}
+            ok_plugins = {p for p, _ in self.call_each(hook, per_plugin_kwargs=kw)}
             for plugin in sorted(ok_plugins):
                 reg = registrars[plugin]
                 if reg.error:
@@ -277,8 +397,10 @@ class PluginManager:
                         self._mark_broken(info, reg.error)
                     continue
                 found.extend(reg.components)
-        # a plugin marked broken in a later stage loses its earlier components too
-        return [c for c in found if self.plugins.get(c.plugin, PluginInfo(c.plugin)).status == OK]
+        # a plugin marked broken by a later hook loses what it registered earlier too
+        ok = [c for c in found if self.plugins.get(c.plugin, PluginInfo(c.plugin)).status == OK]
+        self._components = [c for c in ok if not isinstance(c, Extension)]
+        self._extensions = [c for c in ok if isinstance(c, Extension)]
 
     def get_component(self, ref: str | ComponentRef) -> Component:
         """Find a component by reference (``stage.name`` or ``plugin:stage.name``).
@@ -326,30 +448,41 @@ class PluginManager:
 
 
 class _Registrar:
-    """The ``register`` callback handed to one plugin for one stage."""
+    """The ``register`` callback handed to one plugin for one stage or extension kind."""
 
-    def __init__(self, plugin: str, stage: str) -> None:
-        self.plugin, self.stage = plugin, stage
+    def __init__(self, plugin: str, stage: str, cls: type = Component) -> None:
+        self.plugin, self.stage, self.cls = plugin, stage, cls
         self.components: list[Component] = []
         self.error: str | None = None
 
-    def __call__(self, name: str, factory: Any, *, config: Any = None, description: str = "") -> None:
+    def __call__(self, name: str, factory: Any, *, config: Any = None, description: str = "",
+                 **extra: Any) -> None:
         problem = None
+        what = "component" if self.cls is Component else self.stage[:-1].replace("_", " ")
+        allowed = {"presets"} if self.stage == "architectures" else set()
         if not isinstance(name, str) or not NAME_RE.match(name):
-            problem = f"invalid component name {name!r} (use lowercase letters, digits, '-' and '_')"
+            problem = f"invalid {what} name {name!r} (use lowercase letters, digits, '-' and '_')"
         elif not (callable(factory) or (isinstance(factory, str) and ":" in factory)):
-            problem = f"component {name!r}: factory must be callable or 'module:attr', got {factory!r}"
+            problem = f"{what} {name!r}: factory must be callable or 'module:attr', got {factory!r}"
         elif config is not None and not hasattr(config, "model_validate"):
-            problem = f"component {name!r}: config must be a pydantic model class, got {config!r}"
+            problem = f"{what} {name!r}: config must be a pydantic model class, got {config!r}"
+        elif set(extra) - allowed:
+            problem = f"{what} {name!r}: unknown register() argument(s) {', '.join(sorted(set(extra) - allowed))}"
+        elif "presets" in extra and not (
+            isinstance(extra["presets"], dict)
+            and all(isinstance(k, str) and NAME_RE.match(k) and isinstance(v, dict) for k, v in extra["presets"].items())
+        ):
+            problem = f"{what} {name!r}: presets must map preset names to dicts of config fields"
         elif any(c.name == name for c in self.components):
-            problem = f"component {self.stage}.{name} registered twice"
+            problem = f"{what} {self.stage}.{name} registered twice"
         if problem:
             self.error = self.error or problem
             return
         lines = (description or "").strip().splitlines()
-        self.components.append(
-            Component(self.stage, name, factory, config, lines[0] if lines else "", self.plugin)
-        )
+        comp = self.cls(self.stage, name, factory, config, lines[0] if lines else "", self.plugin)
+        if extra:
+            comp.extra = dict(extra)
+        self.components.append(comp)
 
 
 def _exc_line(exc: BaseException) -> str:
@@ -357,6 +490,11 @@ def _exc_line(exc: BaseException) -> str:
     if len(text) > 300:
         text = text[:297] + "..."
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
+def _check_kind(kind: str) -> None:
+    if kind not in EXTENSION_HOOKS:
+        raise ValidationError(f"unknown extension kind {kind!r}: use one of {', '.join(EXTENSION_KINDS)}")
 
 
 def _broken_hint(infos: Iterable[PluginInfo]) -> str:

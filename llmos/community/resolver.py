@@ -60,9 +60,9 @@ def entry_errors(index: Any, entry: Any) -> list[Any]:
 def resolve(index: Any, requirement: str, *, api_version: int | None = None, verify: bool = True) -> Resolved:
     from packaging.version import Version
 
-    from llmos import API_VERSION
+    from llmos import SUPPORTED_API_VERSIONS
 
-    api = API_VERSION if api_version is None else api_version
+    supported = set(SUPPORTED_API_VERSIONS) if api_version is None else {api_version}
     name, spec = parse_requirement(requirement)
     entry = index.find(name)
     if verify:
@@ -71,9 +71,9 @@ def resolve(index: Any, requirement: str, *, api_version: int | None = None, ver
             raise ValidationError(f"install-reviewed: refusing {entry.manifest.name}: its index entry does not check "
                                   f"clean: {errors[0]}")
     plugin = entry.manifest
-    if api not in plugin.api_versions:
+    if not supported & set(plugin.api_versions):
         raise ValidationError(f"install-api: {plugin.name} supports plugin API {plugin.api_versions}, this llmos has "
-                              f"API {api}: "
+                              f"API {sorted(supported)}: "
                               "install a release made for this llmos, or upgrade llmos")
     pinned = is_exact_pin(spec)
     manifests = entry.valid_versions()

@@ -3,7 +3,7 @@
 The generated project::
 
     <name>/pyproject.toml          entry point in the `llmos` group -> <pkg>.plugin
-    <name>/src/<pkg>/plugin.py     the light hook module (LLMOS_API = 1, no heavy imports)
+    <name>/src/<pkg>/plugin.py     the light hook module (LLMOS_API = 2, no heavy imports)
     <name>/src/<pkg>/components.py a real minimal component for the stage (+ its config)
     <name>/tests/test_plugin.py    contract check + the component run on a real RunContext
     <name>/README.md, LICENSE
@@ -20,9 +20,9 @@ from llmos.community import names
 from llmos.errors import ConflictError, ValidationError
 
 STAGE_HOOK = {
-    "data": "llmos_register_data", "model": "llmos_register_models", "optimizer": "llmos_register_optimizers",
-    "compression": "llmos_register_compressors", "deployment": "llmos_register_deployers",
-    "monitoring": "llmos_register_monitors",
+    "data": "llmos_register_data_steps", "model": "llmos_register_model_steps", "optimizer": "llmos_register_optimizer_steps",
+    "compression": "llmos_register_compression_steps", "deployment": "llmos_register_deployment_steps",
+    "monitoring": "llmos_register_monitoring_steps",
 }
 TORCH_STAGES = ("model", "optimizer", "compression", "deployment")
 
@@ -61,7 +61,7 @@ PLUGIN = '''\
 
 from llmos import hookimpl
 
-LLMOS_API = 1
+LLMOS_API = 2
 
 
 @hookimpl

@@ -4,13 +4,13 @@ and records everything in the registry.
 What a run does, in order:
 
 1. ``reg.create_run`` (config after overrides, plugin versions used) → ``run_id``;
-   workdir ``$LLMOS_HOME/runs/<run_id>/``; ``llmos_on_run_start``.
+   workdir ``$LLMOS_HOME/runs/<run_id>/``; ``llmos_before_run``.
 2. For each stage: ``llmos_before_stage``; seed Python/NumPy/torch from
    ``(pipeline seed, stage id)``; ``component.create(config).run(ctx)``; record the
    stage (status, duration, result) and call ``llmos_after_stage`` or
    ``llmos_on_stage_error``.
 3. ``reg.finish_run`` with status ``completed``, ``failed`` or ``interrupted`` and a
-   summary (stages, metrics, versions); ``llmos_on_run_end``.
+   summary (stages, metrics, versions); ``llmos_after_run``.
 
 Metrics from ``ctx.log_metrics`` are buffered and written in batches (one
 transaction per batch, never one per step). Ctrl-C sets ``ctx.stop_event``: steps
@@ -349,7 +349,7 @@ class Runner:
                 self.display.print("Stopping: saving a checkpoint (press Ctrl-C again to abort now)")
 
             previous_handler = signal.signal(signal.SIGINT, on_sigint)
-        self.manager.notify("llmos_on_run_start", ctx=ctx)
+        self.manager.notify("llmos_before_run", ctx=ctx)
         try:
             for stage in pipe.stages:
                 if ctx.should_stop:
@@ -378,7 +378,7 @@ class Runner:
                 writer.flush()
             finally:
                 reg.finish_run(run_id, status=result.status, summary=self._summary(result, plugins, state))
-                self.manager.notify("llmos_on_run_end", ctx=ctx, status=result.status, error=result.error)
+                self.manager.notify("llmos_after_run", ctx=ctx, status=result.status, error=result.error)
         return result
 
     def _run_stage(self, ctx: RunContext, stage: Stage) -> StageRecord:

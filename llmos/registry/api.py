@@ -567,9 +567,9 @@ class Registry:
         )
         info.stored_bytes = stats.written_bytes
         info.reused_bytes = stats.reused_bytes
-        _notify("llmos_on_version_registered", version=info)
+        _notify("llmos_after_version_registered", version=info)
         for alias, old in moved:
-            _notify("llmos_on_alias_moved", model=name, alias=alias, old_version=old, new_version=number)
+            _notify("llmos_after_alias_moved", model=name, alias=alias, old_version=old, new_version=number)
         return info
 
     def _ingest(
@@ -660,7 +660,7 @@ class Registry:
             v = self._find(s, f"{name}:{number}")
             _, old = self._move_alias(s, model, alias, v)
             info = self._info(s, v, name, files=False)
-        _notify("llmos_on_alias_moved", model=name, alias=alias, old_version=old, new_version=number)
+        _notify("llmos_after_alias_moved", model=name, alias=alias, old_version=old, new_version=number)
         return info
 
     def remove_alias(self, name: str, alias: str) -> int:
@@ -674,7 +674,7 @@ class Registry:
             old = s.scalar(select(ModelVersion.number).where(ModelVersion.id == row.version_id))
             s.delete(row)
             s.add(Event(kind="alias.removed", subject=f"{name}@{alias}", data={"old": old}))
-        _notify("llmos_on_alias_moved", model=name, alias=alias, old_version=old, new_version=None)
+        _notify("llmos_after_alias_moved", model=name, alias=alias, old_version=old, new_version=None)
         assert old is not None
         return old
 
@@ -752,7 +752,7 @@ class Registry:
             s.add(Event(kind="version.deleted", subject=f"{name}:{v.number}", data={"aliases": removed}))
         shutil.rmtree(self.checkouts / name / str(info.number), ignore_errors=True)
         for alias in removed:
-            _notify("llmos_on_alias_moved", model=name, alias=alias, old_version=info.number, new_version=None)
+            _notify("llmos_after_alias_moved", model=name, alias=alias, old_version=info.number, new_version=None)
         info.status = "deleted"
         return info
 

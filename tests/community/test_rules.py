@@ -278,7 +278,7 @@ def test_unreviewed_entry_incompatible_api_and_missing_requirement_are_refused(w
     contrib.review("llmos-hello", "carol", "approve", world.index)
     idx = load_index(DirSource(world.index))
     with pytest.raises(Exception, match="plugin API"):
-        resolve(idx, "llmos-hello", api_version=2)
+        resolve(idx, "llmos-hello", api_version=99)
     from llmos.community.installer import missing_requirements
 
     assert missing_requirements(["pydantic>=2", "surely-not-installed-pkg>=1"]) == ["surely-not-installed-pkg>=1"]
@@ -295,7 +295,7 @@ def test_plugin_that_does_not_load_is_removed_again(world, make_venv, tmp_path):
     broken = tmp_path / "broken"
     shutil.copytree(world.project, broken, ignore=shutil.ignore_patterns("dist", "build", "*.egg-info"))
     plugin_py = broken / "src" / "llmos_hello" / "plugin.py"
-    plugin_py.write_text(plugin_py.read_text().replace("LLMOS_API = 1", "LLMOS_API = 99"))
+    plugin_py.write_text(plugin_py.read_text().replace("LLMOS_API = 2", "LLMOS_API = 99"))
     wheel = build_wheel(broken, tmp_path / "wh2")
     sha, size = signing.hashlib.sha256(wheel.read_bytes()).hexdigest(), wheel.stat().st_size
     _edit(world.entry_dir / "versions" / "0.1.0.toml", artifact__sha256=sha, artifact__size=size)
@@ -337,7 +337,7 @@ def test_new_version_submit_and_upgrade(world, make_venv, tmp_path):
     assert '"action": "upgraded"' in out.stdout and '"from": "0.1.0"' in out.stdout
     # 0.3.0 installs but does not load: the upgrade is rolled back to 0.2.0
     hook = project / "src" / "llmos_hello" / "plugin.py"
-    hook.write_text(hook.read_text().replace("LLMOS_API = 1", "LLMOS_API = 99"))
+    hook.write_text(hook.read_text().replace("LLMOS_API = 2", "LLMOS_API = 99"))
     pyproject.write_text(pyproject.read_text().replace('version = "0.2.0"', 'version = "0.3.0"'))
     from community_helpers import git
 

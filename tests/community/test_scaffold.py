@@ -21,7 +21,7 @@ def test_every_stage_scaffold_passes_its_own_tests(tmp_path):
         project = scaffold(f"llmos-demo-{stage}", stage, tmp_path)
         assert (project / "LICENSE").exists() and (project / "README.md").exists()
         hook = (project / "src" / f"llmos_demo_{stage}" / "plugin.py").read_text()
-        assert "LLMOS_API = 1" in hook and "import torch" not in hook
+        assert "LLMOS_API = 2" in hook and "import torch" not in hook
         projects[stage] = project
     env = dict(os.environ, OMP_NUM_THREADS="1")
     env.pop("LLMOS_PLUGINS", None)
@@ -42,7 +42,7 @@ def test_plugin_test_command(tmp_path):
     out = llmos("plugin", "test", str(project), "--json", check=True)
     assert '"ok": true' in out.stdout
     hook = project / "src" / "llmos_checked" / "plugin.py"
-    hook.write_text(hook.read_text().replace("LLMOS_API = 1", "LLMOS_API = 7"))
+    hook.write_text(hook.read_text().replace("LLMOS_API = 2", "LLMOS_API = 7"))
     out = llmos("plugin", "test", str(project))
     assert out.returncode == 1 and "LLMOS_API = 7 is not supported" in out.stdout
 

@@ -39,13 +39,13 @@ def test_plugin_info_unknown_is_one_line_error(plugin_manager):
     assert r.stderr.strip().splitlines() == ["Error: no plugin named 'nope' (installed: none)"]
 
 
-def test_plugin_commands_are_added_and_cannot_shadow_core(plugin_manager):
+def test_hook_register_commands_adds_commands_that_cannot_shadow_core(plugin_manager):
     import click
 
     from llmos import hookimpl
 
     class Cmds:
-        LLMOS_API = 1
+        LLMOS_API = 2
 
         @staticmethod
         @hookimpl
@@ -88,16 +88,16 @@ def test_components_json_and_stage_filter(plugin_manager):
         steps: int = 10
 
     class P:
-        LLMOS_API = 1
+        LLMOS_API = 2
 
         @staticmethod
         @hookimpl
-        def llmos_register_optimizers(register):
+        def llmos_register_optimizer_steps(register):
             register("loop", lambda cfg: cfg, config=Cfg, description="A loop.\nMore text.")
 
         @staticmethod
         @hookimpl
-        def llmos_register_data(register):
+        def llmos_register_data_steps(register):
             register("text", lambda cfg: cfg, description="Text.")
 
     plugin_manager.register(P(), name="p")

@@ -22,15 +22,15 @@ class BadDefaultCfg(BaseModel):
 
 
 def _plugin(**hooks) -> types.SimpleNamespace:
-    return types.SimpleNamespace(LLMOS_API=1, **hooks)
+    return types.SimpleNamespace(LLMOS_API=2, **hooks)
 
 
 def test_good_plugin_passes():
     @hookimpl
-    def llmos_register_data(register):
+    def llmos_register_data_steps(register):
         register("ok", "builtins:dict", config=GoodCfg, description="fine")
 
-    check_plugin_contract(_plugin(llmos_register_data=llmos_register_data), "good")
+    check_plugin_contract(_plugin(llmos_register_data_steps=llmos_register_data_steps), "good")
 
 
 @pytest.mark.parametrize(
@@ -43,13 +43,13 @@ def test_good_plugin_passes():
 )
 def test_problems_are_reported(factory, config, description, problem):
     @hookimpl
-    def llmos_register_data(register):
+    def llmos_register_data_steps(register):
         register("c", factory, config=config, description=description)
 
-    problems = check_plugin(_plugin(llmos_register_data=llmos_register_data), "p")
+    problems = check_plugin(_plugin(llmos_register_data_steps=llmos_register_data_steps), "p")
     assert any(problem in p for p in problems), problems
     with pytest.raises(AssertionError, match="plugin contract violated"):
-        check_plugin_contract(_plugin(llmos_register_data=llmos_register_data), "p")
+        check_plugin_contract(_plugin(llmos_register_data_steps=llmos_register_data_steps), "p")
 
 
 def test_missing_api_and_no_hooks():

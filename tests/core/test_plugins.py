@@ -7,11 +7,11 @@ import json
 import pytest
 
 GOOD = '''
-LLMOS_API = 1
+LLMOS_API = 2
 from llmos import hookimpl
 
 @hookimpl
-def llmos_register_data(register):
+def llmos_register_data_steps(register):
     from pydantic import BaseModel
 
     class Cfg(BaseModel):
@@ -31,22 +31,22 @@ LLMOS_API = 99
 from llmos import hookimpl
 
 @hookimpl
-def llmos_register_data(register):
+def llmos_register_data_steps(register):
     register("never", "x:y", description="never registered")
 '''
 
 RAISES_IN_HOOK = '''
-LLMOS_API = 1
+LLMOS_API = 2
 from llmos import hookimpl
 
 @hookimpl
-def llmos_register_models(register):
+def llmos_register_model_steps(register):
     register("half", "x:y", description="registered before the error")
     raise RuntimeError("boom in register")
 '''
 
 TYPO_HOOK = '''
-LLMOS_API = 1
+LLMOS_API = 2
 from llmos import hookimpl
 
 @hookimpl
@@ -55,11 +55,11 @@ def llmos_register_modles(register):
 '''
 
 BAD_ARG = '''
-LLMOS_API = 1
+LLMOS_API = 2
 from llmos import hookimpl
 
 @hookimpl
-def llmos_register_data(register, extra_thing):
+def llmos_register_data_steps(register, extra_thing):
     pass
 '''
 
@@ -76,7 +76,7 @@ def test_entry_point_plugin_loads_and_provides_components(dists, llmos_cli):
     assert plugins["llmos-lines"]["status"] == "ok"
     assert plugins["llmos-lines"]["version"] == "1.0"
     assert plugins["llmos-lines"]["dist"] == "llmos-lines"
-    assert plugins["llmos-lines"]["hooks"] == ["llmos_register_data"]
+    assert plugins["llmos-lines"]["hooks"] == ["llmos_register_data_steps"]
     comps = json.loads(llmos_cli("components", "--json", env=env).stdout)
     assert [c["ref"] for c in comps] == ["data.lines"]
     fields = {f["name"]: f for f in comps[0]["config"]}
@@ -168,7 +168,7 @@ def test_entry_point_cache_sees_new_installs(dists, llmos_cli, llmos_home):
 
 
 class CodePlugin:
-    LLMOS_API = 1
+    LLMOS_API = 2
 
     def __init__(self, name="thing"):
         self.name = name
@@ -177,20 +177,20 @@ class CodePlugin:
     from llmos import hookimpl
 
     @hookimpl
-    def llmos_register_optimizers(self, register):
+    def llmos_register_optimizer_steps(self, register):
         register(self.name, lambda cfg: ("made", cfg), description="A code plugin's component")
 
     @hookimpl
-    def llmos_on_train_step(self, step, metrics):
+    def llmos_after_train_step(self, step, metrics):
         self.events.append((step, metrics))
 
 
 class RaisingListener:
-    LLMOS_API = 1
+    LLMOS_API = 2
     from llmos import hookimpl
 
     @hookimpl
-    def llmos_on_train_step(self, step):
+    def llmos_after_train_step(self, step):
         raise ValueError("listener failed")
 
 
@@ -212,8 +212,8 @@ def test_notify_isolates_a_raising_plugin(plugin_manager):
     good = CodePlugin()
     plugin_manager.register(good, name="good")
     plugin_manager.register(RaisingListener(), name="raiser")
-    plugin_manager.notify("llmos_on_train_step", ctx=None, step=1, metrics={"loss": 1.0})
-    plugin_manager.notify("llmos_on_train_step", ctx=None, step=2, metrics={"loss": 0.5})
+    plugin_manager.notify("llmos_after_train_step", ctx=None, step=1, metrics={"loss": 1.0})
+    plugin_manager.notify("llmos_after_train_step", ctx=None, step=2, metrics={"loss": 0.5})
     assert good.events == [(1, {"loss": 1.0}), (2, {"loss": 0.5})]
     info = plugin_manager.info("raiser")
     assert info.status == "broken" and "listener failed" in info.error
@@ -232,9 +232,85 @@ def test_invalid_registrations_mark_plugin_broken(plugin_manager):
 
     class Bad:
         @hookimpl
-        def llmos_register_data(self, register):
+        def llmos_register_data_steps(self, register):
             register("Not A Name", "m:f", description="x")
 
     plugin_manager.register(Bad(), name="bad")
     assert plugin_manager.components() == []
     assert "invalid component name 'Not A Name'" in plugin_manager.info("bad").error
+
+
+# -- plugin API 1 keeps loading -------------------------------------------------------
+
+API1_PLUGIN = '''
+LLMOS_API = 1
+from llmos import hookimpl
+
+@hookimpl
+def llmos_register_data(register):
+    register("old-lines", "{module}:make", description="an API-1 data step")
+
+@hookimpl
+def llmos_register_optimizers(register):   # API 1: training *steps*
+    register("old-loop", "{module}:make", description="an API-1 training step")
+
+@hookimpl
+def llmos_on_run_start(ctx):
+    pass
+
+@hookimpl
+def llmos_before_stage(stage):              # unchanged in API 2
+    pass
+
+def make(cfg):
+    return cfg
+'''
+
+
+def test_api1_plugin_keeps_loading_with_its_hooks_renamed(dists, llmos_cli):
+    dists.make("llmos-old", "llmos_old", API1_PLUGIN.replace("{module}", "llmos_old"))
+    env = {"LLMOS_PLUGINS": "llmos-old"}
+    cp = llmos_cli("components", "--json", env=env)
+    assert cp.returncode == 0, cp.stderr
+    comps = json.loads(cp.stdout)
+    # API 1's llmos_register_optimizers meant training steps: they stay steps, not optimizers
+    assert sorted(c["ref"] for c in comps) == ["data.old-lines", "optimizer.old-loop"]
+    assert all("kind" not in c for c in comps)
+    warning = [ln for ln in cp.stderr.splitlines() if "llmos-old" in ln]
+    assert len(warning) == 1, cp.stderr
+    assert "plugin API 1 (deprecated): set LLMOS_API = 2 and rename" in warning[0]
+    assert "llmos_register_optimizers -> llmos_register_optimizer_steps" in warning[0]
+    assert "llmos_on_run_start -> llmos_before_run" in warning[0]
+    info = _plugins(llmos_cli("plugin", "list", "--json", env=env))["llmos-old"]
+    assert info["status"] == "ok" and info["api_version"] == 1 and "deprecated" in info["warning"]
+    assert info["hooks"] == ["llmos_before_run", "llmos_before_stage", "llmos_register_data_steps",
+                             "llmos_register_optimizer_steps"]
+
+
+def test_api1_lifecycle_hooks_are_called_under_their_new_names(plugin_manager):
+    import warnings
+
+    from llmos import hookimpl
+    from llmos.plugins import PluginDeprecationWarning
+
+    seen = []
+
+    class Old:
+        LLMOS_API = 1
+
+        @hookimpl
+        def llmos_on_train_step(self, step, metrics):
+            seen.append(("train", step))
+
+        @hookimpl
+        def llmos_on_metrics(self, source):
+            seen.append(("metrics", source))
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        info = plugin_manager.register(Old(), name="old")
+    assert info.status == "ok"
+    assert [w.category for w in caught] == [PluginDeprecationWarning]
+    plugin_manager.notify("llmos_after_train_step", ctx=None, step=3, metrics={})
+    plugin_manager.notify("llmos_after_metrics", source="serve", step=None, metrics={})
+    assert seen == [("train", 3), ("metrics", "serve")]

@@ -13,7 +13,7 @@ from pydantic import BaseModel, ConfigDict
 
 from llmos import hookimpl
 
-LLMOS_API = 1
+LLMOS_API = 2
 
 
 class NumbersConfig(BaseModel):
@@ -116,7 +116,7 @@ class Recorder:
         self.calls: list[tuple[str, Any]] = []
 
     @hookimpl
-    def llmos_on_run_start(self, ctx):
+    def llmos_before_run(self, ctx):
         self.calls.append(("run_start", ctx.run_id))
 
     @hookimpl
@@ -132,30 +132,30 @@ class Recorder:
         self.calls.append(("error", stage.id, type(error).__name__))
 
     @hookimpl
-    def llmos_on_run_end(self, ctx, status, error):
+    def llmos_after_run(self, ctx, status, error):
         self.calls.append(("run_end", status))
 
     @hookimpl
-    def llmos_on_train_step(self, step):
+    def llmos_after_train_step(self, step):
         self.calls.append(("train_step", step))
 
     @hookimpl
-    def llmos_on_version_registered(self, version):
+    def llmos_after_version_registered(self, version):
         self.calls.append(("registered", version.ref))
 
 
 @hookimpl
-def llmos_register_data(register):
+def llmos_register_data_steps(register):
     register("numbers", NumbersStep, config=NumbersConfig, description="random numbers")
 
 
 @hookimpl
-def llmos_register_optimizers(register):
+def llmos_register_optimizer_steps(register):
     register("count", CountStep, config=CountConfig, description="a deterministic toy loop")
 
 
 @hookimpl
-def llmos_register_models(register):
+def llmos_register_model_steps(register):
     register("save", SaveStep, config=SaveConfig, description="register a safetensors file")
 
 

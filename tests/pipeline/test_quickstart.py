@@ -64,7 +64,7 @@ def test_tiny_pipeline_resumed_after_ctrl_c_equals_uninterrupted(standard_plugin
 
     class CtrlCAtStep7:
         @hookimpl
-        def llmos_on_train_step(self, ctx, step):
+        def llmos_after_train_step(self, ctx, step):
             if step == 7:
                 ctx.stop_event.set()  # what the runner's SIGINT handler does
 

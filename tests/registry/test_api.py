@@ -94,15 +94,15 @@ def test_aliases_and_notifications_after_commit(reg: Any, plugin_manager: Any, t
     seen: list[tuple[str, Any]] = []
 
     class Watcher:
-        LLMOS_API = 1
+        LLMOS_API = 2
 
         @hookimpl
-        def llmos_on_version_registered(self, version: Any) -> None:
+        def llmos_after_version_registered(self, version: Any) -> None:
             # committed: another connection already sees it
             seen.append(("registered", open_registry().resolve(version.ref).ref))
 
         @hookimpl
-        def llmos_on_alias_moved(self, model: str, alias: str, old_version: Any, new_version: Any) -> None:
+        def llmos_after_alias_moved(self, model: str, alias: str, old_version: Any, new_version: Any) -> None:
             seen.append(("alias", (model, alias, old_version, new_version)))
 
     plugin_manager.register(Watcher(), name="watcher")
@@ -211,10 +211,10 @@ def test_export_hf_and_plugin_exporter(reg: Any, plugin_manager: Any, tmp_path: 
         suffix: str = ""
 
     class ExportPlugin:
-        LLMOS_API = 1
+        LLMOS_API = 2
 
         @hookimpl
-        def llmos_register_deployers(self, register: Any) -> None:
+        def llmos_register_deployment_steps(self, register: Any) -> None:
             register("upper", Upper, config=UpperConfig, description="test exporter")
 
     plugin_manager.register(ExportPlugin(), name="upper-export")

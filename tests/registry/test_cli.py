@@ -127,7 +127,7 @@ def test_plugins_can_add_model_subcommands(cli_home: Path, plugin_manager: Any, 
     from llmos.cli.model import model
 
     class Compare:
-        LLMOS_API = 1
+        LLMOS_API = 2
 
         @staticmethod
         @hookimpl

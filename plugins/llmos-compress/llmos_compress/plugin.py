@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from llmos import hookimpl
 
-LLMOS_API = 1
+LLMOS_API = 2
 
 
 @hookimpl
-def llmos_register_compressors(register):
+def llmos_register_compression_steps(register):
     from llmos_compress.config import DistillConfig, Int8Config, PruneConfig
 
     register(

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from llmos import hookimpl
 
-LLMOS_API = 1
+LLMOS_API = 2
 
 
 @hookimpl
-def llmos_register_data(register):
+def llmos_register_data_steps(register):
     from llmos_data.config import CorpusConfig
 
     register(

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from llmos import hookimpl
 
-LLMOS_API = 1
+LLMOS_API = 2
 
 
 @hookimpl
-def llmos_register_deployers(register):
+def llmos_register_deployment_steps(register):
     from llmos_export.config import OnnxConfig, SafetensorsConfig
 
     register(

@@ -8,7 +8,7 @@ Where records go:
   (servers, samplers of other processes) to ``$LLMOS_HOME/jsonl/<source>-<pid>.jsonl``.
 
 Each line is one JSON object: ``{"event", "ts", "run_id", "step", "metrics"}``
-plus ``"source"`` (``llmos_on_metrics``) or ``"request"`` (``llmos_on_request_served``).
+plus ``"source"`` (``llmos_after_metrics``) or ``"request"`` (``llmos_after_request``).
 """
 
 from __future__ import annotations
@@ -17,11 +17,11 @@ from typing import Any
 
 from llmos import hookimpl
 
-LLMOS_API = 1
+LLMOS_API = 2
 
 
 @hookimpl
-def llmos_register_monitors(register: Any) -> None:
+def llmos_register_monitoring_steps(register: Any) -> None:
     from llmos_jsonl_sink.sink import JsonlConfig
 
     register("jsonl", "llmos_jsonl_sink.sink:JsonlStep", config=JsonlConfig,
@@ -29,42 +29,42 @@ def llmos_register_monitors(register: Any) -> None:
 
 
 @hookimpl
-def llmos_on_run_start(ctx: Any) -> None:
+def llmos_before_run(ctx: Any) -> None:
     from llmos_jsonl_sink import sink
 
     sink.SINK.run_started(ctx)
 
 
 @hookimpl
-def llmos_on_run_end(ctx: Any, status: str) -> None:
+def llmos_after_run(ctx: Any, status: str) -> None:
     from llmos_jsonl_sink import sink
 
     sink.SINK.run_ended(ctx, status)
 
 
 @hookimpl
-def llmos_on_train_step(ctx: Any, step: int, metrics: dict[str, float]) -> None:
+def llmos_after_train_step(ctx: Any, step: int, metrics: dict[str, float]) -> None:
     from llmos_jsonl_sink import sink
 
     sink.SINK.write_run(ctx, "train_step", step, metrics)
 
 
 @hookimpl
-def llmos_on_evaluate(ctx: Any, step: int, metrics: dict[str, float]) -> None:
+def llmos_after_evaluate(ctx: Any, step: int, metrics: dict[str, float]) -> None:
     from llmos_jsonl_sink import sink
 
     sink.SINK.write_run(ctx, "evaluate", step, metrics)
 
 
 @hookimpl
-def llmos_on_metrics(source: str, step: int | None, metrics: dict[str, float]) -> None:
+def llmos_after_metrics(source: str, step: int | None, metrics: dict[str, float]) -> None:
     from llmos_jsonl_sink import sink
 
     sink.SINK.write_source(source, step, metrics)
 
 
 @hookimpl
-def llmos_on_request_served(request: dict[str, Any], metrics: dict[str, float]) -> None:
+def llmos_after_request(request: dict[str, Any], metrics: dict[str, float]) -> None:
     from llmos_jsonl_sink import sink
 
     sink.SINK.write_request(request, metrics)

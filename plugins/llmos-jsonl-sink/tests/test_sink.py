@@ -27,14 +27,14 @@ class LoggingStep:
             ctx.log_metrics(s, {"loss": 1.0 / s + 0.1, "lr": 1e-3 * s})
         ctx.log_metrics(self.config.steps, {"val_ppl": 12.5}, kind="eval")
         ctx.log_metrics(None, {"bleu": 0.25}, kind="custom")
-        ctx.manager.notify("llmos_on_metrics", source=f"system:{ctx.run_id}", step=0, metrics={"cpu_percent": 7.5})
+        ctx.manager.notify("llmos_after_metrics", source=f"system:{ctx.run_id}", step=0, metrics={"cpu_percent": 7.5})
 
 
 class StepPlugin:
-    LLMOS_API = 1
+    LLMOS_API = 2
 
     @hookimpl
-    def llmos_register_optimizers(self, register: Any) -> None:
+    def llmos_register_optimizer_steps(self, register: Any) -> None:
         register("logging", LoggingStep, config=StepConfig, description="logs metrics")
 
 
@@ -65,7 +65,7 @@ def _run(manager: Any, tmp_path: Path, extra: str = "") -> Any:
 def test_a_run_is_written_to_its_workdir(manager: Any, tmp_path: Path) -> None:
     result = _run(manager, tmp_path)
     # a sample that arrives after the run ended still lands in the run's file
-    manager.notify("llmos_on_metrics", source=f"system:{result.run_id}", step=1, metrics={"cpu_percent": 8.5})
+    manager.notify("llmos_after_metrics", source=f"system:{result.run_id}", step=1, metrics={"cpu_percent": 8.5})
     records = _read(Path(result.workdir) / "metrics.jsonl")
     assert records.pop()["metrics"] == {"cpu_percent": 8.5}
     events = [r["event"] for r in records]
@@ -105,11 +105,11 @@ def test_served_requests_and_other_sources(manager: Any, llmos_home: Path) -> No
 
     from llmos_jsonl_sink import sink
 
-    manager.notify("llmos_on_request_served",
+    manager.notify("llmos_after_request",
                    request={"model": "tiny", "version": "tiny:2", "endpoint": "/v1/chat/completions",
                             "status": 200, "stream": True},
                    metrics={"latency_s": 0.125, "completion_tokens": 7.0})
-    manager.notify("llmos_on_metrics", source="serve", step=3, metrics={"requests_waiting": 1.0, "bad": math.nan})
+    manager.notify("llmos_after_metrics", source="serve", step=3, metrics={"requests_waiting": 1.0, "bad": math.nan})
     sink.SINK.close()
     served = _read(llmos_home / "jsonl" / f"serve-{os.getpid()}.jsonl")
     assert served[0]["event"] == "request"
@@ -127,7 +127,7 @@ def test_one_configured_file_for_everything(manager: Any, tmp_path: Path, monkey
     target = tmp_path / "all.jsonl"
     monkeypatch.setenv("LLMOS_JSONL_PATH", str(target))
     result = _run(manager, tmp_path)
-    manager.notify("llmos_on_request_served", request={"model": "m", "status": 200}, metrics={"latency_s": 1.5})
+    manager.notify("llmos_after_request", request={"model": "m", "status": 200}, metrics={"latency_s": 1.5})
     sink.SINK.close()
     events = [r["event"] for r in _read(target)]
     assert events.count("train_step") == 5 and events.count("request") == 1

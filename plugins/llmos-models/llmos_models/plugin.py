@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from llmos import hookimpl
 
-LLMOS_API = 1
+LLMOS_API = 2
 
 
 @hookimpl
-def llmos_register_models(register):
+def llmos_register_model_steps(register):
     from llmos_models.config import EvaluateConfig, GPT2Config, LlamaConfig, LoadConfig, RegisterConfig
 
     register("llama", "llmos_models.build:LlamaStep", config=LlamaConfig,

@@ -10,11 +10,11 @@ from typing import Any
 
 from llmos import hookimpl
 
-LLMOS_API = 1
+LLMOS_API = 2
 
 
 @hookimpl
-def llmos_register_monitors(register: Any) -> None:
+def llmos_register_monitoring_steps(register: Any) -> None:
     from llmos_monitor.config import PlotConfig, PrometheusConfig
 
     register("prometheus", "llmos_monitor.prometheus:PrometheusStep", config=PrometheusConfig,
@@ -24,7 +24,7 @@ def llmos_register_monitors(register: Any) -> None:
 
 
 @hookimpl
-def llmos_on_run_start(ctx: Any) -> None:
+def llmos_before_run(ctx: Any) -> None:
     from llmos_monitor import runtime
 
     runtime.on_run_start(ctx)
@@ -38,35 +38,35 @@ def llmos_after_stage(ctx: Any, stage: Any, duration_s: float) -> None:
 
 
 @hookimpl
-def llmos_on_run_end(ctx: Any) -> None:
+def llmos_after_run(ctx: Any) -> None:
     from llmos_monitor import runtime
 
     runtime.on_run_end(ctx)
 
 
 @hookimpl
-def llmos_on_train_step(ctx: Any, step: int, metrics: dict[str, float]) -> None:
+def llmos_after_train_step(ctx: Any, step: int, metrics: dict[str, float]) -> None:
     from llmos_monitor import runtime
 
     runtime.on_train_step(ctx, step, metrics)
 
 
 @hookimpl
-def llmos_on_evaluate(ctx: Any, metrics: dict[str, float]) -> None:
+def llmos_after_evaluate(ctx: Any, metrics: dict[str, float]) -> None:
     from llmos_monitor import runtime
 
     runtime.on_evaluate(ctx, metrics)
 
 
 @hookimpl
-def llmos_on_request_served(request: dict[str, Any], metrics: dict[str, float]) -> None:
+def llmos_after_request(request: dict[str, Any], metrics: dict[str, float]) -> None:
     from llmos_monitor import runtime
 
     runtime.on_request_served(request, metrics)
 
 
 @hookimpl
-def llmos_on_metrics(source: str, step: int | None, metrics: dict[str, float]) -> None:
+def llmos_after_metrics(source: str, step: int | None, metrics: dict[str, float]) -> None:
     from llmos_monitor import runtime
 
     runtime.on_metrics(source, step, metrics)

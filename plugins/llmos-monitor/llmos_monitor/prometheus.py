@@ -11,7 +11,7 @@
 While an exporter runs, the monitor plugin's hooks feed it: the latest training
 and evaluation metrics per run (``llmos_train_metric{run,name}``,
 ``llmos_eval_metric{run,name}``), system samples (``llmos_system_metric{source,name}``),
-metrics from ``llmos_on_metrics`` (``llmos_metric{source,name}``), and served
+metrics from ``llmos_after_metrics`` (``llmos_metric{source,name}``), and served
 requests (``llmos_requests_served_total{model,endpoint,status}``,
 ``llmos_request_latency_seconds``). A pipeline can start one with the
 ``monitoring.prometheus`` component; ``LLMOS_PROMETHEUS_PORT`` starts one at
@@ -41,7 +41,7 @@ class MonitorMetrics:
         self.eval = Gauge("llmos_eval_metric", "Latest evaluation metric of a run.", ["run", "name"], registry=r)
         self.step = Gauge("llmos_train_step", "Latest optimizer step of a run.", ["run"], registry=r)
         self.system = Gauge("llmos_system_metric", "Latest system sample.", ["source", "name"], registry=r)
-        self.other = Gauge("llmos_metric", "Latest value from llmos_on_metrics.", ["source", "name"], registry=r)
+        self.other = Gauge("llmos_metric", "Latest value from llmos_after_metrics.", ["source", "name"], registry=r)
         self.stage = Gauge("llmos_stage_duration_seconds", "Duration of a finished stage.", ["run", "stage"],
                            registry=r)
         self.requests = Counter(

@@ -1,13 +1,13 @@
 """What the monitor's lifecycle hooks do (imported on the first hook call).
 
-- **Runs**: on ``llmos_on_run_start`` a :class:`~llmos_monitor.sampler.SystemSampler`
+- **Runs**: on ``llmos_before_run`` a :class:`~llmos_monitor.sampler.SystemSampler`
   starts for the run; its samples are persisted as ``kind="system"`` metrics of the
-  run (batched) and passed to metric sinks through ``llmos_on_metrics`` with
-  ``source="system:<run id>"``. ``llmos_on_run_end`` stops the sampler and
+  run (batched) and passed to metric sinks through ``llmos_after_metrics`` with
+  ``source="system:<run id>"``. ``llmos_after_run`` stops the sampler and
   flushes. Stage durations are in the run's stages (written by the runner) and
   exported to Prometheus. Training and evaluation metrics are *not* written here: the pipeline
   runner already persists them (``RunContext.log_metrics``).
-- **Serving**: the first ``llmos_on_request_served`` (or ``llmos_on_metrics`` with a
+- **Serving**: the first ``llmos_after_request`` (or ``llmos_after_metrics`` with a
   ``serve`` source) in a process creates a run with ``pipeline="serve"`` for that
   server process. Every request becomes ``kind="request"`` points (step = request
   number: ``latency_s``, ``prompt_tokens``, ``completion_tokens``, ``status``...),
@@ -74,7 +74,7 @@ def _notify(manager: Any, source: str, step: int | None, metrics: dict[str, floa
         from llmos.plugins import get_manager
 
         manager = get_manager()
-    manager.notify("llmos_on_metrics", source=source, step=step, metrics=metrics)
+    manager.notify("llmos_after_metrics", source=source, step=step, metrics=metrics)
 
 
 # ---------------------------------------------------------------------------

@@ -53,10 +53,10 @@ class FakeTrain:
 class FakeTrainPlugin:
     """A test plugin providing ``optimizer.fake-train``."""
 
-    LLMOS_API = 1
+    LLMOS_API = 2
 
     @hookimpl
-    def llmos_register_optimizers(self, register: Any) -> None:
+    def llmos_register_optimizer_steps(self, register: Any) -> None:
         register("fake-train", FakeTrain, config=FakeTrainConfig, description="logs known metrics")
 
 

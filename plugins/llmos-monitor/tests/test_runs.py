@@ -104,9 +104,9 @@ def test_errors_are_one_line(llmos_home: Any, h: Any) -> None:
 
 
 class _RecordingSink:
-    """Any plugin implementing llmos_on_metrics sees the monitor's system samples."""
+    """Any plugin implementing llmos_after_metrics sees the monitor's system samples."""
 
-    LLMOS_API = 1
+    LLMOS_API = 2
 
     def __init__(self) -> None:
         self.seen: list[tuple[str, int | None, dict[str, float]]] = []
@@ -114,7 +114,7 @@ class _RecordingSink:
     from llmos import hookimpl
 
     @hookimpl
-    def llmos_on_metrics(self, source: str, step: int | None, metrics: dict[str, float]) -> None:
+    def llmos_after_metrics(self, source: str, step: int | None, metrics: dict[str, float]) -> None:
         self.seen.append((source, step, dict(metrics)))
 
 

@@ -13,7 +13,7 @@ def _serve_requests(manager: Any, n: int) -> list[dict[str, float]]:
     for i in range(n):
         metrics = {"prompt_tokens": float(3 + i), "completion_tokens": float(10 + i), "latency_s": 0.01 * (i + 1),
                    "time_to_first_token_s": 0.001 * (i + 1)}
-        manager.notify("llmos_on_request_served",
+        manager.notify("llmos_after_request",
                        request={"model": "tiny", "version": "tiny:1", "endpoint": "/v1/completions",
                                 "status": 200, "stream": False},
                        metrics=metrics)
@@ -27,7 +27,7 @@ def test_served_requests_become_a_serve_run(monitor_manager: Any, monkeypatch: p
 
     monkeypatch.setenv("LLMOS_MONITOR_INTERVAL", "0.05")
     sent = _serve_requests(monitor_manager, 25)
-    monitor_manager.notify("llmos_on_metrics", source="serve", step=1,
+    monitor_manager.notify("llmos_after_metrics", source="serve", step=1,
                            metrics={"requests_running": 2.0, "generation_tokens_per_s": 55.5})
     run_id = runtime.stop_serve_monitor()
     assert run_id is not None and runtime.stop_serve_monitor() is None
@@ -62,8 +62,8 @@ def test_prometheus_exporter_shows_what_the_hooks_saw(monitor_manager: Any) -> N
     exporter = start_exporter(0)
     try:
         ctx = RunContext(run_id="r1", spec=None, workdir=None, manager=monitor_manager)  # type: ignore[arg-type]
-        monitor_manager.notify("llmos_on_train_step", ctx=ctx, step=7, metrics={"loss": 2.5, "lr": 0.001})
-        monitor_manager.notify("llmos_on_evaluate", ctx=ctx, step=7, metrics={"val_ppl": 12.25})
+        monitor_manager.notify("llmos_after_train_step", ctx=ctx, step=7, metrics={"loss": 2.5, "lr": 0.001})
+        monitor_manager.notify("llmos_after_evaluate", ctx=ctx, step=7, metrics={"val_ppl": 12.25})
         _serve_requests(monitor_manager, 3)
         body = urllib.request.urlopen(exporter.url, timeout=10).read().decode()
         assert 'llmos_train_metric{name="loss",run="r1"} 2.5' in body

@@ -104,7 +104,7 @@ _ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
 
 
 class Notifier:
-    """Calls ``llmos_on_request_served`` / ``llmos_on_metrics`` from a thread."""
+    """Calls ``llmos_after_request`` / ``llmos_after_metrics`` from a thread."""
 
     def __init__(self, metrics: ServeMetrics, pool: ModelPool, interval: float = 10.0) -> None:
         self.q: queue.Queue[tuple[dict[str, Any], dict[str, float]] | None] = queue.Queue(maxsize=10000)
@@ -149,14 +149,14 @@ class Notifier:
                 return
             manager = self._manager()
             if item and manager is not None:
-                manager.notify("llmos_on_request_served", request=item[0], metrics=item[1])
+                manager.notify("llmos_after_request", request=item[0], metrics=item[1])
             if time.monotonic() >= next_metrics:
                 next_metrics = time.monotonic() + self.interval
                 if manager is not None:
                     self._step += 1
                     engines = self.pool.engines()
                     manager.notify(
-                        "llmos_on_metrics",
+                        "llmos_after_metrics",
                         source="serve",
                         step=self._step,
                         metrics={

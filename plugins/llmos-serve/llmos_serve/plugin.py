@@ -8,11 +8,11 @@ from __future__ import annotations
 
 from llmos import hookimpl
 
-LLMOS_API = 1
+LLMOS_API = 2
 
 
 @hookimpl
-def llmos_register_deployers(register):  # type: ignore[no-untyped-def]
+def llmos_register_deployment_steps(register):  # type: ignore[no-untyped-def]
     from llmos_serve.config import ServeConfig
 
     register(

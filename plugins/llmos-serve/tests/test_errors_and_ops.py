@@ -188,16 +188,16 @@ def test_health_ready_metrics_and_access_log(start_server, tiny_dir, caplog):
     assert 'llmos:request_errors_total{status="404"} 1.0' in text
 
 
-def test_request_served_hook_reaches_plugins(start_server, tiny_dir, plugin_manager):
+def test_hook_after_request_reaches_plugins(start_server, tiny_dir, plugin_manager):
     from llmos import hookimpl
 
     seen: list[tuple[dict, dict]] = []
 
     class Recorder:
-        LLMOS_API = 1
+        LLMOS_API = 2
 
         @hookimpl
-        def llmos_on_request_served(self, request, metrics):
+        def llmos_after_request(self, request, metrics):
             seen.append((request, metrics))
 
     plugin_manager.register(Recorder(), name="recorder")

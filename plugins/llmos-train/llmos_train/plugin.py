@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from llmos import hookimpl
 
-LLMOS_API = 1
+LLMOS_API = 2
 
 
 @hookimpl
-def llmos_register_optimizers(register):
+def llmos_register_optimizer_steps(register):
     from llmos_train.config import GridSearchConfig, TrainConfig
 
     register(

@@ -17,7 +17,7 @@ class _Plugin:
         self.dataset, self.model_factory = dataset, model_factory
 
     @hookimpl
-    def llmos_register_data(self, register):
+    def llmos_register_data_steps(self, register):
         def blocks(cfg):
             def run(ctx):
                 ctx.artifacts["dataset"] = self.dataset
@@ -26,7 +26,7 @@ class _Plugin:
         register("blocks", blocks)
 
     @hookimpl
-    def llmos_register_models(self, register):
+    def llmos_register_model_steps(self, register):
         def tiny(cfg):
             def run(ctx):
                 ctx.artifacts["model"] = self.model_factory(0)
@@ -140,7 +140,7 @@ train = { max_steps = 8, batch_size = 4, log_every = 1, checkpoint_every = 2 }
             self.children: list[str] = []
 
         @hookimpl
-        def llmos_on_train_step(self, ctx, step):
+        def llmos_after_train_step(self, ctx, step):
             if ctx.run_id not in self.children:
                 self.children.append(ctx.run_id)
             if len(self.children) == 2 and step == 5:
