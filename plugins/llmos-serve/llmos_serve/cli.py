@@ -22,6 +22,11 @@ def _echo_json(data: object) -> None:
               help="Share of requests for the canary, in percent.")
 @click.option("--admin-token", envvar="LLMOS_ADMIN_TOKEN", default=None, metavar="TOKEN",
               help="Bearer token enabling /admin/alias and /admin/reload [env: LLMOS_ADMIN_TOKEN].")
+@click.option("--api-key", envvar="LLMOS_API_KEY", default=None, metavar="KEY",
+              help="Key every /v1/* request must send as 'Authorization: Bearer KEY' (OpenAI clients: api_key=KEY); "
+              "prefer the environment variable, which no process list shows [env: LLMOS_API_KEY].")
+@click.option("--drain-timeout", default=30.0, show_default=True, type=click.FloatRange(0),
+              help="On SIGTERM or Ctrl-C: seconds in-flight requests get to finish before they are cut.")
 @click.option("--threads", default=None, type=click.IntRange(1, 256),
               help="torch threads per server process [default: all cores, divided between workers].")
 @click.option("--max-batch-size", default=16, show_default=True, type=click.IntRange(1, 1024),
@@ -38,7 +43,7 @@ def _echo_json(data: object) -> None:
               help="Largest request body (413 beyond).")
 @click.option("--no-access-log", is_flag=True, help="Do not log a line per request.")
 def serve(model_ref: str, host: str, port: int, workers: int, canary: str | None, canary_percent: float,
-          admin_token: str | None, threads: int | None, max_batch_size: int, max_queue: int, timeout: float,
+          admin_token: str | None, api_key: str | None, drain_timeout: float, threads: int | None, max_batch_size: int, max_queue: int, timeout: float,
           max_tokens_limit: int | None, poll_interval: float, max_body_bytes: int, no_access_log: bool) -> None:
     """Serve MODEL_REF with an OpenAI-compatible HTTP API.
 
@@ -61,19 +66,44 @@ def serve(model_ref: str, host: str, port: int, workers: int, canary: str | None
     for server-sent events), /health, /ready, /metrics (Prometheus), and with
     --admin-token: POST /admin/alias, POST /admin/reload. Every response carries
     the header X-Llmos-Model-Version: name:N.
+
+    \b
+    Beyond this machine (--host 0.0.0.0), protect /v1/* with a key:
+      LLMOS_API_KEY=$(openssl rand -hex 16) llmos serve quickstart@production --host 0.0.0.0
+
+    On SIGTERM (systemd, Docker, Kubernetes) or Ctrl-C the server stops
+    accepting connections, lets in-flight requests finish (--drain-timeout),
+    closes its monitoring run and exits with status 0.
     """
     from llmos_serve.config import ServeConfig
     from llmos_serve.server import serve as run
 
+    _hide_secrets(("--api-key", "--admin-token"))
     config = ServeConfig(
         model=model_ref, host=host, port=port, workers=workers, canary=canary, canary_percent=canary_percent,
-        admin_token=admin_token or None, threads=threads, max_batch_size=max_batch_size, max_queue=max_queue, timeout=timeout,
+        admin_token=admin_token or None, api_key=api_key or None, drain_timeout=drain_timeout, threads=threads, max_batch_size=max_batch_size, max_queue=max_queue, timeout=timeout,
         max_tokens_limit=max_tokens_limit, poll_interval=poll_interval, max_body_bytes=max_body_bytes,
         access_log=not no_access_log,
     )
     if canary_percent and not canary:
         raise click.UsageError("--canary-percent needs --canary REF")
     run(config)
+
+
+def _hide_secrets(options: tuple[str, ...]) -> None:
+    """Replace the values of secret options in ``sys.argv`` by ``***``: what this
+    process records about its command line (e.g. the monitor's serve run) never
+    holds a key. (The OS's process list still shows the original: prefer the
+    environment variables.)"""
+    import sys
+
+    argv = sys.argv
+    for i, arg in enumerate(argv):
+        for opt in options:
+            if arg == opt and i + 1 < len(argv):
+                argv[i + 1] = "***"
+            elif arg.startswith(opt + "="):
+                argv[i] = opt + "=***"
 
 
 @click.group("deploy")

@@ -21,7 +21,14 @@ class ServeConfig(BaseModel):
     canary: str | None = Field(default=None, description="A second model spec that gets canary_percent of requests")
     canary_percent: float = Field(default=0.0, ge=0.0, le=100.0, description="Share of requests for the canary (%)")
     admin_token: str | None = Field(
-        default=None, description="Bearer token for /admin/* endpoints (they are off without one)"
+        default=None, repr=False, description="Bearer token for /admin/* endpoints (they are off without one)"
+    )
+    api_key: str | None = Field(
+        default=None, repr=False,
+        description="Bearer key every /v1/* request must send (OpenAI-style); default: $LLMOS_API_KEY, else none",
+    )
+    drain_timeout: float = Field(
+        default=30.0, ge=0, description="Seconds in-flight requests get to finish on SIGTERM/Ctrl-C before they are cut"
     )
     threads: int | None = Field(
         default=None, ge=1, le=256,

@@ -1,12 +1,24 @@
-"""Prometheus metrics (vLLM-style names under the ``llmos:`` prefix).
+"""Prometheus metrics of a server (vLLM's metric set, Prometheus naming).
+
+Names follow Prometheus's conventions: an ``llmos_`` prefix (no colon: colons
+are reserved for recording rules), base units (seconds), ``_total`` on
+counters. Labels ``model_name`` and ``version`` (``name:N``).
 
 Each app has its own ``CollectorRegistry`` (several servers can live in one
-process, e.g. in tests). Per-engine observers feed token timings; queue depth
-and running requests are read from the engines at scrape time.
+process, e.g. in tests). The app's middleware and the engines' observers feed
+the same :class:`ServeMetrics`.
+
+With ``--workers N`` the server runs prometheus_client's *multiprocess mode*:
+``llmos serve`` gives its workers a temporary ``$PROMETHEUS_MULTIPROC_DIR``
+(removed when it stops), every worker writes its samples there, and the worker
+answering ``/metrics`` reports the totals of all of them. The gauges (running
+and waiting sequences, tokens per second) are then summed over live workers,
+refreshed twice a second.
 """
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 from collections import deque
@@ -14,50 +26,73 @@ from typing import Any
 
 _LATENCY_BUCKETS = (0.001, 0.005, 0.01, 0.02, 0.04, 0.06, 0.08, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 10.0, 20.0, 60.0)
 _BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128)
+_LABELS = ["model_name", "version"]
+
+#: the environment variable prometheus_client's multiprocess mode reads
+MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
+
+_GAUGES = {
+    "running": ("llmos_num_requests_running", "Sequences in the running batch."),
+    "waiting": ("llmos_num_requests_waiting", "Sequences waiting for a batch slot (queue depth)."),
+}
+_TPS = ("llmos_generation_tokens_per_second", "Tokens generated per second over the last 10 s.")
+
+
+def multiprocess_dir() -> str | None:
+    """The multiprocess directory this process writes metrics to, if any."""
+    return os.environ.get(MULTIPROC_ENV) or None
 
 
 class ServeMetrics:
     """All metrics of one server."""
 
     def __init__(self, pool: Any) -> None:
-        from prometheus_client import CollectorRegistry, Counter, Histogram, disable_created_metrics
+        from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, disable_created_metrics
 
         disable_created_metrics()  # no *_created series: they only add noise to scrapes
 
         self.pool = pool
         self.registry = CollectorRegistry(auto_describe=True)
         r = self.registry
-        labels = ["model_name", "version"]
         self.ttft = Histogram(
-            "llmos:time_to_first_token_seconds", "Time from arrival to the first generated token.",
-            labels, buckets=_LATENCY_BUCKETS, registry=r,
+            "llmos_time_to_first_token_seconds", "Time from arrival to the first generated token.",
+            _LABELS, buckets=_LATENCY_BUCKETS, registry=r,
         )
         self.itl = Histogram(
-            "llmos:inter_token_latency_seconds", "Time between two generated tokens of a request.",
-            labels, buckets=_LATENCY_BUCKETS, registry=r,
+            "llmos_inter_token_latency_seconds", "Time between two generated tokens of a request.",
+            _LABELS, buckets=_LATENCY_BUCKETS, registry=r,
         )
         self.e2e = Histogram(
-            "llmos:e2e_request_latency_seconds", "Time from arrival to the last token.",
-            labels, buckets=_LATENCY_BUCKETS, registry=r,
+            "llmos_e2e_request_latency_seconds", "Time from arrival to the last token.",
+            _LABELS, buckets=_LATENCY_BUCKETS, registry=r,
         )
         self.batch = Histogram(
-            "llmos:batch_size", "Sequences decoded together in one forward pass.",
-            labels, buckets=_BATCH_BUCKETS, registry=r,
+            "llmos_batch_size", "Sequences decoded together in one forward pass.",
+            _LABELS, buckets=_BATCH_BUCKETS, registry=r,
         )
         self.success = Counter(
-            "llmos:request_success", "Finished sequences by reason.", labels + ["finished_reason"], registry=r
+            "llmos_request_success", "Finished sequences by reason.", _LABELS + ["finished_reason"], registry=r
         )
-        self.prompt_tokens = Counter("llmos:prompt_tokens", "Prompt tokens processed.", labels, registry=r)
-        self.generation_tokens = Counter("llmos:generation_tokens", "Tokens generated.", labels, registry=r)
+        self.prompt_tokens = Counter("llmos_prompt_tokens", "Prompt tokens processed.", _LABELS, registry=r)
+        self.generation_tokens = Counter("llmos_generation_tokens", "Tokens generated.", _LABELS, registry=r)
         self.http = Counter(
-            "llmos:http_requests", "HTTP requests by endpoint and status code.", ["endpoint", "status"], registry=r
+            "llmos_http_requests", "HTTP requests by endpoint and status code.", ["endpoint", "status"], registry=r
         )
         self.errors = Counter(
-            "llmos:request_errors", "Requests answered with an error, by status code.", ["status"], registry=r
+            "llmos_request_errors", "Requests answered with an error, by status code.", ["status"], registry=r
         )
         self._recent: deque[tuple[float, int]] = deque()
         self._lock = threading.Lock()
-        r.register(_LiveCollector(self))
+        self.multiprocess = multiprocess_dir()
+        if self.multiprocess:
+            self._gauges = {
+                k: Gauge(name, doc, _LABELS, multiprocess_mode="livesum", registry=r) for k, (name, doc) in _GAUGES.items()
+            }
+            self._tps = Gauge(*_TPS, multiprocess_mode="livesum", registry=r)
+            self._seen: set[tuple[str, str]] = set()
+            threading.Thread(target=self._refresh_loop, name="llmos-serve-gauges", daemon=True).start()
+        else:
+            r.register(_LiveCollector(self))
 
     def observer(self, loaded: Any) -> EngineObserver:
         return EngineObserver(self, loaded.name, loaded.ref)
@@ -77,10 +112,41 @@ class ServeMetrics:
             total = sum(n for _, n in self._recent)
         return total / 10.0
 
-    def render(self) -> bytes:
-        from prometheus_client import generate_latest
+    def live(self) -> list[tuple[str, str, int, int]]:
+        """``(model name, version, running, waiting)`` per engine of this process."""
+        return [(e.label.split(":")[0], e.label, e.num_running, e.num_waiting) for e in self.pool.engines()]
 
-        return generate_latest(self.registry)
+    def _refresh(self) -> None:
+        now = set()
+        for name, label, running, waiting in self.live():
+            self._gauges["running"].labels(name, label).set(running)
+            self._gauges["waiting"].labels(name, label).set(waiting)
+            now.add((name, label))
+        for gone in self._seen - now:  # a retired version: nothing runs there any more
+            self._gauges["running"].labels(*gone).set(0)
+            self._gauges["waiting"].labels(*gone).set(0)
+        self._seen = now | self._seen
+        self._tps.set(self.tokens_per_second())
+
+    def _refresh_loop(self) -> None:
+        while True:
+            time.sleep(0.5)
+            try:
+                self._refresh()
+            except Exception:  # noqa: BLE001 - metrics must never stop a server
+                pass
+
+    def render(self) -> bytes:
+        from prometheus_client import CollectorRegistry, generate_latest
+
+        if not self.multiprocess:
+            return generate_latest(self.registry)
+        from prometheus_client import multiprocess
+
+        self._refresh()
+        merged = CollectorRegistry()
+        multiprocess.MultiProcessCollector(merged, path=self.multiprocess)
+        return generate_latest(merged)
 
 
 class EngineObserver:
@@ -114,7 +180,7 @@ class EngineObserver:
 
 
 class _LiveCollector:
-    """Gauges read at scrape time: running/waiting requests, throughput."""
+    """Gauges read at scrape time (one process): running/waiting sequences, throughput."""
 
     def __init__(self, metrics: ServeMetrics) -> None:
         self.m = metrics
@@ -125,21 +191,13 @@ class _LiveCollector:
     def collect(self) -> Any:
         from prometheus_client.core import GaugeMetricFamily
 
-        running = GaugeMetricFamily(
-            "llmos:num_requests_running", "Sequences in the running batch.", labels=["model_name", "version"]
-        )
-        waiting = GaugeMetricFamily(
-            "llmos:num_requests_waiting", "Sequences waiting for a batch slot (queue depth).",
-            labels=["model_name", "version"],
-        )
-        for engine in self.m.pool.engines():
-            name = engine.label.split(":")[0]
-            running.add_metric([name, engine.label], engine.num_running)
-            waiting.add_metric([name, engine.label], engine.num_waiting)
+        running = GaugeMetricFamily(*_GAUGES["running"], labels=_LABELS)
+        waiting = GaugeMetricFamily(*_GAUGES["waiting"], labels=_LABELS)
+        for name, label, r, w in self.m.live():
+            running.add_metric([name, label], r)
+            waiting.add_metric([name, label], w)
         yield running
         yield waiting
-        tps = GaugeMetricFamily(
-            "llmos:generation_tokens_per_second", "Tokens generated per second over the last 10 s."
-        )
+        tps = GaugeMetricFamily(*_TPS)
         tps.add_metric([], self.m.tokens_per_second())
         yield tps

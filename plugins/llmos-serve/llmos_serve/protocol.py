@@ -9,26 +9,46 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 _N = Annotated[int, Field(ge=1, le=16, description="How many completions to generate for each prompt.")]
 
 
+def _utf8(value: str) -> str:
+    """JSON may carry lone surrogates (``"\\ud800"``), which are not text: refuse them."""
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise ValueError(
+            f"the text holds an invalid character at position {exc.start} (a lone UTF-16 surrogate); "
+            f"send valid Unicode"
+        ) from None
+    return value
+
+
+#: a string that is valid Unicode (every text field of a request)
+Text = Annotated[str, AfterValidator(_utf8)]
+
+#: strict types: ``max_tokens: true`` or ``stream: "yes"`` are errors, not 1 and True
+_STRICT = ConfigDict(extra="ignore", strict=True, allow_inf_nan=False)
+
+
 class StreamOptions(BaseModel):
+    model_config = _STRICT
     include_usage: bool = False
 
 
 class _Common(BaseModel):
-    model_config = ConfigDict(extra="ignore")
+    model_config = _STRICT
 
-    model: str = Field(description="The served model's id (see GET /v1/models).", examples=["quickstart"])
+    model: Text = Field(description="The served model's id (see GET /v1/models).", examples=["quickstart"])
     max_tokens: Annotated[int, Field(ge=1)] | None = Field(
         default=None, description="Most tokens to generate (prompt + max_tokens must fit the context)."
     )
     temperature: Annotated[float, Field(ge=0.0, le=2.0)] | None = Field(default=None, description="0 = greedy.")
     top_p: Annotated[float, Field(gt=0.0, le=1.0)] | None = None
     top_k: Annotated[int, Field(ge=-1)] | None = Field(default=None, description="0 or -1 disables top-k.")
-    stop: str | Annotated[list[str], Field(max_length=4)] | None = Field(
+    stop: Text | Annotated[list[Text], Field(max_length=4)] | None = Field(
         default=None, description="Up to 4 strings; generation stops before the first one produced."
     )
     seed: int | None = Field(default=None, description="Makes sampling reproducible.")
@@ -38,30 +58,30 @@ class _Common(BaseModel):
     logprobs: Any = None
     presence_penalty: Annotated[float, Field(ge=-2.0, le=2.0)] | None = None
     frequency_penalty: Annotated[float, Field(ge=-2.0, le=2.0)] | None = None
-    user: str | None = None
+    user: Text | None = None
 
 
 class CompletionRequest(_Common):
     """``POST /v1/completions``."""
 
-    prompt: str | list[str] | list[int] | list[list[int]] = Field(
+    prompt: Text | list[Text] | list[int] | list[list[int]] = Field(
         description="Text, a list of texts, token ids, or a list of token-id lists.", examples=["Once upon a time"]
     )
     echo: bool = False
-    suffix: str | None = None
+    suffix: Text | None = None
 
 
 class ContentPart(BaseModel):
-    model_config = ConfigDict(extra="ignore")
+    model_config = _STRICT
     type: Literal["text"] = "text"
-    text: str
+    text: Text
 
 
 class ChatMessage(BaseModel):
-    model_config = ConfigDict(extra="ignore")
+    model_config = _STRICT
     role: Literal["system", "developer", "user", "assistant", "tool"]
-    content: str | list[ContentPart] | None = None
-    name: str | None = None
+    content: Text | list[ContentPart] | None = None
+    name: Text | None = None
 
     def text(self) -> str:
         if self.content is None:
@@ -85,10 +105,10 @@ class ChatCompletionRequest(_Common):
 class AliasRequest(BaseModel):
     """``POST /admin/alias``: point ``model@alias`` at ``version``."""
 
-    model_config = ConfigDict(extra="forbid")
-    alias: str = Field(min_length=1, max_length=100, examples=["production"])
+    model_config = ConfigDict(extra="forbid", strict=True)
+    alias: Text = Field(min_length=1, max_length=100, examples=["production"])
     version: Annotated[int, Field(ge=1)]
-    model: str | None = Field(default=None, description="Default: the served model's name.")
+    model: Text | None = Field(default=None, description="Default: the served model's name.")
 
 
 class ErrorDetail(BaseModel):

@@ -3,43 +3,26 @@ processes on one port, or in a background thread (pipelines, tests, benchmarks).
 
 from __future__ import annotations
 
+import contextlib
+import ipaddress
 import logging
 import os
+import signal
 import socket
-import sys
 import threading
 import time
 from typing import Any
 
+import uvicorn
+from uvicorn.server import HANDLED_SIGNALS
+from uvicorn.supervisors.multiprocess import Process
+
 from llmos.errors import LlmosError, ValidationError
 
 from llmos_serve.config import ServeConfig
-
-_configured = False
-
-
-def configure_logging(level: int = logging.INFO) -> None:
-    """Send ``llmos.serve`` logs (including the access log) to stderr, once."""
-    global _configured
-    if _configured:
-        return
-    _configured = True
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
-    logger = logging.getLogger("llmos.serve")
-    logger.addHandler(handler)
-    logger.setLevel(level)
-    logger.propagate = False
-
-
-def set_threads(config: ServeConfig) -> None:
-    """torch intra-op threads for this server process: ``config.threads``, or the
-    cores divided between workers. Oversubscribed threads spin and slow every step."""
-    if config.threads is None and config.workers == 1:
-        return
-    import torch
-
-    torch.set_num_threads(config.threads or max(1, (os.cpu_count() or 1) // config.workers))
+from llmos_serve.logs import configure_logging, set_threads
+from llmos_serve.metrics import MULTIPROC_ENV
+from llmos_serve.state import build_pool
 
 
 def _bind(host: str, port: int) -> socket.socket:
@@ -56,43 +39,119 @@ def _bind(host: str, port: int) -> socket.socket:
     return sock
 
 
+def _is_loopback(host: str) -> bool:
+    if host in ("localhost", "localhost.localdomain"):
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def exposure_warning(config: ServeConfig) -> str | None:
+    """The warning for a server reachable beyond this machine with no API key."""
+    if config.api_key or _is_loopback(config.host):
+        return None
+    return (
+        f"listening on {config.host} without an API key: anyone who can reach port {config.port} can use /v1/*; "
+        f"pass --api-key KEY (or set $LLMOS_API_KEY), or listen on 127.0.0.1"
+    )
+
+
+class _Server(uvicorn.Server):
+    """uvicorn's server, ending normally on SIGTERM/SIGINT.
+
+    uvicorn drains, then re-raises the signal it caught, so the process dies by
+    that signal: exit handlers (the monitor closing its run, buffered metrics)
+    never run and the exit status is 143. Here the signal starts the same
+    graceful shutdown (stop accepting, drain in-flight requests for at most
+    ``--drain-timeout`` seconds, lifespan shutdown) and the process then ends
+    normally, with status 0.
+    """
+
+    on_exit: Any = None
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Any:
+        if threading.current_thread() is not threading.main_thread():
+            yield
+            return
+        original = {sig: signal.signal(sig, self.handle_exit) for sig in HANDLED_SIGNALS}
+        try:
+            yield
+        finally:
+            for sig, handler in original.items():
+                signal.signal(sig, handler)
+
+    def handle_exit(self, sig: int, frame: Any) -> None:
+        if not self.should_exit:
+            logging.getLogger("llmos.serve").info(
+                "stopping (signal %d): finishing in-flight requests (at most %g s)", sig,
+                self.config.timeout_graceful_shutdown or 0,
+            )
+        super().handle_exit(sig, frame)
+        if self.on_exit is not None:
+            self.on_exit()
+
+
+class _WorkerProcess(Process):
+    """A ``--workers`` process running :class:`_Server`."""
+
+    @property
+    def server(self) -> Any:
+        if self._server is None:
+            self._server = _Server(config=self.config)
+        return self._server
+
+
 def serve(config: ServeConfig) -> None:
-    """Serve in the foreground until interrupted.
+    """Serve in the foreground until SIGTERM or Ctrl-C, then drain and return.
 
     The model reference is resolved first (a typo fails here with one line);
     the weights load after the port is open (``/ready`` says when).
     """
-    import uvicorn
-
-    from llmos_serve.app import SETTINGS_ENV, build_pool, create_app
+    from llmos_serve.app import SETTINGS_ENV, create_app
+    from llmos_serve.state import ServerState
 
     configure_logging()
     if not config.model:
         raise ValidationError("no model to serve: pass MODEL_REF, e.g. llmos serve quickstart@production")
-    holder: dict[str, Any] = {}
-    pool = build_pool(config, holder)
+    state = ServerState(config) if config.workers == 1 else None
+    pool = state.pool if state is not None else build_pool(config)
     pool.check()
     sock = _bind(config.host, config.port)
     host, port = sock.getsockname()[:2]
     log = logging.getLogger("llmos.serve")
+    if (warning := exposure_warning(config)) is not None:
+        log.warning("%s", warning)
     log.info("serving %s on http://%s:%d (workers: %d)", config.model, host, port, config.workers)
-    common = {"log_level": "info", "access_log": False, "timeout_graceful_shutdown": 10}
-    if config.workers == 1:
+    common = {"log_level": "info", "access_log": False, "timeout_graceful_shutdown": config.drain_timeout}
+    if state is not None:
         set_threads(config)
-        app = create_app(config, pool=pool)
-        server = uvicorn.Server(uvicorn.Config(app, **common))
+        app = create_app(config, state=state)
+        server = _Server(uvicorn.Config(app, **common))
+        server.on_exit = lambda: setattr(state, "draining", True)
         pool.on_load_error = lambda: setattr(server, "should_exit", True)  # fail fast, with one line
         server.run(sockets=[sock])
         if pool.load_error:
             raise LlmosError(f"could not load {config.model}: {pool.load_error}")
         return
+    import shutil
+    import tempfile
+
+    from uvicorn.supervisors import multiprocess
+
+    metrics_dir = tempfile.mkdtemp(prefix="llmos-serve-metrics-")
+    os.environ[MULTIPROC_ENV] = metrics_dir  # the workers add up their metrics there
     os.environ[SETTINGS_ENV] = config.model_dump_json()
     uv = uvicorn.Config(
         "llmos_serve.app:app_from_env", factory=True, workers=config.workers, host=host, port=port, **common
     )
-    from uvicorn.supervisors import Multiprocess
-
-    Multiprocess(uv, sockets=[sock]).run()
+    multiprocess.Process = _WorkerProcess  # workers that drain and exit 0 on SIGTERM
+    try:
+        multiprocess.Multiprocess(uv, sockets=[sock]).run()
+    finally:
+        shutil.rmtree(metrics_dir, ignore_errors=True)
 
 
 class BackgroundServer:
@@ -105,8 +164,6 @@ class BackgroundServer:
     """
 
     def __init__(self, config: ServeConfig) -> None:
-        import uvicorn
-
         from llmos_serve.app import create_app
 
         self.config = config
@@ -118,6 +175,8 @@ class BackgroundServer:
             uvicorn.Config(self.app, log_level="warning", access_log=False, timeout_graceful_shutdown=5)
         )
         self._thread: threading.Thread | None = None
+        if (warning := exposure_warning(config)) is not None:
+            logging.getLogger("llmos.serve").warning("%s", warning)
 
     @property
     def url(self) -> str:

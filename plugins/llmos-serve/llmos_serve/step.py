@@ -28,7 +28,12 @@ class ServeStep:
             raise ValidationError(
                 "deployment.openai-server: nothing to serve; set model = 'name@alias' or register a version first"
             )
-        config = self.config.model_copy(update={"model": str(model)})
+        import os
+
+        update: dict[str, Any] = {"model": str(model)}
+        if self.config.api_key is None and os.environ.get("LLMOS_API_KEY"):
+            update["api_key"] = os.environ["LLMOS_API_KEY"]  # keys come from the environment, not pipeline files
+        config = self.config.model_copy(update=update)
         if config.block:
             from llmos_serve.server import serve
 

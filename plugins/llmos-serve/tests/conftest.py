@@ -7,6 +7,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 
 TEXT = (
@@ -96,3 +97,18 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+def check_openai_error(r: httpx.Response, status: int) -> dict[str, Any]:
+    """Assert ``r`` is an error in OpenAI's shape with ``status``; its ``error`` object."""
+    assert r.status_code == status, (r.status_code, r.text)
+    err = r.json()["error"]
+    assert set(err) == {"message", "type", "param", "code"}
+    assert isinstance(err["message"], str) and err["message"]
+    return err
+
+
+@pytest.fixture(name="_is_openai_error")
+def openai_error() -> Callable[[httpx.Response, int], dict[str, Any]]:
+    """:func:`check_openai_error`, as a fixture."""
+    return check_openai_error

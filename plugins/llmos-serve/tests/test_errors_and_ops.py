@@ -12,26 +12,19 @@ import httpx
 import pytest
 
 
-def _is_openai_error(r: httpx.Response, status: int) -> dict[str, Any]:
-    assert r.status_code == status, (r.status_code, r.text)
-    err = r.json()["error"]
-    assert set(err) == {"message", "type", "param", "code"}
-    assert isinstance(err["message"], str) and err["message"]
-    return err
-
-
-def test_error_shapes_and_codes(start_server, tiny_dir):
+def test_error_shapes_and_codes(start_server, tiny_dir, _is_openai_error):
     srv = start_server(model=str(tiny_dir), max_tokens_limit=64, max_body_bytes=4096)
     u = srv.url
     ok = {"model": "tiny", "prompt": "hello", "max_tokens": 2}
 
     err = _is_openai_error(httpx.post(u + "/v1/completions", json={**ok, "model": "other"}), 404)
     assert err["code"] == "model_not_found" and err["param"] == "model"
-    # invalid fields -> 422, invalid JSON -> 400
-    err = _is_openai_error(httpx.post(u + "/v1/completions", json={**ok, "temperature": 9}), 422)
-    assert err["param"] == "temperature"
-    _is_openai_error(httpx.post(u + "/v1/completions", json={"prompt": "x"}), 422)  # no model
-    _is_openai_error(httpx.post(u + "/v1/chat/completions", json={"model": "tiny", "messages": []}), 422)
+    # invalid fields and invalid JSON -> 400 (as OpenAI answers; never FastAPI's 422)
+    err = _is_openai_error(httpx.post(u + "/v1/completions", json={**ok, "temperature": 9}), 400)
+    assert err["param"] == "temperature" and err["code"] == "invalid_value"
+    err = _is_openai_error(httpx.post(u + "/v1/completions", json={"prompt": "x"}), 400)  # no model
+    assert err["param"] == "model" and err["code"] == "missing_required_parameter"
+    _is_openai_error(httpx.post(u + "/v1/chat/completions", json={"model": "tiny", "messages": []}), 400)
     err = _is_openai_error(
         httpx.post(u + "/v1/completions", content=b"{not json", headers={"content-type": "application/json"}), 400
     )
@@ -70,7 +63,7 @@ def test_error_shapes_and_codes(start_server, tiny_dir):
     _is_openai_error(httpx.get(u + "/v1/completions"), 405)
 
 
-def test_request_timeout_is_504(start_server, tiny_dir):
+def test_request_timeout_is_504(start_server, tiny_dir, _is_openai_error):
     srv = start_server(model=str(tiny_dir), timeout=0.05, max_batch_size=1)
     body = {"model": "tiny", "prompt": "hello", "max_tokens": 500, "temperature": 0,
             "stop": ["never-produced-stop-string"]}
@@ -137,7 +130,7 @@ def test_client_disconnect_mid_stream_frees_slot(start_server, tiny_dir):
     assert r.status_code == 200
 
 
-def test_admin_endpoints_need_the_token(start_server, tiny_dir):
+def test_admin_endpoints_need_the_token(start_server, tiny_dir, _is_openai_error):
     off = start_server(model=str(tiny_dir))
     err = _is_openai_error(httpx.post(off.url + "/admin/reload", headers={"Authorization": "Bearer x"}), 403)
     assert "--admin-token" in err["message"]
@@ -178,14 +171,15 @@ def test_health_ready_metrics_and_access_log(start_server, tiny_dir, caplog):
     assert any('"POST /v1/completions" 404' in line for line in lines), lines
     text = httpx.get(srv.url + "/metrics").text
     for name in (
-        "llmos:num_requests_running", "llmos:num_requests_waiting", "llmos:time_to_first_token_seconds_bucket",
-        "llmos:inter_token_latency_seconds_bucket", "llmos:e2e_request_latency_seconds_count",
-        "llmos:batch_size_bucket", "llmos:generation_tokens_per_second",
+        "llmos_num_requests_running", "llmos_num_requests_waiting", "llmos_time_to_first_token_seconds_bucket",
+        "llmos_inter_token_latency_seconds_bucket", "llmos_e2e_request_latency_seconds_count",
+        "llmos_batch_size_bucket", "llmos_generation_tokens_per_second",
     ):
         assert name in text, name
-    assert 'llmos:request_success_total{finished_reason="length",model_name="tiny",version="tiny:local"} 2.0' in text
-    assert 'llmos:generation_tokens_total{model_name="tiny",version="tiny:local"} 8.0' in text
-    assert 'llmos:request_errors_total{status="404"} 1.0' in text
+    assert 'llmos_request_success_total{finished_reason="length",model_name="tiny",version="tiny:local"} 2.0' in text
+    assert 'llmos_generation_tokens_total{model_name="tiny",version="tiny:local"} 8.0' in text
+    assert 'llmos_request_errors_total{status="404"} 1.0' in text
+    assert "llmos:" not in text  # Prometheus naming: colons are for recording rules
 
 
 def test_hook_after_request_reaches_plugins(start_server, tiny_dir, plugin_manager):
@@ -242,7 +236,7 @@ def test_canary_split_within_tolerance(start_server, tiny_models, tmp_path):
 
 
 @pytest.mark.parametrize("path", ["/v1/completions", "/v1/chat/completions"])
-def test_not_ready_while_loading_is_503(plugin_manager, tiny_dir, path):
+def test_not_ready_while_loading_is_503(plugin_manager, tiny_dir, path, _is_openai_error):
     from fastapi.testclient import TestClient
 
     from llmos_serve.app import create_app
