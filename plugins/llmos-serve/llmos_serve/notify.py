@@ -9,7 +9,7 @@ from typing import Any
 
 
 class Notifier:
-    """Calls ``llmos_after_request`` / ``llmos_on_metrics`` from a thread."""
+    """Calls ``llmos_after_request`` / ``llmos_after_metrics`` from a thread."""
 
     def __init__(self, metrics: Any, pool: Any, interval: float = 10.0) -> None:
         self.q: queue.Queue[tuple[dict[str, Any], dict[str, float]] | None] = queue.Queue(maxsize=10000)
