@@ -47,29 +47,41 @@ from llmos.registry.models import (
 )
 from llmos.registry.types import RunInfo, VersionInfo
 
-NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,127}$")
-ALIAS_RE = re.compile(r"^[\w\-]+$", re.ASCII)
-KEY_RE = re.compile(r"^[A-Za-z0-9_.\-/]{1,128}$")
-RESERVED_ALIAS = re.compile(r"^(latest|v\d+)$")
+# whole-string patterns (``fullmatch``: a ``$`` would also match before a final newline)
+NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.\-]{0,127}")
+ALIAS_RE = re.compile(r"[A-Za-z0-9_\-]{1,128}")
+KEY_RE = re.compile(r"[A-Za-z0-9_.\-/]{1,128}")
+RESERVED_ALIAS = re.compile(r"latest|v\d+")
 PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".pkl", ".pickle", ".ckpt", ".joblib")
 STATUSES = ("ready", "archived", "deleted")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+
+
+def _why_bad(value: str) -> str:
+    if _CONTROL.search(value):
+        return " (it contains a control character, e.g. a newline)"
+    return ""
 
 
 # -- references ----------------------------------------------------------------------
 
 
 def check_name(name: str) -> str:
-    if not isinstance(name, str) or not NAME_RE.match(name):
+    if not isinstance(name, str) or not NAME_RE.fullmatch(name):
         raise ValidationError(
-            f"invalid model name {name!r}: use 1-128 letters, digits, '.', '_' or '-', starting with a letter or digit"
+            f"invalid model name {name!r}{_why_bad(name) if isinstance(name, str) else ''}: use 1-128 letters, "
+            "digits, '.', '_' or '-', starting with a letter or digit"
         )
     return name
 
 
 def check_alias(alias: str) -> str:
-    if not isinstance(alias, str) or not ALIAS_RE.match(alias) or len(alias) > 128:
-        raise ValidationError(f"invalid alias {alias!r}: use letters, digits, '_' or '-' (e.g. production)")
-    if RESERVED_ALIAS.match(alias):
+    if not isinstance(alias, str) or not ALIAS_RE.fullmatch(alias):
+        raise ValidationError(
+            f"invalid alias {alias!r}{_why_bad(alias) if isinstance(alias, str) else ''}: use 1-128 letters, "
+            "digits, '_' or '-' (e.g. production)"
+        )
+    if RESERVED_ALIAS.fullmatch(alias):
         raise ValidationError(
             f"alias {alias!r} is reserved ('latest' and 'v<N>' always mean the newest and version N): pick another name"
         )
@@ -91,15 +103,15 @@ def parse_ref(ref: str) -> tuple[str, str, str | int | None]:
         m = re.fullmatch(r"v(\d+)", alias)
         if m:
             return name, "number", int(m.group(1))
-        if not ALIAS_RE.match(alias or ""):
-            raise ValidationError(f"invalid model reference {ref!r}: bad alias {alias!r}; {hint}")
+        if not ALIAS_RE.fullmatch(alias or ""):
+            raise ValidationError(f"invalid model reference {ref!r}: bad alias {alias!r}{_why_bad(alias)}; {hint}")
         return name, "alias", alias
     if ":" in ref:
         name, _, num = ref.partition(":")
         check_name_in_ref(name, ref, hint)
         if num == "latest":
             return name, "latest", None
-        if not num.isdigit() or int(num) < 1:
+        if not re.fullmatch(r"[0-9]{1,18}", num) or int(num) < 1:
             raise ValidationError(f"invalid model reference {ref!r}: version must be a positive integer; {hint}")
         return name, "number", int(num)
     check_name_in_ref(ref, ref, hint)
@@ -107,8 +119,8 @@ def parse_ref(ref: str) -> tuple[str, str, str | int | None]:
 
 
 def check_name_in_ref(name: str, ref: str, hint: str) -> None:
-    if not NAME_RE.match(name or ""):
-        raise ValidationError(f"invalid model reference {ref!r}: bad model name {name!r}; {hint}")
+    if not NAME_RE.fullmatch(name or ""):
+        raise ValidationError(f"invalid model reference {ref!r}: bad model name {name!r}{_why_bad(name or '')}; {hint}")
 
 
 def _utc(value: dt.datetime | None) -> dt.datetime | None:
@@ -130,7 +142,7 @@ def _check_json(value: Any, what: str) -> Any:
 def _check_metrics(metrics: Mapping[str, Any] | None) -> dict[str, float]:
     out: dict[str, float] = {}
     for key, value in dict(metrics or {}).items():
-        if not isinstance(key, str) or not KEY_RE.match(key):
+        if not isinstance(key, str) or not KEY_RE.fullmatch(key):
             raise ValidationError(f"invalid metric name {key!r}: use letters, digits, '_', '.', '-' or '/'")
         try:
             val = float(value)
@@ -145,7 +157,7 @@ def _check_metrics(metrics: Mapping[str, Any] | None) -> dict[str, float]:
 def _check_tags(tags: Mapping[str, Any] | None) -> dict[str, str]:
     out: dict[str, str] = {}
     for key, value in dict(tags or {}).items():
-        if not isinstance(key, str) or not KEY_RE.match(key):
+        if not isinstance(key, str) or not KEY_RE.fullmatch(key):
             raise ValidationError(f"invalid tag key {key!r}: use letters, digits, '_', '.', '-' or '/'")
         if value is None or isinstance(value, (dict, list)):
             raise ValidationError(f"tag {key!r} needs a text value, got {value!r}")
@@ -221,23 +233,32 @@ class Registry:
     def _lock_model(self, s: Session, name: str, *, create: str | None = None) -> Model:
         """The model row, locked for this write transaction (created when ``create``
         is not ``None``, with that description)."""
+        from llmos.registry.models import name_key
+
         dialect = s.get_bind().dialect.name
+        key = name_key(name)
         if create is not None:
-            values = {"name": name, "description": create, "last_version": 0, "created_at": utcnow()}
+            values = {"name": name, "name_key": key, "description": create, "last_version": 0, "created_at": utcnow()}
+            # no conflict target: a clash on name or on name_key both leave the row as it is
             if dialect == "postgresql":
                 from sqlalchemy.dialects.postgresql import insert as pg_insert
 
-                s.execute(pg_insert(Model).values(**values).on_conflict_do_nothing(index_elements=["name"]))
+                s.execute(pg_insert(Model).values(**values).on_conflict_do_nothing())
             elif dialect == "sqlite":
                 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
-                s.execute(sqlite_insert(Model).values(**values).on_conflict_do_nothing(index_elements=["name"]))
-            elif s.scalar(select(Model.id).where(Model.name == name)) is None:
+                s.execute(sqlite_insert(Model).values(**values).on_conflict_do_nothing())
+            elif s.scalar(select(Model.id).where(Model.name_key == key)) is None:
                 s.add(Model(**values))
                 s.flush()
-        model = s.scalar(select(Model).where(Model.name == name).with_for_update())
+        model = s.scalar(select(Model).where(Model.name_key == key).with_for_update())
         if model is None:
-            raise NotFoundError(f"no model named {name!r} (see: llmos model list)")
+            _no_model(s, name)
+        if model.name != name:
+            raise ConflictError(
+                f"model name {name!r} clashes with the existing model {model.name!r}: names are unique "
+                f"case-insensitively; use {model.name!r} (or another name)"
+            )
         return model
 
     # -- reading versions --------------------------------------------------------------
@@ -279,7 +300,7 @@ class Registry:
     @staticmethod
     def _check_model(s: Session, name: str) -> None:
         if s.scalar(select(Model.id).where(Model.name == name)) is None:
-            raise NotFoundError(f"no model named {name!r} (see: llmos model list)")
+            _no_model(s, name)
 
     def _info(self, s: Session, v: ModelVersion, name: str | None = None, *, files: bool = True) -> VersionInfo:
         name = name or s.scalar(select(Model.name).where(Model.id == v.model_id))
@@ -380,7 +401,7 @@ class Registry:
         with self.session() as s:
             model_id = s.scalar(select(Model.id).where(Model.name == name))
             if model_id is None:
-                raise NotFoundError(f"no model named {name!r} (see: llmos model list)")
+                _no_model(s, name)
             q = (
                 select(ModelVersion.id, ModelVersion.number, ModelVersion.status, ModelVersion.lineage,
                        ModelVersion.created_at, ModelVersion.size_bytes, ModelVersion.description,
@@ -502,53 +523,59 @@ class Registry:
             if run_id is not None and s.get(Run, run_id) is None:
                 raise NotFoundError(f"run {run_id!r} does not exist (see: llmos runs list)")
 
-        stats = BlobStats()
-        manifest = self._ingest(files, layouts, stats, progress)
+        from llmos.registry import pins
 
-        size_bytes = sum(f["size"] for f in manifest)
-        with self.session(write=True) as s:
-            model = self._lock_model(s, name, create=description)
-            parent_versions = [self._find(s, ref) for ref in parent_refs]
-            model.last_version += 1
-            number = model.last_version
-            created = utcnow()
-            s.flush()
-            # Core bulk inserts: the write lock is held for as short a time as possible
-            version_id = s.execute(
-                insert(ModelVersion)
-                .values(model_id=model.id, number=number, status="ready", description=description,
-                        size_bytes=size_bytes, lineage=lineage_data, run_id=run_id, created_at=created)
-                .returning(ModelVersion.id)
-            ).scalar_one()
-            file_ids = s.execute(
-                insert(VersionFile).returning(VersionFile.id, sort_by_parameter_order=True),
-                [{"version_id": version_id, "path": f["path"], "kind": f["kind"], "sha256": f["sha256"],
-                  "size": f["size"]} for f in manifest],
-            ).scalars().all()
-            part_rows = [{"file_id": fid, **p} for fid, f in zip(file_ids, manifest) for p in f.get("parts", [])]
-            if part_rows:
-                s.execute(insert(FilePart), part_rows)
-            if tag_values:
-                s.execute(insert(Tag), [{"version_id": version_id, "key": k, "value": v} for k, v in tag_values.items()])
-            if metric_values:
-                s.execute(insert(VersionMetric), [{"version_id": version_id, "name": k, "value": v, "logged_at": created}
-                                                  for k, v in metric_values.items()])
-            unique_parents = {p.id: p for p in parent_versions}
-            if unique_parents:
-                s.execute(insert(LineageEdge), [{"child_id": version_id, "parent_id": pid} for pid in unique_parents])
-            version = s.get(ModelVersion, version_id)
-            assert version is not None
-            moved = [self._move_alias(s, model, a, version) for a in alias_names]
-            parent_names = {p.model_id: parse_ref(r)[0] for r, p in zip(parent_refs, parent_versions)}
-            parent_list = sorted({(parent_names[p.model_id], p.number) for p in parent_versions})
-            s.add(
-                Event(
-                    kind="version.registered",
-                    subject=f"{name}:{number}",
-                    data={"files": len(manifest), "size_bytes": size_bytes, "stored_bytes": stats.written_bytes,
-                          "parents": [f"{m}:{n}" for m, n in parent_list]},
+        stats = BlobStats()
+        # the pin is committed before the first blob is written or reused: gc keeps
+        # them whatever its grace, until the version that references them is committed
+        with pins.pinned(self.session, f"register {name}"):
+            manifest = self._ingest(files, layouts, stats, progress)
+
+            size_bytes = sum(f["size"] for f in manifest)
+            with self.session(write=True) as s:
+                model = self._lock_model(s, name, create=description)
+                parent_versions = [self._find(s, ref) for ref in parent_refs]
+                model.last_version += 1
+                number = model.last_version
+                created = utcnow()
+                s.flush()
+                # Core bulk inserts: the write lock is held for as short a time as possible
+                version_id = s.execute(
+                    insert(ModelVersion)
+                    .values(model_id=model.id, number=number, status="ready", description=description,
+                            size_bytes=size_bytes, lineage=lineage_data, run_id=run_id, created_at=created)
+                    .returning(ModelVersion.id)
+                ).scalar_one()
+                file_ids = s.execute(
+                    insert(VersionFile).returning(VersionFile.id, sort_by_parameter_order=True),
+                    [{"version_id": version_id, "path": f["path"], "kind": f["kind"], "sha256": f["sha256"],
+                      "size": f["size"]} for f in manifest],
+                ).scalars().all()
+                part_rows = [{"file_id": fid, **p} for fid, f in zip(file_ids, manifest) for p in f.get("parts", [])]
+                if part_rows:
+                    s.execute(insert(FilePart), part_rows)
+                if tag_values:
+                    s.execute(insert(Tag), [{"version_id": version_id, "key": k, "value": v} for k, v in tag_values.items()])
+                if metric_values:
+                    s.execute(insert(VersionMetric), [{"version_id": version_id, "name": k, "value": v, "logged_at": created}
+                                                      for k, v in metric_values.items()])
+                unique_parents = {p.id: p for p in parent_versions}
+                if unique_parents:
+                    s.execute(insert(LineageEdge), [{"child_id": version_id, "parent_id": pid} for pid in unique_parents])
+                version = s.get(ModelVersion, version_id)
+                assert version is not None
+                moved = [self._move_alias(s, model, a, version) for a in alias_names]
+                parent_names = {p.model_id: parse_ref(r)[0] for r, p in zip(parent_refs, parent_versions)}
+                parent_list = sorted({(parent_names[p.model_id], p.number) for p in parent_versions})
+                s.add(
+                    Event(
+                        kind="version.registered",
+                        subject=f"{name}:{number}",
+                        data={"files": len(manifest), "size_bytes": size_bytes, "stored_bytes": stats.written_bytes,
+                              "parents": [f"{m}:{n}" for m, n in parent_list]},
+                    )
                 )
-            )
+            self._verify_stored(manifest, files, layouts)
         info = VersionInfo(
             model=name,
             number=number,
@@ -592,7 +619,10 @@ class Registry:
             jobs: list[tuple[str, list[safetensors_io.Part] | None, int, Any]] = []
             with ThreadPoolExecutor(max_workers=8, thread_name_prefix="llmos-blob") as pool:
                 for rel, src in files:
-                    fd = os.open(src, os.O_RDONLY)
+                    try:  # a link swapped in after validation is not followed
+                        fd = os.open(src, os.O_RDONLY | os.O_NOFOLLOW)
+                    except OSError as exc:
+                        raise ValidationError(f"cannot read {src}: {exc.strerror}; register again") from None
                     size = os.fstat(fd).st_size
                     mm = mmap.mmap(fd, size, access=mmap.ACCESS_READ) if size else None
                     view = memoryview(mm) if mm is not None else None
@@ -631,6 +661,20 @@ class Registry:
                 if mm is not None:
                     mm.close()
                 os.close(fd)
+
+    def _verify_stored(
+        self, manifest: list[dict[str, Any]], files: list[tuple[str, Path]], layouts: dict[str, list[safetensors_io.Part]]
+    ) -> None:
+        """After the commit, while still pinned: every blob the version uses is there
+        (a gc that decided before the pin could be seen may have removed one); any
+        missing is written again from the source."""
+        digests = [f["sha256"] for f in manifest if f["kind"] == "blob"]
+        digests += [p["sha256"] for f in manifest for p in f.get("parts", [])]
+        if all(self.blobs.exists(d) for d in digests):
+            return
+        again = self._ingest(files, layouts, BlobStats(), None)
+        if again != manifest or not all(self.blobs.exists(d) for d in digests):
+            raise LlmosError("the files changed while being registered and blobs went missing; run: llmos model fsck")
 
     # -- aliases, tags, metrics, status -------------------------------------------------
 
@@ -986,9 +1030,13 @@ class Registry:
     def gc(self, grace_seconds: float = 3600.0, *, dry_run: bool = False) -> dict[str, Any]:
         """Remove blobs no version references, and left-over temporary files and
         checkouts of deleted versions. Blobs touched in the last ``grace_seconds`` are
-        kept: a registration in progress may be about to reference them."""
+        kept, and so, whatever the grace, is every blob touched since the oldest live
+        pin (a register in progress) and since this gc started."""
         import time
 
+        from llmos.registry import pins
+
+        started = time.time()
         with self.session() as s:
             referenced = self._referenced(s)
             live = {
@@ -999,8 +1047,14 @@ class Registry:
                     .where(ModelVersion.status != "deleted")
                 ).all()
             }
-        cutoff = time.time() - grace_seconds
-        removed = removed_bytes = kept_recent = temps = 0
+            live_pins, stale_pins = pins.live_pins(s, now=started)
+        if stale_pins and not dry_run:
+            with self.session(write=True) as s:
+                pins.drop_pins(s, stale_pins)
+        cutoff = started - grace_seconds
+        # anything touched after this is (or may be) in use by a register in progress
+        keep_since = min([p.created_ts for p in live_pins] + [started]) - pins.MTIME_SLACK_S
+        removed = removed_bytes = kept_recent = kept_pinned = temps = 0
         for digest, path in self.blobs.iter_digests():
             if digest in referenced:
                 continue
@@ -1011,13 +1065,24 @@ class Registry:
             if st.st_mtime > cutoff:
                 kept_recent += 1
                 continue
-            if not dry_run:
-                path.unlink(missing_ok=True)
+            if st.st_mtime >= keep_since:
+                kept_pinned += 1
+                continue
+            if dry_run:
+                size: int | None = st.st_size
+            else:
+                size = self.blobs.remove_unless_touched(path, st.st_mtime_ns)
+            if size is None:
+                kept_pinned += 1
+                continue
             removed += 1
-            removed_bytes += st.st_size
+            removed_bytes += size
         for tmp in self.blobs.iter_temp():
             try:
-                if tmp.stat().st_mtime <= cutoff:
+                st = tmp.stat()
+                # a gc's aside copy keeps the blob's mtime: its rename time (ctime) counts
+                mtime = max(st.st_mtime, st.st_ctime) if tmp.name.startswith(".gc-") else st.st_mtime
+                if mtime <= cutoff and mtime < keep_since:
                     temps += 1
                     if not dry_run:
                         tmp.unlink(missing_ok=True)
@@ -1030,7 +1095,11 @@ class Registry:
                     continue
                 for vdir in mdir.iterdir():
                     stale = vdir.name.startswith(".tmp-") or (mdir.name, vdir.name) not in live
-                    if stale and vdir.stat().st_mtime <= cutoff:
+                    try:
+                        mtime = vdir.stat().st_mtime
+                    except FileNotFoundError:
+                        continue
+                    if stale and mtime <= cutoff and mtime < keep_since:
                         stale_checkouts += 1
                         if not dry_run:
                             shutil.rmtree(vdir, ignore_errors=True)
@@ -1041,6 +1110,8 @@ class Registry:
             "removed_blobs": removed,
             "removed_bytes": removed_bytes,
             "kept_recent": kept_recent,
+            "kept_pinned": kept_pinned,
+            "live_pins": len(live_pins),
             "removed_temp_files": temps,
             "removed_checkouts": stale_checkouts,
             "dry_run": dry_run,
@@ -1300,7 +1371,7 @@ def _version_number(name: str, version: int | str) -> int:
         if text.startswith(f"{name}:"):
             text = text[len(name) + 1 :]
         text = text.removeprefix("v")
-        if not text.isdigit():
+        if not re.fullmatch(r"[0-9]{1,18}", text):
             raise ValidationError(f"invalid version {version!r}: give a version number such as 3")
         number = int(text)
     if number < 1:
@@ -1309,8 +1380,14 @@ def _version_number(name: str, version: int | str) -> int:
 
 
 def _collect_files(path: Path) -> list[tuple[str, Path]]:
-    """``(relative posix path, source)`` of the files to register, validated."""
-    if not path.exists():
+    """``(relative posix path, source)`` of the files to register, validated.
+
+    Symbolic links are followed only inside the model directory: a link (to a file or
+    a directory) that leads out of it, a broken link, a link loop and anything that is
+    not a regular file or directory are refused, naming the entry. ``source`` is the
+    resolved path, opened later with ``O_NOFOLLOW``.
+    """
+    if not path.exists() and not path.is_symlink():
         raise ValidationError(f"{path} does not exist: give a model directory (Hugging Face layout) or a .safetensors file")
     if path.is_file():
         _refuse_pickle(path)
@@ -1318,20 +1395,46 @@ def _collect_files(path: Path) -> list[tuple[str, Path]]:
             raise ValidationError(
                 f"{path} is a single file but not .safetensors: register a directory (Hugging Face layout) or a .safetensors file"
             )
-        return [(path.name, path)]
+        return [(path.name, path.resolve())]
     if not path.is_dir():
-        raise ValidationError(f"{path} is not a regular file or directory")
+        raise ValidationError(f"{path} is not a regular file or directory (or is a broken link)")
+    root = path.resolve()
     found: list[tuple[str, Path]] = []
-    for root, dirs, names in os.walk(path):
-        dirs[:] = sorted(d for d in dirs if not d.startswith(".") and d != "__pycache__")
-        for n in sorted(names):
-            if n.startswith("."):
+
+    def walk(real_dir: Path, rel_dir: str, ancestors: frozenset[Path] = frozenset()) -> None:
+        if real_dir in ancestors:
+            raise ValidationError(f"{path / rel_dir} is a symbolic link loop: remove the link and register again")
+        ancestors = ancestors | {real_dir}
+        try:
+            entries = sorted(os.scandir(real_dir), key=lambda e: e.name)
+        except OSError as exc:
+            raise ValidationError(f"cannot read {path / rel_dir}: {exc.strerror}") from None
+        for entry in entries:
+            n = entry.name
+            if n.startswith(".") or n == "__pycache__":
                 continue
-            src = Path(root) / n
-            _refuse_pickle(src)
-            if not src.is_file():
+            rel = f"{rel_dir}/{n}" if rel_dir else n
+            shown = path / rel
+            real = Path(entry.path)
+            if entry.is_symlink():
+                target = Path(os.path.realpath(entry.path))
+                if not target.is_relative_to(root):
+                    raise ValidationError(
+                        f"{shown} is a symbolic link to {os.readlink(entry.path)}, outside the model directory: "
+                        "copy the file into the directory (or remove the link) and register again"
+                    )
+                if not target.exists():
+                    raise ValidationError(f"{shown} is a broken symbolic link: fix or remove it and register again")
+                real = target
+            if real.is_dir():
+                walk(real, rel, ancestors)
                 continue
-            found.append((src.relative_to(path).as_posix(), src))
+            _refuse_pickle(shown)
+            if not real.is_file():
+                raise ValidationError(f"{shown} is not a regular file (a socket, pipe or device): remove it and register again")
+            found.append((rel, real))
+
+    walk(root, "")
     if not found:
         raise ValidationError(f"{path} contains no files: nothing to register")
     return found
@@ -1344,6 +1447,15 @@ def _refuse_pickle(path: Path) -> None:
             "to safetensors, e.g. safetensors.torch.save_file(torch.load(f, weights_only=True), 'model.safetensors'), "
             "or model.save_pretrained(dir, safe_serialization=True), and register that"
         )
+
+
+def _no_model(s: Session, name: str) -> None:
+    """Raise the not-found error for ``name``, pointing at a model differing only in case."""
+    from llmos.registry.models import name_key
+
+    other = s.scalar(select(Model.name).where(Model.name_key == name_key(name)))
+    hint = f"; did you mean {other!r}? (names are unique case-insensitively)" if other else " (see: llmos model list)"
+    raise NotFoundError(f"no model named {name!r}{hint}")
 
 
 def _notify(hook: str, **kwargs: Any) -> None:

@@ -48,13 +48,54 @@ class BlobStore:
     def exists(self, digest: str) -> bool:
         return self.path(digest).is_file()
 
-    def _touch(self, path: Path) -> None:
-        # a reused blob is "fresh" again: gc's grace period protects it while the
-        # version that reuses it is being committed
+    def _reuse(self, digest: str) -> bool:
+        """Is the blob stored? If so it is touched first: a reused blob is "fresh"
+        again, so gc (which keeps what is newer than the oldest pin) leaves it alone,
+        and it is checked again after the touch, in case gc removed it just before."""
+        target = self.path(digest)
+        if not target.is_file():
+            return False
         try:
-            os.utime(path)
+            os.utime(target)
         except OSError:
-            pass
+            return False
+        return target.is_file()
+
+    def remove_unless_touched(self, path: Path, seen_mtime_ns: int) -> int | None:
+        """Remove the blob at ``path`` unless it was touched since its mtime was
+        ``seen_mtime_ns``.
+
+        The blob is first renamed aside and its mtime read again: a writer that touched
+        it in between (reusing it) wins, and the blob goes back. A writer that looks
+        for it after the rename finds it missing and writes it again. :returns: the
+        bytes removed, or ``None`` if it was kept (or already gone).
+        """
+        aside = path.with_name(f".gc-{path.name}-{os.getpid()}")
+        try:
+            os.rename(path, aside)
+        except FileNotFoundError:
+            return None
+        try:
+            st = os.stat(aside)
+        except FileNotFoundError:
+            return None
+        if st.st_mtime_ns != seen_mtime_ns:
+            os.rename(aside, path)
+            return None
+        aside.unlink(missing_ok=True)
+        return st.st_size
+
+    def remove_written(self, digests: Iterable[str]) -> int:
+        """Remove blobs a failed write created (their digests); :returns: bytes freed."""
+        freed = 0
+        for d in set(digests):
+            try:
+                size = self.path(d).stat().st_size
+                self.path(d).unlink()
+                freed += size
+            except FileNotFoundError:
+                pass
+        return freed
 
     # -- writing -----------------------------------------------------------------
 
@@ -77,9 +118,7 @@ class BlobStore:
                 h.update(chunk)
                 pos += len(chunk)
             digest = h.hexdigest()
-        target = self.path(digest)
-        if target.is_file():
-            self._touch(target)
+        if self._reuse(digest):
             return digest, False
 
         def fill(fd: int) -> None:
@@ -103,9 +142,7 @@ class BlobStore:
     def put_bytes(self, data: bytes) -> tuple[str, bool]:
         """Store ``data``. :returns: ``(sha256 hex, written)``."""
         digest = hashlib.sha256(data).hexdigest()
-        target = self.path(digest)
-        if target.is_file():
-            self._touch(target)
+        if self._reuse(digest):
             return digest, False
 
         def fill(fd: int) -> None:
@@ -172,7 +209,7 @@ class BlobStore:
             if not sub.is_dir() or len(sub.name) != 2:
                 continue
             for f in sorted(sub.iterdir()):
-                if f.name.startswith(".tmp-"):
+                if f.name.startswith((".tmp-", ".gc-")):
                     continue
                 yield sub.name + f.name, f
 
@@ -183,6 +220,7 @@ class BlobStore:
         for sub in self.base.iterdir():
             if sub.is_dir():
                 yield from sub.glob(".tmp-*")
+                yield from sub.glob(".gc-*")  # a gc killed between rename and unlink
 
 
 def _fsync_dir(path: Path) -> None:

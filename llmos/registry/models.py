@@ -63,6 +63,15 @@ class UTCDateTime(TypeDecorator[dt.datetime]):
         return value.astimezone(dt.timezone.utc)
 
 
+def name_key(name: str) -> str:
+    """The form of a model name that must be unique: names differing only in case clash."""
+    return name.lower()
+
+
+def name_key_default(context: Any) -> str:
+    return name_key(context.get_current_parameters()["name"])
+
+
 class Base(DeclarativeBase):
     metadata = MetaData(naming_convention=NAMING_CONVENTION)
     type_annotation_map = {dict[str, Any]: JSON, list[Any]: JSON, dt.datetime: UTCDateTime()}
@@ -78,6 +87,8 @@ class Model(Base):
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     name: Mapped[str] = mapped_column(String(128), unique=True)
+    #: ``name.lower()``: names are unique case-insensitively (as on PyPI and the HF Hub)
+    name_key: Mapped[str] = mapped_column(String(128), unique=True, default=name_key_default)
     description: Mapped[str] = mapped_column(Text, default="")
     #: the highest version number ever allocated (deleted ones included)
     last_version: Mapped[int] = mapped_column(Integer, default=0)
@@ -194,6 +205,23 @@ class LineageEdge(Base):
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     child_id: Mapped[int] = mapped_column(ForeignKey("model_versions.id", ondelete="CASCADE"))
     parent_id: Mapped[int] = mapped_column(ForeignKey("model_versions.id", ondelete="CASCADE"), index=True)
+
+
+class BlobPin(Base):
+    """Blobs an operation in progress (a ``register``) is writing or reusing: ``gc``
+    keeps every unreferenced blob touched since the oldest live pin was taken, whatever
+    its grace period. Times are the writer's clock (``time.time()``), comparable with
+    blob mtimes. A pin whose process is gone (same host, pid dead) or whose
+    ``expires_ts`` passed is stale: gc ignores and removes it."""
+
+    __tablename__ = "blob_pins"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    owner: Mapped[str] = mapped_column(String(256))
+    host: Mapped[str] = mapped_column(String(256))
+    pid: Mapped[int] = mapped_column(Integer)
+    created_ts: Mapped[float] = mapped_column(Float)
+    expires_ts: Mapped[float] = mapped_column(Float)
 
 
 # -- runs --------------------------------------------------------------------------

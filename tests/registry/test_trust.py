@@ -1,0 +1,225 @@
+"""Issue 12, items 7-12: the registry's inputs stay inert and its faults lose nothing.
+
+Each test drives the real CLI (``python -m llmos`` processes, or click's runner for
+the error messages), on SQLite and on the real PostgreSQL the fixtures start.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+from registry_testtools import make_model, tensor, tree_bytes, write_safetensors
+
+
+class Result:
+    def __init__(self, returncode: int, stdout: str, stderr: str) -> None:
+        self.returncode, self.stdout, self.stderr = returncode, stdout, stderr
+
+
+def llmos(*args: str) -> Result:
+    """``llmos ARGS...`` through the real CLI (click's runner: in this process, which
+    saves a second of start-up per call), in this test's home and database."""
+    from click.testing import CliRunner
+
+    from llmos.cli import main
+
+    r = CliRunner().invoke(main, list(args))
+    if r.exception is not None and not isinstance(r.exception, SystemExit):
+        raise r.exception
+    return Result(r.exit_code, r.stdout, r.stderr)
+
+
+@pytest.fixture
+def cli(db_url: str, plugin_manager: Any) -> str:
+    """The CLI on SQLite and on PostgreSQL."""
+    return db_url
+
+
+@pytest.fixture
+def sqlite_cli(llmos_home: Path, plugin_manager: Any, monkeypatch: pytest.MonkeyPatch) -> Any:
+    """The CLI on the default SQLite database (for what does not depend on the database)."""
+    from llmos.registry.db import dispose_engines
+
+    monkeypatch.setenv("LLMOS_PLUGINS", "")
+    yield llmos_home
+    dispose_engines()
+
+
+def one_line_error(cp: Result, *needles: str) -> str:
+    assert cp.returncode != 0, cp.stdout
+    lines = cp.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("Error: "), cp.stderr
+    for needle in needles:
+        assert needle in lines[0], lines[0]
+    return lines[0]
+
+
+# -- 12.7 gc during a register ------------------------------------------------------------
+
+GC_LOOP = """
+import json, sys, pathlib
+from llmos.cli import main
+stop = pathlib.Path(sys.argv[1])
+n = 0
+while not stop.exists():
+    try:
+        main(["model", "gc", "--grace-seconds", "0", "--json"], standalone_mode=False)
+    except SystemExit:
+        pass
+    n += 1
+    print(f"gc {n}", file=sys.stderr, flush=True)
+"""
+
+
+def test_gc_grace_zero_during_register_keeps_the_new_version_loadable(cli: str, tmp_path: Path) -> None:
+    """``llmos model gc --grace-seconds 0`` in a loop while ``llmos model register`` runs:
+    the version registers and loads (on old main gc deleted its fresh blobs)."""
+    src = tmp_path / "big"
+    write_safetensors(src / "model.safetensors", {f"t{i}": tensor(i, 2048) for i in range(800)})
+    (src / "config.json").write_text(json.dumps({"model_type": "tiny"}))
+    assert llmos("model", "register", "warm", str(make_model(tmp_path / "w", [1]))).returncode == 0  # migrate
+    stop = tmp_path / "stop"
+    loop = subprocess.Popen([sys.executable, "-c", GC_LOOP, str(stop)], env=dict(os.environ),
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        assert loop.stderr is not None
+        first = loop.stderr.readline()
+        assert first.startswith("gc 1"), first + loop.stderr.read()
+        cp = llmos("model", "register", "big", str(src), "--json")
+    finally:
+        stop.touch()
+        _, err = loop.communicate(timeout=120)
+    runs = [line for line in err.splitlines() if line.startswith("gc ")]
+    assert len(runs) >= 2, err  # gc really ran while the register did
+    assert cp.returncode == 0, cp.stderr
+    assert json.loads(cp.stdout)["ref"] == "big:1"
+    assert llmos("model", "gc", "--grace-seconds", "0").returncode == 0
+    fsck = llmos("model", "fsck", "--json")
+    assert json.loads(fsck.stdout)["missing"] == [], fsck.stdout
+    out = tmp_path / "out"
+    assert llmos("model", "export", "big:1", str(out)).returncode == 0
+    assert tree_bytes(out) == tree_bytes(src)
+
+
+def test_stale_pin_of_a_dead_process_expires(cli: str, reg: Any, tmp_path: Path) -> None:
+    """A register killed mid-way leaves a pin; gc ignores it once its process is gone."""
+    from sqlalchemy import func, select
+
+    from llmos.registry.models import BlobPin
+
+    code = ("import os\nfrom llmos.registry import open_registry, pins\nreg = open_registry()\n"
+            "with pins.pinned(reg.session, 'register doomed'):\n"
+            "    reg.blobs.put_bytes(b'orphan of a killed register')\n"
+            "    os._exit(9)\n")
+    cp = subprocess.run([sys.executable, "-c", code], env=dict(os.environ), capture_output=True, text=True, timeout=120)
+    assert cp.returncode == 9, cp.stderr
+    with reg.session() as s:
+        assert s.scalar(select(func.count()).select_from(BlobPin)) == 1
+    time.sleep(0.3)  # gc keeps what was touched just before it started (clock granularity)
+    gc = json.loads(llmos("model", "gc", "--grace-seconds", "0", "--json").stdout)
+    assert gc["removed_blobs"] == 1 and gc["live_pins"] == 0, json.dumps(gc)
+    with reg.session() as s:
+        assert s.scalar(select(func.count()).select_from(BlobPin)) == 0
+
+
+# -- 12.8 symbolic links ------------------------------------------------------------------
+
+
+def test_symlink_out_of_the_model_dir_is_refused_and_never_exported(sqlite_cli: Path, tmp_path: Path) -> None:
+    src = make_model(tmp_path / "m", [1])
+    (src / "passwd.txt").symlink_to("/etc/passwd")
+    cp = llmos("model", "register", "leak", str(src))
+    one_line_error(cp, "passwd.txt", "symbolic link", "outside the model directory")
+    assert "leak" not in llmos("model", "list").stdout
+    out = tmp_path / "out"
+    assert llmos("model", "export", "leak", str(out)).returncode != 0
+    assert not (out / "passwd.txt").exists()
+    # a linked directory that leaves the tree is refused too (it used to be skipped silently)
+    (src / "passwd.txt").unlink()
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "secret.json").write_text("{}")
+    (src / "extra").symlink_to(outside)
+    one_line_error(llmos("model", "register", "leak", str(src)), "extra", "outside the model directory")
+
+
+def test_symlinks_inside_the_tree_are_followed_not_skipped(sqlite_cli: Path, tmp_path: Path) -> None:
+    src = make_model(tmp_path / "m", [1])
+    (src / "sub").mkdir()
+    (src / "sub" / "vocab.txt").write_text("a\nb\n")
+    (src / "shared").symlink_to("sub")  # a linked directory inside the tree
+    (src / "tokenizer_config.json").symlink_to("tokenizer.json")  # a linked file inside the tree
+    cp = llmos("model", "register", "linked", str(src), "--json")
+    assert cp.returncode == 0, cp.stderr
+    paths = [f["path"] for f in json.loads(cp.stdout)["files"]]
+    assert "shared/vocab.txt" in paths and "sub/vocab.txt" in paths and "tokenizer_config.json" in paths
+    out = tmp_path / "out"
+    assert llmos("model", "export", "linked:1", str(out)).returncode == 0
+    assert (out / "shared" / "vocab.txt").read_text() == "a\nb\n"
+    assert not any(p.is_symlink() for p in out.rglob("*"))
+    (src / "sub" / "loop").symlink_to("..")
+    one_line_error(llmos("model", "register", "linked", str(src)), "loop")
+    (src / "sub" / "loop").unlink()
+    (src / "dangling").symlink_to("nowhere")
+    one_line_error(llmos("model", "register", "linked", str(src)), "dangling", "broken")
+
+
+# -- 12.9 names and aliases ---------------------------------------------------------------
+
+
+def test_names_match_whole_and_are_unique_case_insensitively(cli: str, tmp_path: Path) -> None:
+    src = make_model(tmp_path / "m", [1])
+    assert llmos("model", "register", "trailnl", str(src)).returncode == 0
+    one_line_error(llmos("model", "register", "trailnl\n", str(src)), "invalid model name", "control character")
+    one_line_error(llmos("model", "register", "tab\there", str(src)), "invalid model name")
+    one_line_error(llmos("model", "show", "trailnl\n"), "invalid model reference")
+    one_line_error(llmos("model", "alias", "set", "trailnl", "prod\n", "1"), "invalid alias", "control character")
+    one_line_error(llmos("model", "register", "trailnl", str(src), "--alias", "canary\n"), "invalid alias")
+    one_line_error(llmos("model", "register", "trailnl", str(src), "--tag", "te\tam=nlp"), "invalid tag key")
+    one_line_error(llmos("model", "show", "trailnl:1\n"), "invalid model reference")
+    one_line_error(llmos("model", "show", "trailnl:²"), "invalid model reference")
+
+    assert llmos("model", "register", "quickstart", str(src)).returncode == 0
+    line = one_line_error(llmos("model", "register", "Quickstart", str(src)), "'Quickstart'", "'quickstart'",
+                          "case-insensitively")
+    assert "use 'quickstart'" in line
+    line = one_line_error(llmos("model", "show", "QuickStart"), "no model named 'QuickStart'", "did you mean 'quickstart'")
+    models = json.loads(llmos("model", "list", "--json").stdout)
+    assert [m["name"] for m in models] == ["quickstart", "trailnl"]
+    assert [m["versions"] for m in models] == [1, 1]
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgres"])
+def test_migration_renames_existing_case_duplicates(backend: str, llmos_home: Path, tmp_path: Path,
+                                                    monkeypatch: pytest.MonkeyPatch,
+                                                    request: pytest.FixtureRequest) -> None:
+    """A database made before names were case-insensitive, holding ``Quickstart`` beside
+    ``quickstart`` and ``trailnl\\n``: upgrading keeps the oldest name and renames the others."""
+    from alembic import command
+    from sqlalchemy import create_engine, text
+
+    from llmos.registry import db, open_registry
+
+    url = f"sqlite:///{tmp_path / 'old.db'}" if backend == "sqlite" else request.getfixturevalue("postgres_database")
+    engine = create_engine(url.replace("postgresql://", "postgresql+psycopg://"))
+    cfg = db.alembic_config()
+    with engine.begin() as conn:
+        cfg.attributes["connection"] = conn
+        command.upgrade(cfg, "0002")
+        for i, name in enumerate(["quickstart", "Quickstart", "trailnl\n", "QUICKSTART"], 1):
+            conn.execute(text("INSERT INTO models (id, name, description, last_version, created_at) "
+                              "VALUES (:i, :n, '', 0, '2026-01-01 00:00:00')"), {"i": i, "n": name})
+    engine.dispose()
+    monkeypatch.setenv("LLMOS_DATABASE_URL", url)
+    reg = open_registry()
+    assert sorted(m["name"] for m in reg.list_models()) == sorted(["quickstart", "Quickstart-2", "trailnl-3", "QUICKSTART-4"])
+    renamed = {e["data"]["old"]: e["data"]["new"] for e in reg.events(kind="model.renamed")}
+    assert renamed == {"Quickstart": "Quickstart-2", "trailnl\n": "trailnl-3", "QUICKSTART": "QUICKSTART-4"}
+    db.dispose_engines()
