@@ -175,6 +175,64 @@ def request_changes(name: str, handle: str, index_path: str | None, reason: str,
     _review(name, handle, "request-changes", index_path, version, reason, as_json)
 
 
+@contrib.command("approve-maintainers")
+@handle_option
+@index_option
+@json_option
+def approve_maintainers(handle: str, index_path: str | None, as_json: bool) -> None:
+    """Approve maintainers.toml as it is now (core maintainers; signed with your key).
+
+    A change to maintainers.toml (a maintainer added or removed, a role, a key) needs
+    approvals by a simple majority of the core maintainers as of the base revision
+    (2/3 to remove); approvals by maintainers added in the same change do not count.
+
+    \b
+    Example:
+      llmos contrib approve-maintainers --handle carol --index registry
+    """
+    from llmos.community.contrib import approve_maintainers as do_approve
+
+    res = do_approve(handle, _root(index_path))
+    if as_json:
+        echo_json(res)
+        return
+    click.echo(f"approved maintainers.toml ({res['digest']}) as {handle}: wrote {res['path']}")
+
+
+@contrib.command("rotate-key")
+@handle_option
+@index_option
+@click.option("--lost", is_flag=True, help="Your old private key is lost: the other core maintainers approve.")
+@click.option("--revoke", is_flag=True, help="The old key is compromised: what it signed stops verifying.")
+@click.option("--reason", default="", help="Why (required with --revoke).")
+@json_option
+def rotate_key(handle: str, index_path: str | None, lost: bool, revoke: bool, reason: str, as_json: bool) -> None:
+    """Replace your key in maintainers.toml with a new one (see GOVERNANCE.md, Keys).
+
+    The old public key moves to previous_keys: reviews merged while it was current keep
+    verifying (unless --revoke); new reviews must use the new key. With the old private
+    key at hand it signs your approval of the change; the other core maintainers add theirs
+    (llmos contrib approve-maintainers) and the change is merged like any pull request.
+
+    \b
+    Examples:
+      llmos contrib rotate-key --handle bob --index registry
+      llmos contrib rotate-key --handle bob --lost --index registry
+      llmos contrib rotate-key --handle bob --revoke --reason "laptop stolen" --index registry
+    """
+    from llmos.community.contrib import rotate_key as do_rotate
+
+    res = do_rotate(handle, _root(index_path), lost=lost, revoke=revoke, reason=reason)
+    if as_json:
+        echo_json(res)
+        return
+    click.echo(f"new key for {handle}: {res['public_key']} (private key in $LLMOS_HOME/keys/{handle}.key)")
+    click.echo(f"  wrote {res['path']}")
+    if res["approved"]:
+        click.echo(f"  approved the change with your old key: wrote {res['approved']}")
+    click.echo("Next: the other core maintainers run `llmos contrib approve-maintainers`; open a pull request.")
+
+
 @contrib.command("yank")
 @click.argument("name")
 @click.argument("version")

@@ -43,6 +43,40 @@ class Checker:
     today: dt.date = field(default_factory=dt.date.today)
     #: folder -> extra approvals needed (look-alike names), filled by check_lookalike
     extra_approvals: dict[str, int] = field(default_factory=dict)
+    #: rebuild every in-tree release and compare its wheel (default: only releases new against base)
+    rebuild: bool = False
+    #: where built wheels go (a temporary directory when None)
+    wheelhouse: Any = None
+
+    @property
+    def repo(self) -> Any:
+        """The git repository holding the index (None when it is not in one)."""
+        if not hasattr(self, "_repo"):
+            getter = getattr(self.index.source, "repository", None)
+            self._repo = getter() if getter else None
+        return self._repo
+
+    def base_file(self, rel: str) -> bytes | None:
+        """The bytes of index file ``rel`` at the base (None: no base, or not there)."""
+        if self.base is None:
+            return None
+        try:
+            return self.base.source.read(rel) if rel in self.base.source.files() else None
+        except Exception:  # noqa: BLE001 - a missing file at base
+            return None
+
+    def unchanged_since_base(self, entry: PluginEntry, rel: str) -> bool:
+        """True when plugin file ``rel`` (relative to the entry) is the same at base."""
+        full = f"plugins/{entry.folder}/{rel}"
+        old = self.base_file(full)
+        return old is not None and old == self.index.source.read(full)
+
+    def base_index_maintainers(self) -> dict[str, Any] | None:
+        """Active index maintainers as of the base (None without base). Approvals only
+        count from them: a change cannot add its own reviewers."""
+        if self.base is None or self.base.maintainers is None or self.base.maintainers.model is None:
+            return None
+        return self.base.index_maintainers()
 
     def entries(self) -> list[PluginEntry]:
         return [e for e in self.index.plugins.values() if e.manifest is not None]
@@ -64,9 +98,10 @@ class Checker:
         return problems
 
 
-def check_index(index: Index, base: Index | None = None, today: dt.date | None = None) -> list[Problem]:
+def check_index(index: Index, base: Index | None = None, today: dt.date | None = None, *, rebuild: bool = False,
+                wheelhouse: Any = None) -> list[Problem]:
     """All problems of ``index`` (errors and warnings), in rule order."""
-    return Checker(index, base, today or dt.date.today()).run()
+    return Checker(index, base, today or dt.date.today(), rebuild=rebuild, wheelhouse=wheelhouse).run()
 
 
 # -- maintainers --------------------------------------------------------------------
@@ -93,6 +128,85 @@ def check_maintainers(c: Checker) -> Iterator[Problem]:
     if sum(1 for m in doc.model.maintainer if "index" in m.roles and m.status == "active") < NEW_PLUGIN_APPROVALS:
         yield Problem(doc.path, "maintainer", "maintainers-schema",
                       f"fewer than {NEW_PLUGIN_APPROVALS} active index maintainers: new plugins could not be approved")
+
+
+def _maintainer_changes(old: Any, new: Any) -> tuple[list[str], bool]:
+    """What changed in maintainers.toml (``old`` → ``new``): readable lines, and whether
+    anything was taken away (a maintainer, a role, active status), which needs 2/3."""
+    before = {m.handle: m for m in old.maintainer}
+    after = {m.handle: m for m in new.maintainer}
+    lines, removal = [], False
+    for h in sorted(set(after) - set(before)):
+        lines.append(f"adds {h} ({'+'.join(after[h].roles)})")
+    for h in sorted(set(before) - set(after)):
+        lines.append(f"removes {h}")
+        removal = True
+    for h in sorted(set(before) & set(after)):
+        a, b = before[h], after[h]
+        if set(b.roles) < set(a.roles) or (set(a.roles) - set(b.roles)):
+            lines.append(f"takes role(s) {', '.join(sorted(set(a.roles) - set(b.roles)))} from {h}")
+            removal = True
+        if set(b.roles) - set(a.roles):
+            lines.append(f"gives {h} role(s) {', '.join(sorted(set(b.roles) - set(a.roles)))}")
+        if a.status != b.status:
+            lines.append(f"makes {h} {b.status}")
+            removal = removal or b.status != "active"
+        if a.public_key != b.public_key:
+            lines.append(f"changes {h}'s key")
+        if a.model_dump(exclude={"roles", "status", "public_key"}) != b.model_dump(exclude={"roles", "status",
+                                                                                             "public_key"}):
+            lines.append(f"edits {h}'s entry")
+    return lines or ["reformats it"], removal
+
+
+@rule("maintainers-approval")
+def check_maintainers_change(c: Checker) -> Iterator[Problem]:
+    """A change to maintainers.toml (against ``--base``) carries signed approvals by a
+    simple majority of the core maintainers *as of the base* (2/3 when it removes a
+    maintainer, a role or active status), verified with their keys as of the base.
+    Approvals by maintainers the change itself adds do not count."""
+    old_doc, new_doc = (c.base.maintainers if c.base else None), c.index.maintainers
+    if c.base is None or old_doc is None or old_doc.model is None or new_doc is None or new_doc.model is None:
+        return  # no base, or no maintainers at the base (the first file bootstraps the index)
+    if signing.canonical_json(old_doc.raw) == signing.canonical_json(new_doc.raw):
+        return
+    core = c.base.core_maintainers()
+    changes, removal = _maintainer_changes(old_doc.model, new_doc.model)
+    need = -(-2 * len(core) // 3) if removal else len(core) // 2 + 1
+    want = signing.maintainers_digest(new_doc.raw or {})
+    valid: list[str] = []
+    ignored: list[str] = []
+    for doc in c.index.maintainer_reviews:
+        r = doc.model
+        if r is None:
+            continue
+        if r.handle != doc.handle or r.subject != "maintainers":
+            ignored.append(f"{doc.handle} (file name and handle differ)")
+            continue
+        if r.handle not in core:
+            added = "added by this change" if r.handle not in {m.handle for m in old_doc.model.maintainer} else \
+                "not an active core maintainer"
+            ignored.append(f"{r.handle} ({added} as of the base)")
+            continue
+        if r.decision != "approve":
+            ignored.append(f"{r.handle} ({r.decision})")
+            continue
+        if r.digest != want:
+            ignored.append(f"{r.handle} (stale: approved another version of maintainers.toml)")
+            continue
+        msg = signing.review_message(*signing.MAINTAINERS_SUBJECT, r.decision, r.digest, r.reason, r.handle)
+        if not signing.verify(core[r.handle].public_key, msg, r.signature):
+            ignored.append(f"{r.handle} (signature does not verify with their key as of the base)")
+            continue
+        valid.append(r.handle)
+    if len(valid) < need:
+        rule_text = "2/3" if removal else "a simple majority"
+        yield Problem(new_doc.path, "maintainer", "maintainers-approval",
+                      f"this change {'; '.join(changes)}: it needs approvals by {rule_text} ({need}) of the "
+                      f"{len(core)} core maintainers as of the base ({', '.join(sorted(core)) or 'none'}); valid: "
+                      f"{', '.join(sorted(valid)) or 'none'}"
+                      + (f"; not counted: {', '.join(ignored)}" if ignored else "")
+                      + " (each runs: llmos contrib approve-maintainers --handle HANDLE)")
 
 
 # -- names ----------------------------------------------------------------------------
@@ -350,6 +464,113 @@ def check_artifact(c: Checker) -> Iterator[Problem]:
                               "a plugin release declares at least one entry point in the `llmos` group")
 
 
+# -- in-tree (standard) plugins -------------------------------------------------------
+
+_BUILT: dict[tuple[str, str, int], tuple[str, int] | str] = {}
+
+
+def _rebuild(c: Checker, tree: str, epoch: int) -> tuple[str, int] | str:
+    """(sha256, size) of the wheel built from ``tree`` (cached per process), or why not."""
+    import tempfile
+    from pathlib import Path
+
+    from llmos.community import project as proj
+    from llmos.errors import LlmosError
+
+    key = (str(c.repo), tree, epoch)
+    if key not in _BUILT:
+        try:
+            if c.wheelhouse is not None:
+                _BUILT[key] = proj.file_sha256(proj.build_from_tree(c.repo, tree, Path(c.wheelhouse), epoch))
+            else:
+                with tempfile.TemporaryDirectory(prefix="llmos-rebuild-") as tmp:
+                    _BUILT[key] = proj.file_sha256(proj.build_from_tree(c.repo, tree, Path(tmp), epoch))
+        except LlmosError as exc:
+            _BUILT[key] = exc.message
+    return _BUILT[key]
+
+
+@rule("maintainers-listed", "in-tree-source", "in-tree-build", "in-tree-reviews")
+def check_in_tree(c: Checker) -> Iterator[Problem]:
+    """An in-tree entry is a standard plugin of this repository: each release names the
+    git tree of ``plugins/<dist>`` it was built from, that tree holds the plugin at that
+    version, and its wheel rebuilt from the tree has the recorded SHA-256 (releases new
+    against ``--base``, or all with ``--rebuild``). No signature and no key: the
+    repository's review is the approval."""
+    import tomllib
+
+    import setuptools
+
+    from llmos.community import project as proj
+
+    for e in c.entries():
+        if e.manifest.origin != "in-tree":
+            if not e.manifest.maintainers:
+                yield Problem(e.plugin.path, "maintainers", "maintainers-listed",
+                              "a community entry lists at least one maintainer with a public key")
+            continue
+        if e.reviews:
+            yield Problem(e.reviews[0].path, "-", "in-tree-reviews",
+                          f"{e.manifest.name} is an in-tree entry: it is approved by the repository's review, "
+                          f"not by signatures; delete plugins/{e.folder}/reviews/")
+        for v, doc in sorted(e.versions.items()):
+            m = doc.model
+            if m is None:
+                continue
+            src = m.source
+            if src.repository != "." or not (src.subdirectory or "").startswith("plugins/"):
+                yield Problem(doc.path, "source", "in-tree-source",
+                              "an in-tree release is built from this repository: source.repository = \".\" and "
+                              "source.subdirectory = \"plugins/<dist>\"")
+                continue
+            if c.repo is None:
+                yield Problem(doc.path, "source", "in-tree-source",
+                              f"cannot verify {e.manifest.name} {v}: the index is not inside a git clone of the "
+                              "llmos repository", level="warning")
+                continue
+            tree = proj.resolve_tree(c.repo, src.tree, src.commit, src.subdirectory)
+            if tree is None:
+                yield Problem(doc.path, "source.tree", "in-tree-source",
+                              f"neither tree {src.tree or '-'} nor {src.commit}:{src.subdirectory} is in this "
+                              "repository (a shallow clone? run: git fetch --unshallow)")
+                continue
+            if src.tree and src.commit:
+                at_commit = proj.resolve_tree(c.repo, None, src.commit, src.subdirectory)
+                if at_commit is not None and at_commit != src.tree:
+                    yield Problem(doc.path, "source.tree", "in-tree-source",
+                                  f"tree {src.tree[:12]} is not {src.subdirectory} at commit {src.commit[:12]} "
+                                  f"({at_commit[:12]})")
+                    continue
+            text = proj.git_out(c.repo, "show", f"{tree}:pyproject.toml")
+            meta = tomllib.loads(text).get("project", {}) if text else {}
+            if names.normalize(str(meta.get("name", ""))) != e.folder or str(meta.get("version")) != v:
+                yield Problem(doc.path, "source.tree", "in-tree-source",
+                              f"the recorded tree holds {meta.get('name', '?')} {meta.get('version', '?')}, not "
+                              f"{e.manifest.name} {v}")
+                continue
+            is_new = c.base is not None and not c.unchanged_since_base(e, f"versions/{v}.toml")
+            if not (c.rebuild or is_new):
+                continue
+            backend = f"setuptools {setuptools.__version__}"
+            if m.build is None or m.build.source_date_epoch is None:
+                yield Problem(doc.path, "build", "in-tree-build",
+                              "an in-tree release records build.source_date_epoch and build.backend")
+                continue
+            if m.build.backend != backend:
+                yield Problem(doc.path, "build.backend", "in-tree-build",
+                              f"cannot rebuild {e.manifest.name} {v} byte for byte here: it was built with "
+                              f"{m.build.backend}, this environment has {backend}", level="warning")
+                continue
+            built = _rebuild(c, tree, m.build.source_date_epoch)
+            if isinstance(built, str):
+                yield Problem(doc.path, "source.tree", "in-tree-build", built)
+            elif built != (m.artifact.sha256, m.artifact.size):
+                yield Problem(doc.path, "artifact.sha256", "in-tree-build",
+                              f"the wheel rebuilt from tree {tree[:12]} has sha256 {built[0][:16]}… and "
+                              f"{built[1]} bytes, the entry says {m.artifact.sha256[:16]}… and {m.artifact.size}: "
+                              f"record what the tree builds (llmos index release-standard {e.manifest.name})")
+
+
 # -- reviews, approvals, consent ------------------------------------------------------
 
 
@@ -390,6 +611,11 @@ def _key_for(c: Checker, e: PluginEntry, handle: str, subject: str, decision: st
     return index_keys.get(handle) or plugin_keys.get(handle)
 
 
+def _previous_keys(c: Checker, handle: str) -> list[Any]:
+    m = c.index.index_maintainers(emeritus=True).get(handle)
+    return list(m.previous_keys) if m is not None else []
+
+
 def _verdicts(c: Checker, e: PluginEntry) -> Iterator[tuple[_Verdict, Problem | None]]:
     for doc in e.reviews:
         r = doc.model
@@ -408,10 +634,23 @@ def _verdicts(c: Checker, e: PluginEntry) -> Iterator[tuple[_Verdict, Problem | 
             continue
         msg = signing.review_message(e.manifest.name, r.subject, r.decision, r.digest, r.reason, r.handle)
         if not signing.verify(key, msg, r.signature):
-            yield _Verdict(doc, False, False, True), Problem(
-                doc.path, "signature", "signature-invalid",
-                f"the signature does not verify with {r.handle!r}'s public key in the index "
-                "(signed with another key, or the record was edited)")
+            # a key rotated away keeps verifying what was merged while it was current;
+            # a revoked (compromised) key verifies nothing, and new reviews use the current key
+            rel = doc.path.split(f"plugins/{e.folder}/", 1)[-1]
+            old = next((p for p in _previous_keys(c, r.handle) if signing.verify(p.public_key, msg, r.signature)),
+                       None)
+            merged = c.base is None or c.unchanged_since_base(e, rel)
+            if old is not None and not old.revoked and merged:
+                yield _Verdict(doc, True, False, True), None
+                continue
+            why = ("the signature does not verify with {h!r}'s public key in the index (signed with another key, "
+                   "or the record was edited)")
+            if old is not None and old.revoked:
+                why = "signed with {h!r}'s revoked key (" + (old.reason or "revoked") + "): ask {h} to review again"
+            elif old is not None:
+                why = "signed with {h!r}'s retired key: a new review is signed with the current key"
+            yield _Verdict(doc, False, False, True), Problem(doc.path, "signature", "signature-invalid",
+                                                             why.format(h=r.handle))
             continue
         expected = _review_digest(e, r.subject, r.covers)
         if expected is None:
@@ -438,11 +677,17 @@ def _verdicts(c: Checker, e: PluginEntry) -> Iterator[tuple[_Verdict, Problem | 
 def check_reviews(c: Checker) -> Iterator[Problem]:
     active = c.index.index_maintainers()
     everyone = c.index.index_maintainers(emeritus=True)
+    as_of_base = c.base_index_maintainers()
     for e in c.entries():
+        if e.manifest.origin == "in-tree":
+            continue  # approved by the repository's review (check_in_tree)
         # approvals by maintainers who have since gone emeritus keep counting for entries
         # merged before (unchanged against --base, or any entry without --base); new or
-        # edited entries need approvals by active index maintainers
+        # edited entries need approvals by active index maintainers, as of the base: a
+        # change cannot add its own reviewers
         index_maint = active if c.base is not None and c.changed(e) else everyone
+        if as_of_base is not None and c.changed(e):
+            index_maint = {h: m for h, m in index_maint.items() if h in as_of_base}
         m = e.manifest
         owners = {p.handle for p in m.authors if p.handle} | {mm.handle for mm in m.maintainers}
         plugin_maint = {mm.handle for mm in m.maintainers}
@@ -479,6 +724,10 @@ def check_reviews(c: Checker) -> Iterator[Problem]:
                                   "approvals must come from other index maintainers")
                 elif r.handle in index_maint:
                     approvals.append(r)
+                elif as_of_base is not None and r.handle not in as_of_base:
+                    yield Problem(verdict.doc.path, "handle", "approver-unknown",
+                                  f"{r.handle} is not an index maintainer as of the base: approvals by "
+                                  "maintainers added in the same change do not count")
             elif r.decision == "approve":
                 if r.handle in plugin_maint:
                     version_approvals.setdefault(r.subject, set()).add(r.handle)

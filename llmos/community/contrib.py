@@ -332,3 +332,220 @@ def yank(name: str, version: str, index_root: Path, *, reason: str = "", undo: b
         data["yanked"], data["yanked_reason"] = True, reason.strip()
     _write(path, dump_toml(data))
     return path
+
+
+# -- in-tree (standard) plugins: released without any key -----------------------------
+
+
+def find_in_tree(repo: Path, dist: str) -> str:
+    """``plugins/<folder>`` of the repository whose pyproject names distribution ``dist``."""
+    import tomllib
+
+    for py in sorted(Path(repo, "plugins").glob("*/pyproject.toml")):
+        try:
+            name = tomllib.loads(py.read_text()).get("project", {}).get("name", "")
+        except tomllib.TOMLDecodeError:
+            continue
+        if names.normalize(str(name)) == names.normalize(dist):
+            return py.parent.relative_to(repo).as_posix()
+    raise NotFoundError(f"no plugins/*/pyproject.toml in {repo} names the distribution {dist!r}")
+
+
+def release_in_tree(dist: str, index_root: Path, *, commit: str = "HEAD", wheelhouse: Path | None = None
+                    ) -> SubmitResult:
+    """Write (or update) the in-tree entry of standard plugin ``dist`` for the version in
+    its ``pyproject.toml`` at ``commit``: the git tree of ``plugins/<dist>``, and the
+    SHA-256 and size of the wheel built from exactly that tree. No key is involved: the
+    pull request that adds it is reviewed like any core change, and ``llmos index
+    check`` rebuilds the wheel from the tree and compares."""
+    import setuptools
+
+    from llmos.community import project as proj
+    from llmos.community.schema import PluginManifest, VersionManifest
+
+    index_root = Path(index_root).resolve()
+    repo_s = proj.git_out(index_root, "rev-parse", "--show-toplevel")
+    if not repo_s:
+        raise ValidationError(f"{index_root} is not inside a git clone of the llmos repository")
+    repo = Path(repo_s)
+    full = proj.git_out(repo, "rev-parse", "--verify", "--quiet", f"{commit}^{{commit}}")
+    if not full:
+        raise NotFoundError(f"no commit {commit!r} in {repo}")
+    subdir = find_in_tree(repo, dist)
+    tree = proj.resolve_tree(repo, None, full, subdir)
+    if tree is None:
+        raise ValidationError(f"{subdir} is not committed at {commit}: commit the plugin first (the entry names "
+                              "the git tree its wheel is built from)")
+    epoch = int(proj.git_out(repo, "log", "-1", "--format=%ct", full, "--", subdir) or 315532800)
+    out = Path(wheelhouse) if wheelhouse else repo / "dist" / "wheelhouse"
+    import tempfile
+
+    with tempfile.TemporaryDirectory(prefix="llmos-release-") as tmp:
+        src = proj.export_tree(repo, tree, Path(tmp) / "src")
+        project = proj.read_project(src)
+        wheel = proj.build_wheel(src, out, epoch=epoch)
+        stages, comps = proj.describe_components(project)
+        apis = sorted({getattr(m, "LLMOS_API", 1) for m in proj.load_hook_modules(project).values()})
+        readme = (src / "README.md").read_text() if (src / "README.md").exists() else None
+    sha, size = proj.file_sha256(wheel)
+    name, version = project.name, project.version
+    meta = project.meta
+    version_doc = {
+        "version": version, "released": _today(), "requires_python": meta.get("requires-python"),
+        "requirements": list(meta.get("dependencies", [])), "entry_points": project.entry_points,
+        "artifact": {"url": wheel.name, "sha256": sha, "size": size},
+        "source": {"repository": ".", "commit": full, "subdirectory": subdir, "tree": tree},
+        "build": {"command": "pip wheel --no-deps --no-build-isolation",
+                  "backend": f"setuptools {setuptools.__version__}", "source_date_epoch": epoch},
+        "notes": "",
+    }
+    VersionManifest.model_validate(_clean(version_doc))
+    folder = index_root / "plugins" / names.normalize(name)
+    index = _reload(index_root)
+    existing = index.plugins.get(names.normalize(name))
+    if existing is not None and existing.manifest is not None and existing.manifest.origin != "in-tree":
+        raise ConflictError(f"{name} is a community entry in the index; an in-tree entry cannot replace it")
+    written: list[Path] = []
+    vpath = folder / "versions" / f"{version}.toml"
+    if existing is not None and version in existing.versions:
+        old = signing.frozen_version(existing.versions[version].raw or {})
+        new = signing.frozen_version(_clean(version_doc))
+        for d in (old, new):
+            d.pop("released", None)
+            d["source"] = {k: v for k, v in d.get("source", {}).items() if k in ("repository", "subdirectory")}
+            d.pop("build", None)
+        same_tree = proj.resolve_tree(repo, existing.versions[version].raw.get("source", {}).get("tree"),
+                                      existing.versions[version].raw.get("source", {}).get("commit"), subdir)
+        if old != new or same_tree != tree:
+            raise ConflictError(f"{name} {version} is already released with other contents: a release never "
+                                f"changes; bump the version in {subdir}/pyproject.toml, commit, and run this again")
+        kind = "unchanged"
+    else:
+        _write(vpath, dump_toml(version_doc, f"# {name} {version}: built from git tree {tree} of {subdir}"))
+        written.append(vpath)
+        kind = "new-version" if existing is not None else "new-plugin"
+    urls = {k.lower(): v for k, v in (meta.get("urls") or {}).items()}
+    lic = meta.get("license")
+    lic = lic if isinstance(lic, str) else (lic or {}).get("text") if isinstance(lic, dict) else None
+    plugin_doc = {
+        "name": name,
+        "summary": _summary(meta.get("description") or name),
+        "description_file": "README.md",
+        "license": lic or "Apache-2.0",
+        "authors": [{"name": str(a.get("name")), "email": a.get("email")} for a in meta.get("authors", [])]
+        or [{"name": "llmos developers"}],
+        "origin": "in-tree",
+        "urls": {"homepage": urls.get("homepage"), "source": ".", "issues": urls.get("issues")},
+        "keywords": list(meta.get("keywords", [])),
+        "stages": stages or ["monitoring"],
+        "components": comps,
+        "api_versions": apis,
+        "status": existing.manifest.status if existing is not None and existing.manifest else "active",
+        "security_contact": "GOVERNANCE.md#security-policy",
+        "added": existing.manifest.added if existing is not None and existing.manifest else _today(),
+    }
+    if existing is not None and existing.manifest is not None and existing.manifest.deprecation is not None:
+        plugin_doc["deprecation"] = existing.manifest.deprecation.model_dump()
+    PluginManifest.model_validate(_clean(plugin_doc))
+    ppath = folder / "plugin.toml"
+    text = dump_toml(plugin_doc, f"# standard plugin {name}: in-tree entry (llmos index release-standard)")
+    if not ppath.exists() or ppath.read_text() != text:
+        _write(ppath, text)
+        written.append(ppath)
+    desc = folder / "README.md"
+    desc_text = readme if readme is not None else f"# {name}\n\n{plugin_doc['summary']}\n"
+    if not desc.exists() or desc.read_text() != desc_text:
+        _write(desc, desc_text)
+        written.append(desc)
+    for stale in sorted((folder / "reviews").rglob("*.toml")) if (folder / "reviews").is_dir() else []:
+        stale.unlink()
+        written.append(stale)
+    if (folder / "reviews").is_dir():
+        shutil.rmtree(folder / "reviews")
+    return SubmitResult(name, version, kind, signing.version_digest(name, _clean(version_doc)),
+                        [str(p) for p in written])
+
+
+# -- maintainers.toml: approvals and key rotation --------------------------------------
+
+
+def _maintainers_path(index_root: Path) -> Path:
+    path = Path(index_root) / "maintainers.toml"
+    if not path.is_file():
+        raise NotFoundError(f"{index_root} is not a plugin index (no maintainers.toml): pass --index registry/")
+    return path
+
+
+def approve_maintainers(handle: str, index_root: Path, *, private_key: Any = None) -> dict[str, Any]:
+    """Sign an approval of ``maintainers.toml`` as it is now (``maintainers-approvals/<handle>.toml``).
+
+    A change to maintainers.toml needs such approvals from the core maintainers as of
+    the base revision (GOVERNANCE.md); any later edit of the file makes them stale."""
+    import tomllib
+
+    from llmos.community.index import MAINTAINER_REVIEWS_DIR
+
+    path = _maintainers_path(index_root)
+    raw = tomllib.loads(path.read_text())
+    digest_ = signing.maintainers_digest(raw)
+    key = private_key if private_key is not None else signing.load_private_key(handle)
+    msg = signing.review_message(*signing.MAINTAINERS_SUBJECT, "approve", digest_, "", handle)
+    record = {"handle": handle, "decision": "approve", "subject": "maintainers", "covers": [], "digest": digest_,
+              "reason": "", "signed_at": dt.datetime.now(dt.timezone.utc).replace(microsecond=0),
+              "signature": signing.sign(key, msg)}
+    out = Path(index_root) / MAINTAINER_REVIEWS_DIR / f"{handle}.toml"
+    _write(out, dump_toml(record, f"# approval of maintainers.toml by {handle}, signed with ed25519 (llmos contrib)"))
+    return {"handle": handle, "digest": digest_, "path": str(out)}
+
+
+def _write_maintainers(path: Path, raw: dict[str, Any]) -> None:
+    header = []
+    for line in path.read_text().splitlines():
+        if not line.startswith("#"):
+            break
+        header.append(line)
+    _write(path, dump_toml(raw, "\n".join(header)))
+
+
+def rotate_key(handle: str, index_root: Path, *, lost: bool = False, revoke: bool = False,
+               reason: str = "") -> dict[str, Any]:
+    """Give ``handle`` a new key in maintainers.toml; the old one moves to ``previous_keys``.
+
+    - planned rotation (the old private key is here): the old key signs the approval of
+      the change, counting as ``handle``'s approval as of the base;
+    - ``lost``: the old private key is gone: no self-approval, the other core maintainers
+      approve the change;
+    - ``revoke`` (a compromised key): what the old key signed stops verifying; those
+      entries need fresh approvals.
+    The new private key replaces ``$LLMOS_HOME/keys/<handle>.key``; a planned
+    rotation keeps the old one as ``<handle>.key.retired-<timestamp>``."""
+    import tomllib
+
+    path = _maintainers_path(index_root)
+    raw = tomllib.loads(path.read_text())
+    entry = next((m for m in raw.get("maintainer", []) if m.get("handle") == handle), None)
+    if entry is None:
+        raise NotFoundError(f"{handle} is not in {path}: only listed maintainers rotate a key")
+    if revoke and not reason.strip():
+        raise ValidationError("a revocation needs a reason: --reason \"key leaked\"")
+    old_key = None
+    if not lost:
+        old_key = signing.load_private_key(handle)
+        if signing.public_key_of(old_key) != entry["public_key"]:
+            raise ValidationError(f"{signing.key_path(handle)} is not the key maintainers.toml lists for {handle}; "
+                                  "if that key is lost, pass --lost")
+    stamp = dt.datetime.now(dt.timezone.utc).strftime("%Y%m%dT%H%M%S")
+    kp = signing.key_path(handle)
+    if kp.exists():
+        os.replace(kp, kp.with_name(f"{handle}.key.retired-{stamp}"))
+    new_pub = signing.generate_key(handle)
+    prev = {"public_key": entry["public_key"], "retired": _today(), "revoked": bool(revoke)}
+    if reason.strip() or lost:
+        prev["reason"] = reason.strip() or "lost"
+    entry["previous_keys"] = [*entry.get("previous_keys", []), prev]
+    entry["public_key"] = new_pub
+    _write_maintainers(path, raw)
+    out: dict[str, Any] = {"handle": handle, "public_key": new_pub, "path": str(path), "approved": None}
+    if old_key is not None:
+        out["approved"] = approve_maintainers(handle, index_root, private_key=old_key)["path"]
+    return out

@@ -19,6 +19,7 @@ from typing import Any
 from llmos.errors import LlmosError, NotFoundError, ValidationError
 
 PLUGINS_DIR = "plugins"
+MAINTAINER_REVIEWS_DIR = "maintainers-approvals"
 
 
 @dataclass
@@ -64,6 +65,12 @@ class DirSource:
     def show(self, rel: str) -> str:
         return f"{self.label}/{rel}" if self.label else rel
 
+    def repository(self) -> Path | None:
+        """The top of the git repository holding the index, or None (not in one)."""
+        proc = subprocess.run(["git", "-C", str(self.root), "rev-parse", "--show-toplevel"], capture_output=True,
+                              text=True)
+        return Path(proc.stdout.strip()) if proc.returncode == 0 and proc.stdout.strip() else None
+
 
 class GitSource:
     """The index as it is at a git ref (``git ls-tree`` / ``git show``); no checkout."""
@@ -94,6 +101,9 @@ class GitSource:
 
     def show(self, rel: str) -> str:
         return f"{self.label}/{rel}" if self.label else rel
+
+    def repository(self) -> Path | None:
+        return self.repo
 
 
 def git_source_for(path: Path, ref: str) -> GitSource:
@@ -170,6 +180,8 @@ class Index:
     maintainers: Doc | None = None
     removed: Doc | None = None
     plugins: dict[str, PluginEntry] = field(default_factory=dict)  # folder -> entry
+    #: signed approvals of maintainers.toml as it is (``maintainers-approvals/<handle>.toml``)
+    maintainer_reviews: list[ReviewDoc] = field(default_factory=list)
     problems: list[Problem] = field(default_factory=list)
     other_files: list[str] = field(default_factory=list)
 
@@ -180,6 +192,12 @@ class Index:
             return {}
         return {m.handle: m for m in self.maintainers.model.maintainer
                 if "index" in m.roles and (m.status == "active" or emeritus)}
+
+    def core_maintainers(self) -> dict[str, Any]:
+        """``{handle: IndexMaintainer}`` of active maintainers with the ``core`` role."""
+        if self.maintainers is None or self.maintainers.model is None:
+            return {}
+        return {m.handle: m for m in self.maintainers.model.maintainer if "core" in m.roles and m.status == "active"}
 
     def find(self, name: str) -> PluginEntry:
         from llmos.community.names import normalize
@@ -230,6 +248,12 @@ def load_index(source: Any) -> Index:
     if "maintainers.toml" in files:
         index.maintainers = _parse(source, "maintainers.toml", schema.MaintainersFile, index.problems,
                                    "maintainers-schema")
+    for rel in files:
+        p = PurePosixPath(rel)
+        if p.parts[0] == MAINTAINER_REVIEWS_DIR and len(p.parts) == 2 and p.suffix == ".toml":
+            doc = _parse(source, rel, schema.ReviewRecord, index.problems, "review-schema")
+            index.maintainer_reviews.append(ReviewDoc(doc.path, doc.raw, doc.model, subject="maintainers",
+                                                      handle=p.stem))
     if "removed.toml" in files:
         index.removed = _parse(source, "removed.toml", schema.RemovedFile, index.problems)
     for folder, rels in sorted(per_plugin.items()):

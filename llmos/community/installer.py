@@ -244,7 +244,9 @@ def index_state(index: Any, name: str) -> dict[str, Any] | None:
         "latest": str(max(live)) if live else None,
         "versions": sorted(vs, key=Version),
         "yanked": {v: vm.yanked_reason for v, vm in vs.items() if vm.yanked},
-        "maintainers": [mm.handle for mm in m.maintainers],
+        "origin": m.origin,
+        "maintainers": ([mm.handle for mm in m.maintainers] if m.origin != "in-tree"
+                        else sorted(index.core_maintainers())),
         "deprecation": m.deprecation.model_dump() if m.deprecation else None,
         "source": m.urls.source,
     }

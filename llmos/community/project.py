@@ -158,3 +158,46 @@ def file_sha256(path: Path) -> tuple[str, int]:
             h.update(chunk)
             size += len(chunk)
     return h.hexdigest(), size
+
+
+# -- in-tree (standard) plugins: rebuilt from a git tree of this repository ---------------
+
+
+def git_out(repo: Path, *args: str) -> str | None:
+    """stdout of ``git -C repo ARGS`` (stripped), or None when git fails."""
+    proc = subprocess.run(["git", "-C", str(repo), *args], capture_output=True, text=True)
+    return proc.stdout.strip() if proc.returncode == 0 else None
+
+
+def resolve_tree(repo: Path, tree: str | None, commit: str | None, subdirectory: str | None) -> str | None:
+    """The git tree of an in-tree release: ``tree`` when that object exists here, else
+    ``commit:subdirectory``; None when neither is in this repository."""
+    if tree and git_out(repo, "cat-file", "-t", tree) == "tree":
+        return tree
+    if commit and subdirectory:
+        return git_out(repo, "rev-parse", "--verify", "--quiet", f"{commit}^{{commit}}:{subdirectory}")
+    return None
+
+
+def export_tree(repo: Path, tree: str, dest: Path) -> Path:
+    """Write the files of git tree ``tree`` into ``dest`` (``git archive``; never the
+    working tree, so what is built is exactly what the repository holds)."""
+    import io
+    import tarfile
+
+    proc = subprocess.run(["git", "-C", str(repo), "archive", "--format=tar", tree], capture_output=True)
+    if proc.returncode != 0:
+        raise LlmosError(f"git archive {tree} failed: {proc.stderr.decode().strip()}")
+    dest.mkdir(parents=True, exist_ok=True)
+    with tarfile.open(fileobj=io.BytesIO(proc.stdout)) as tar:
+        tar.extractall(dest, filter="data")
+    return dest
+
+
+def build_from_tree(repo: Path, tree: str, out_dir: Path, epoch: int) -> Path:
+    """Build the wheel of the plugin whose source is git tree ``tree`` of ``repo``."""
+    import tempfile
+
+    with tempfile.TemporaryDirectory(prefix="llmos-tree-") as tmp:
+        src = export_tree(repo, tree, Path(tmp) / "src")
+        return build_wheel(src, out_dir, epoch=epoch)

@@ -69,7 +69,13 @@ class PluginManifest(_Strict):
     description_file: str | None = Field(default="README.md", description="file in the plugin folder")
     license: str = Field(description="SPDX license expression, e.g. Apache-2.0")
     authors: list[Person] = Field(min_length=1)
-    maintainers: list[Maintainer] = Field(min_length=1)
+    origin: Literal["community", "in-tree"] = Field(
+        default="community",
+        description="'community': a signed, reviewed entry; 'in-tree': a standard plugin in this repository "
+                    "(plugins/<name>), approved by the repository's own review and verified by rebuilding its "
+                    "wheel from the recorded git tree: no signature, no key")
+    maintainers: list[Maintainer] = Field(default=[], description="plugin maintainers (at least one for a "
+                                          "community entry; an in-tree entry is maintained by the core maintainers)")
     urls: Urls
     keywords: list[str] = []
     stages: list[Stage] = Field(min_length=1)
@@ -91,6 +97,9 @@ class Source(_Strict):
     repository: str = Field(min_length=1)
     commit: str = Field(min_length=7, max_length=64, description="commit the artifact was built from")
     subdirectory: str | None = None
+    tree: str | None = Field(default=None, pattern=r"^[0-9a-f]{40}([0-9a-f]{24})?$",
+                             description="git tree of the subdirectory at that commit (in-tree entries): survives "
+                                         "squash merges and rebases, and is what the wheel is rebuilt from")
 
 
 class BuildInfo(_Strict):
@@ -136,10 +145,22 @@ class ReviewRecord(_Strict):
     signature: str = Field(min_length=1, description="base64 ed25519 signature")
 
 
+class PreviousKey(_Strict):
+    """A key a maintainer used before (rotation or loss). Reviews merged while it was
+    current keep verifying with it; new reviews must use the current key. A revoked key
+    (compromised) verifies nothing: what it signed must be signed again."""
+
+    public_key: str
+    retired: dt.date
+    revoked: bool = False
+    reason: str = ""
+
+
 class IndexMaintainer(_Strict):
     handle: str = Field(pattern=HANDLE_PATTERN)
     name: str = ""
     public_key: str
+    previous_keys: list[PreviousKey] = []
     roles: list[Literal["index", "core"]] = Field(min_length=1)
     status: Literal["active", "emeritus"] = "active"
     since: dt.date

@@ -59,6 +59,15 @@ def version_digest(name: str, version_raw: dict[str, Any]) -> str:
     return digest({"name": name, "version": frozen_version(version_raw)})
 
 
+def maintainers_digest(maintainers_raw: dict[str, Any]) -> str:
+    """Digest of ``maintainers.toml`` (what a core maintainer approves when it changes)."""
+    return digest({"maintainers": maintainers_raw})
+
+
+#: the ``plugin`` and ``subject`` a signed approval of maintainers.toml names
+MAINTAINERS_SUBJECT = ("maintainers.toml", "maintainers")
+
+
 def review_message(plugin: str, subject: str, decision: str, digest_: str, reason: str, handle: str) -> bytes:
     """The bytes a review signature covers."""
     return canonical_json({

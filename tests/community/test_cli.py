@@ -40,7 +40,9 @@ def test_info_shows_index_state(llmos_home):
     out = llmos("plugin", "info", "llmos-data", "--json", cwd=REPO, extra_env={"LLMOS_PLUGINS": "llmos-data"},
                 check=True)
     data = json.loads(out.stdout)
-    assert data["index"]["latest"] == "0.1.0" and data["index"]["maintainers"] == ["llmos-core"]
+    assert data["index"]["latest"] == "0.1.0" and data["index"]["origin"] == "in-tree"
+    # an in-tree entry is maintained by the core maintainers of maintainers.toml (no key of its own)
+    assert "index-founder-1" in data["index"]["maintainers"]
 
 
 def test_keygen_writes_private_key_0600_and_refuses_overwrite(llmos_home):

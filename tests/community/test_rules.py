@@ -379,7 +379,11 @@ def test_emeritus_approvals_count_only_for_merged_entries(world):
     blocks = text.split("[[maintainer]]")
     blocks = [b.replace("since =", 'status = "emeritus"\nsince =') if 'handle = "carol"' in b else b for b in blocks]
     (world.index / "maintainers.toml").write_text("[[maintainer]]".join(blocks))
+    assert world.errors(base="HEAD") == {"maintainers-approval"}  # 2/3 of the core maintainers
+    contrib.approve_maintainers("bob", world.index)
+    contrib.approve_maintainers("dave", world.index)
     assert world.errors(base="HEAD") == set()  # llmos-hello was merged with carol's approval
+    world.commit("carol is emeritus")
     _edit(world.entry_dir / "plugin.toml", summary="edited after carol went emeritus")
     contrib.review("llmos-hello", "alice", "consent", world.index)
     contrib.review("llmos-hello", "bob", "approve", world.index)

@@ -32,6 +32,9 @@ def test_registry_checks_clean():
     maint = idx.index_maintainers()
     assert len(maint) >= 2
     for entry in idx.plugins.values():
+        if entry.manifest.origin == "in-tree":
+            assert not entry.reviews  # approved by the repository's review, no signature
+            continue
         approvers = {r.handle for r in entry.reviews if r.model.decision == "approve"}
         assert len(approvers & set(maint)) >= 2
 
@@ -49,7 +52,7 @@ def test_every_standard_plugin_dir_has_an_entry():
     dists = {tomllib.loads((REPO / p).read_text())["project"]["name"] for p in committed}
     entries = {p.name for p in (INDEX / "plugins").iterdir()}
     missing = sorted(d for d in dists if d not in entries)
-    assert not missing, f"add index entries: python registry/tools/add_standard_plugin.py {' '.join(missing)}"
+    assert not missing, f"add index entries: llmos index release-standard {' '.join(missing)}"
 
 
 def test_no_private_key_in_the_repository():
