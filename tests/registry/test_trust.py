@@ -223,3 +223,58 @@ def test_migration_renames_existing_case_duplicates(backend: str, llmos_home: Pa
     renamed = {e["data"]["old"]: e["data"]["new"] for e in reg.events(kind="model.renamed")}
     assert renamed == {"Quickstart": "Quickstart-2", "trailnl\n": "trailnl-3", "QUICKSTART": "QUICKSTART-4"}
     db.dispose_engines()
+
+
+# -- 12.10 forged safetensors headers -----------------------------------------------------
+
+
+def forged(path: Path, header: bytes | str, data: bytes = b"\0" * 8) -> Path:
+    raw = header.encode() if isinstance(header, str) else header
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(len(raw).to_bytes(8, "little") + raw + data)
+    return path
+
+
+def _t(shape: str = "[2]", dtype: str = '"F32"', offsets: str = "[0, 8]", name: str = "w") -> str:
+    return '{"%s": {"dtype": %s, "shape": %s, "data_offsets": %s}}' % (name, dtype, shape, offsets)
+
+
+FORGERIES = {
+    "huge dim": (_t(shape="[1e400]"), "shape"),
+    "float dim": (_t(shape="[2.0]"), "shape"),
+    "bool dim": (_t(shape="[true, 2]"), "shape"),
+    "negative dim": (_t(shape="[-2, -1]"), "shape"),
+    "dim past int64": (_t(shape="[%d]" % (1 << 64)), "shape"),
+    "deep nesting": ("[" * 100_000 + "]" * 100_000, "nests"),
+    "deep nesting in a tensor": (_t(shape="[" * 50 + "2" + "]" * 50), "nests"),
+    "unknown dtype": (_t(dtype='"F33"'), "unknown dtype"),
+    "dtype not a string": (_t(dtype="{}"), "unknown dtype"),
+    "reserved name": (_t(name="__header__"), "reserved"),
+    "gap name": (_t(name="__gap__"), "reserved"),
+    "offsets outside": (_t(offsets="[0, 800]"), "outside the file"),
+    "offsets reversed": (_t(offsets="[8, 0]"), "outside the file"),
+    "negative offset": (_t(offsets="[-8, 0]"), "data_offsets"),
+    "three offsets": (_t(offsets="[0, 4, 8]"), "data_offsets"),
+    "size mismatch": (_t(shape="[3]"), "should take 12 bytes, not 8"),
+    "NaN": (_t(shape="[NaN]"), "not JSON"),
+    "duplicate tensor": ('{"w": {"dtype": "U8", "shape": [4], "data_offsets": [0, 4]}, '
+                         '"w": {"dtype": "U8", "shape": [4], "data_offsets": [4, 8]}}', "twice"),
+    "overlap": ('{"a": {"dtype": "U8", "shape": [8], "data_offsets": [0, 8]}, '
+                '"b": {"dtype": "U8", "shape": [4], "data_offsets": [2, 6]}}', "overlaps"),
+    "extra key": ('{"w": {"dtype": "U8", "shape": [8], "data_offsets": [0, 8], "x": 1}}', "exactly"),
+    "metadata not strings": ('{"__metadata__": {"a": 1}}', "__metadata__"),
+    "not an object": ("[1, 2]", "not a JSON object"),
+    "huge integer": (_t(shape="[" + "9" * 5000 + "]"), "not JSON"),
+    "not utf-8": (b'{"\xff": 1}', "not JSON"),
+}
+
+
+def test_forged_safetensors_headers_are_refused_in_one_line(sqlite_cli: Path, tmp_path: Path) -> None:
+    for i, (case, (header, needle)) in enumerate(FORGERIES.items()):
+        src = make_model(tmp_path / str(i), [1])
+        forged(src / "model.safetensors", header)
+        r = llmos("model", "register", "forged", str(src))
+        line = one_line_error(r, "is not a valid safetensors file", needle)
+        assert "model.safetensors" in line, case
+    assert "No models yet" in llmos("model", "list").stdout
+    assert not [p for p in (sqlite_cli / "blobs").rglob("*") if p.is_file()]  # nothing stored
