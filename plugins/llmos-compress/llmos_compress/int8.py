@@ -28,7 +28,7 @@ from llmos.errors import ValidationError
 
 METHOD = "int8_dynamic"
 SAVER = "llmos_compress.int8:save_int8"
-LOADER = "llmos_compress.int8:load_int8"
+LOADER = "int8"  # the model loader this plugin registers (llmos_register_model_loaders)
 QUANT_JSON = "quantization.json"
 WEIGHTS = "model.safetensors"
 
@@ -180,7 +180,7 @@ def save_int8(model: Any, path: Path | str) -> None:
 
 
 def load_int8(path: Path | str) -> Any:
-    """Rebuild a model written by :func:`save_int8` (the ``llmos_loader`` of int8 models)."""
+    """Rebuild a model written by :func:`save_int8` (the ``int8`` model loader)."""
     import torch
     from safetensors.torch import load_file
     from transformers import AutoConfig, AutoModelForCausalLM
@@ -192,8 +192,8 @@ def load_int8(path: Path | str) -> Any:
     info = json.loads(qfile.read_text())
     names: list[str] = list(info["modules"])
     per_channel = bool(info.get("per_channel", True))
-    config = AutoConfig.from_pretrained(str(path))
-    model = _conv1d_to_linear(AutoModelForCausalLM.from_config(config, dtype=torch.float32))
+    config = AutoConfig.from_pretrained(str(path), trust_remote_code=False)  # a model dir never runs code
+    model = _conv1d_to_linear(AutoModelForCausalLM.from_config(config, dtype=torch.float32, trust_remote_code=False))
     tensors = load_file(str(path / WEIGHTS))
     qkeys = {k for k in tensors if any(k.startswith(n + ".") for n in names)}
     fp = {k: v for k, v in tensors.items() if k not in qkeys}
@@ -220,9 +220,6 @@ def load_int8(path: Path | str) -> Any:
                 qw = torch._make_per_tensor_quantized_tensor(q, float(scale[0]), int(zp[0]))
             modules[n].set_weight_bias(qw, tensors.get(f"{n}.bias"))
     return _mark(model, names, per_channel)
-
-
-load = load_int8  # the default loader name llmos_models.io looks for
 
 
 class Int8Step:

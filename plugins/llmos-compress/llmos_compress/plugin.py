@@ -34,6 +34,12 @@ def llmos_register_compression_steps(register):
 
 
 @hookimpl
+def llmos_register_model_loaders(register):
+    register("int8", "llmos_compress.int8:load_int8",
+             description="Models quantized by compression.int8 (int8 safetensors + scales)")
+
+
+@hookimpl
 def llmos_register_commands(cli):
     from llmos_compress.commands import add_commands
 

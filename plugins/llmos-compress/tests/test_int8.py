@@ -28,7 +28,7 @@ def test_round_trip_gives_identical_logits(tiny_model_dir: Path, tmp_path: Path)
     q = quantize_int8(model)
     assert quantized_modules(model) == []  # the original is left fp32
     out = save_model(q, tok, tmp_path / "q")
-    assert read_meta(out)["loader"] == "llmos_compress.int8:load_int8"
+    assert read_meta(out)["loader"] == "int8"
     assert sorted(p.name for p in out.glob("*.safetensors")) == ["model.safetensors"]
     info = json.loads((out / "quantization.json").read_text())
     assert len(info["modules"]) == len(quantized_modules(q)) == 2 * 7 + 1  # q,k,v,o,gate,up,down per layer + lm_head

@@ -226,7 +226,7 @@ def export_onnx(model: Any, tokenizer: Any, out_dir: Path | str, cfg: Any = None
         if tokenizer is not None:
             tokenizer.save_pretrained(str(tmp))
         (tmp / "onnx.json").write_text(json.dumps(report, indent=2))
-        meta = {"format": 1, "architecture": "onnx", "loader": "llmos_export.runtime:load_onnx",
+        meta = {"format": 1, "architecture": "onnx", "loader": "onnx",
                 "onnx": FILES["fp32"], "generation": generation or {}}
         (tmp / "llmos.json").write_text(json.dumps(meta, indent=2))
         out_dir.mkdir(parents=True, exist_ok=True)

@@ -24,3 +24,9 @@ def llmos_register_deployment_steps(register):
         config=SafetensorsConfig,
         description="Portable Hugging Face directory with plain safetensors weights (int8 models dequantized)",
     )
+
+
+@hookimpl
+def llmos_register_model_loaders(register):
+    register("onnx", "llmos_export.runtime:load_onnx",
+             description="ONNX exports (deployment.onnx), run with ONNX Runtime")

@@ -60,7 +60,7 @@ class OnnxCausalLM(_module_base()):  # type: ignore[misc]
         if variant not in files:
             raise ValidationError(f"{self.path} has no {variant!r} graph; it has: {', '.join(sorted(files))}")
         self.variant = variant
-        self.config = AutoConfig.from_pretrained(str(self.path))
+        self.config = AutoConfig.from_pretrained(str(self.path), trust_remote_code=False)
         self.session = session(self.path / files[variant], threads)
         self.kv_shape = self.meta["kv"]  # layers, kv_heads, head_dim
 

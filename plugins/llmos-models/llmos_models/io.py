@@ -9,15 +9,25 @@ A model directory holds ``config.json``, ``generation_config.json``,
       "params": 1094272,
       "chat_template": null,
       "generation": {"max_new_tokens": 64, "temperature": 0.0, ...},
-      "loader": "llmos_compress.int8:load"        # only for models with llmos_saver
+      "loader": "int8"        # only for models not written by save_pretrained
     }
 
-A model carrying ``llmos_saver = "module:function"`` (e.g. an int8-quantized one) is
-written by ``function(model, path)`` instead of ``save_pretrained``, and read back by
-the function named in ``"loader"`` (``loader(path) -> model``): the model's
-``llmos_loader`` attribute if set, else ``load`` in the saver's module. So compressed models
-round-trip through the registry without this module knowing the method. Nothing is
-ever unpickled: ``.bin``/``.pt`` weights are refused.
+**A model directory is data: it never names code.** ``"loader"`` is the *name* of a
+model loader registered by an installed plugin through the
+``llmos_register_model_loaders`` hook (``hf`` here, ``int8`` in llmos-compress, ``onnx``
+in llmos-export); :func:`load_model` resolves it through the plugin manager only and
+never imports anything the file names. A legacy ``llmos.json`` holding a
+``"module:function"`` string is accepted only when that string is exactly the factory
+of a loader an installed plugin registers; anything else is a one-line error listing
+the installed loaders. Without ``"loader"`` the directory is read as a Hugging Face
+causal LM (the ``hf`` loader).
+
+A model object carrying ``llmos_saver`` (a callable, or ``"module:function"`` — set by
+the plugin code that built it, never read from a file) and ``llmos_loader`` (a
+registered loader name), e.g. an int8-quantized one, is written by
+``llmos_saver(model, path)`` instead of ``save_pretrained`` and read back by that
+loader. So compressed models round-trip through the registry without this module
+knowing the method. Nothing is ever unpickled: ``.bin``/``.pt`` weights are refused.
 """
 
 from __future__ import annotations
@@ -36,24 +46,72 @@ FORMAT = 1
 _PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".pkl", ".pickle", ".ckpt")
 
 
-def _saver_of(model: Any) -> str | None:
+HF_LOADER = "hf"
+
+
+def _saver_of(model: Any) -> Any:
+    """The model's ``llmos_saver`` (set by plugin code on the object, never read from a file)."""
     saver = getattr(model, "llmos_saver", None)
-    if saver is None:
-        return None
+    if saver is None or callable(saver):
+        return saver
     if not isinstance(saver, str) or ":" not in saver:
-        raise ValidationError(f"model.llmos_saver must be a 'module:function' string, got {saver!r}")
-    return saver
+        raise ValidationError(f"model.llmos_saver must be a callable or a 'module:function' string, got {saver!r}")
+    from llmos.components import import_object
+
+    return import_object(saver)
 
 
-def _loader_for(model: Any, saver: str) -> str:
-    """The loader recorded for a model written by ``saver``: the model's ``llmos_loader``
-    attribute when it has one, else the function ``load`` of the saver's module."""
-    loader = getattr(model, "llmos_loader", None)
-    if loader is not None:
-        if not isinstance(loader, str) or ":" not in loader:
-            raise ValidationError(f"model.llmos_loader must be a 'module:function' string, got {loader!r}")
-        return loader
-    return f"{saver.partition(':')[0]}:load"
+def _loader_name_for(model: Any, manager: Any = None) -> str:
+    """The registered loader name a model with a custom saver records in ``llmos.json``."""
+    name = getattr(model, "llmos_loader", None)
+    if not isinstance(name, str) or not name:
+        raise ValidationError(
+            f"a model with llmos_saver needs llmos_loader = the name of a registered model loader, got {name!r}: "
+            f"installed loaders: {', '.join(loader_names(manager)) or 'none'}"
+        )
+    resolve_loader(name, manager=manager, where="model.llmos_loader")  # must load back
+    return name
+
+
+def loader_names(manager: Any = None) -> list[str]:
+    """Names of the model loaders installed plugins register (``plugin:name`` when two share one)."""
+    if manager is None:
+        from llmos.plugins import get_manager
+
+        manager = get_manager()
+    exts = manager.extensions("model_loaders")
+    names = [e.name for e in exts]
+    return sorted(e.name if names.count(e.name) == 1 else e.qualified_ref for e in exts)
+
+
+def resolve_loader(value: Any, *, manager: Any = None, where: str = "llmos.json") -> Any:
+    """The loader function a model directory's ``"loader"`` names, resolved through the
+    plugin manager only: a registered name (or ``plugin:name``), or — for directories
+    written before loaders had names — a ``"module:function"`` string equal to a
+    registered loader's factory string. Nothing named by the file is imported.
+
+    :raises ValidationError: anything else (one line, listing the installed loaders).
+    """
+    from llmos.errors import ConflictError
+
+    if manager is None:
+        from llmos.plugins import get_manager
+
+        manager = get_manager()
+    exts = manager.extensions("model_loaders")
+    if isinstance(value, str):
+        legacy = [e for e in exts if isinstance(e.factory, str) and e.factory == value]
+        if len(legacy) == 1:
+            return legacy[0].load_factory()
+        try:
+            return manager.get_extension("model_loaders", value).load_factory()
+        except (NotFoundError, ConflictError):
+            pass
+    raise ValidationError(
+        f"{where} names the loader {value!r}, which is not a model loader registered by an installed plugin "
+        f"(installed loaders: {', '.join(loader_names(manager)) or 'none'}); a model directory cannot name code: "
+        f"install the plugin that wrote the model, or re-save it"
+    )
 
 
 def _quiet_transformers() -> None:
@@ -64,7 +122,8 @@ def _quiet_transformers() -> None:
 
 
 def save_model(model: Any, tokenizer: Any, path: Path | str, *, generation: dict[str, Any] | None = None,
-               chat_template: str | None = None, extra: dict[str, Any] | None = None) -> Path:
+               chat_template: str | None = None, extra: dict[str, Any] | None = None,
+               manager: Any = None) -> Path:
     """Write ``model`` (+ ``tokenizer``) to directory ``path`` in Hugging Face layout.
 
     The directory is written under a temporary name next to ``path`` and renamed into
@@ -73,12 +132,14 @@ def save_model(model: Any, tokenizer: Any, path: Path | str, *, generation: dict
 
     :param generation: default generation settings recorded in ``llmos.json``.
     :param chat_template: a Jinja chat template recorded in ``llmos.json`` (and on the tokenizer).
-    :param extra: more keys for ``llmos.json``.
+    :param extra: more keys for ``llmos.json`` (never ``"loader"``: that is the
+        registered name of the model's ``llmos_loader``).
+    :param manager: the plugin manager resolving loader names (default: the process's).
     :returns: ``path``.
     """
-    from llmos.components import import_object
-
     _quiet_transformers()
+    if extra and "loader" in extra:
+        raise ValidationError("save_model(extra=...) cannot set 'loader': set model.llmos_loader to a registered name")
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}-", dir=path.parent))
@@ -86,8 +147,8 @@ def save_model(model: Any, tokenizer: Any, path: Path | str, *, generation: dict
         meta: dict[str, Any] = {"format": FORMAT}
         saver = _saver_of(model)
         if saver is not None:
-            import_object(saver)(model, tmp)
-            meta["loader"] = _loader_for(model, saver)
+            meta["loader"] = _loader_name_for(model, manager)
+            saver(model, tmp)
         else:
             model.save_pretrained(str(tmp), safe_serialization=True)
         config = getattr(model, "config", None)
@@ -144,43 +205,69 @@ def read_meta(path: Path | str) -> dict[str, Any]:
     if not f.is_file():
         return {}
     try:
-        return json.loads(f.read_text())
+        meta = json.loads(f.read_text())
     except ValueError as exc:
         raise ValidationError(f"{f} is not valid JSON ({exc}); re-save the model") from None
+    if not isinstance(meta, dict):
+        raise ValidationError(f"{f} must hold a JSON object, got {type(meta).__name__}; re-save the model")
+    return meta
 
 
-def load_model(path: Path | str, *, device: str | None = None) -> tuple[Any, Any]:
+def load_hf(path: Path | str) -> Any:
+    """The ``hf`` model loader: a Hugging Face causal LM from safetensors weights
+    (built-in architectures only: ``trust_remote_code`` is never set)."""
+    path = Path(path)
+    if not any(path.glob("*.safetensors")):
+        raise NotFoundError(f"{path} has no .safetensors weights; is it a model directory?")
+    if not (path / "config.json").is_file():
+        raise NotFoundError(f"{path} has no config.json; is it a Hugging Face model directory?")
+    refuse_remote_code(path)
+    from transformers import AutoModelForCausalLM
+
+    _quiet_transformers()
+    return AutoModelForCausalLM.from_pretrained(str(path), use_safetensors=True, trust_remote_code=False)
+
+
+def refuse_remote_code(path: Path | str) -> None:
+    """Refuse a directory whose ``config.json`` / ``tokenizer_config.json`` maps classes to
+    Python files (``auto_map``, Hugging Face's remote code): llmos never runs them."""
+    for name in ("config.json", "tokenizer_config.json"):
+        f = Path(path) / name
+        if not f.is_file():
+            continue
+        try:
+            data = json.loads(f.read_text())
+        except ValueError as exc:
+            raise ValidationError(f"{f} is not valid JSON ({exc}); re-save the model") from None
+        if isinstance(data, dict) and data.get("auto_map"):
+            raise ValidationError(
+                f"{f} names custom code (auto_map: {', '.join(map(str, data['auto_map']))}), which llmos never runs: "
+                f"a model directory is data; use a built-in architecture or a plugin's model loader"
+            )
+
+
+def load_model(path: Path | str, *, device: str | None = None, manager: Any = None) -> tuple[Any, Any]:
     """Load ``(model, tokenizer)`` from a directory written by :func:`save_model` (or any
     Hugging Face causal-LM directory with safetensors weights).
 
-    :raises NotFoundError: ``path`` is not a directory or has no weights.
-    :raises ValidationError: the weights are pickles (``.bin``/``.pt``), which are refused.
-    """
-    from llmos.components import import_object
+    The loader is the one ``llmos.json`` names, resolved through the plugin manager
+    (:func:`resolve_loader`), or the ``hf`` loader when it names none.
 
+    :raises NotFoundError: ``path`` is not a directory or has no weights.
+    :raises ValidationError: the weights are pickles (``.bin``/``.pt``), which are refused,
+        or ``llmos.json`` names a loader no installed plugin registers.
+    """
     path = Path(path)
     if not path.is_dir():
         raise NotFoundError(f"model directory {str(path)!r} does not exist")
     meta = read_meta(path)
     _check_no_pickles(path)
-    if meta.get("loader"):
-        try:
-            loader = import_object(meta["loader"])
-        except Exception as exc:  # noqa: BLE001
-            raise ValidationError(
-                f"{path} needs the loader {meta['loader']!r}, which does not import ({exc}); "
-                f"install the plugin that wrote it"
-            ) from exc
+    refuse_remote_code(path)  # whatever the loader: transformers' auto_map is code
+    if "loader" in meta and meta["loader"] not in (None, HF_LOADER):
+        loader = resolve_loader(meta["loader"], manager=manager, where=f"{path / LLMOS_JSON}")
         model = loader(path)
     else:
-        if not any(path.glob("*.safetensors")):
-            raise NotFoundError(f"{path} has no .safetensors weights; is it a model directory?")
-        if not (path / "config.json").is_file():
-            raise NotFoundError(f"{path} has no config.json; is it a Hugging Face model directory?")
-        from transformers import AutoModelForCausalLM
-
-        _quiet_transformers()
-        model = AutoModelForCausalLM.from_pretrained(str(path), use_safetensors=True)
+        model = load_hf(path)
     if device is not None:
         model.to(device)
     model.eval()
@@ -210,8 +297,8 @@ def resolve_model_path(ref: str) -> tuple[Path, str | None]:
     return Path(reg.checkout(ref_str)), ref_str
 
 
-def load_ref(ref: str) -> tuple[Any, Any, str | None]:
+def load_ref(ref: str, *, manager: Any = None) -> tuple[Any, Any, str | None]:
     """``load_model`` on a directory or a registry reference: ``(model, tokenizer, "name:N" or None)``."""
     path, resolved = resolve_model_path(ref)
-    model, tokenizer = load_model(path)
+    model, tokenizer = load_model(path, manager=manager)
     return model, tokenizer, resolved

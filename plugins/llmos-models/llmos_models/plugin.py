@@ -24,6 +24,12 @@ def llmos_register_model_steps(register):
 
 
 @hookimpl
+def llmos_register_model_loaders(register):
+    register("hf", "llmos_models.io:load_hf",
+             description="Hugging Face causal LM from safetensors (built-in architectures, no remote code)")
+
+
+@hookimpl
 def llmos_register_commands(cli):
     from llmos_models.cli import generate
 

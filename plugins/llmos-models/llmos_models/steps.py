@@ -26,7 +26,7 @@ class LoadStep:
         cfg = self.config
         if cfg is None:
             raise ValidationError("model.load needs a 'ref': the registry reference of the model to load")
-        model, tokenizer, version = load_ref(cfg.ref)
+        model, tokenizer, version = load_ref(cfg.ref, manager=getattr(ctx, "manager", None))
         if cfg.as_ == "teacher":
             ctx.artifacts["teacher"] = model
         else:

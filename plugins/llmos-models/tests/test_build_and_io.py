@@ -153,23 +153,40 @@ def load(path):
 '''
 
 
-def test_custom_saver_round_trips_through_llmos_json(make_model, dataset, tokenizer, tmp_path, monkeypatch):
+def test_hook_register_model_loaders_custom_saver_round_trips(make_model, dataset, tokenizer, tmp_path,
+                                                              monkeypatch, plugin_manager):
+    """A plugin's saver writes the model; llmos.json records its loader's registered
+    *name* (llmos_register_model_loaders), and load_model finds it through the manager."""
+    from llmos import hookimpl
+
     (tmp_path / "my_saver.py").write_text(SAVER)
     monkeypatch.syspath_prepend(str(tmp_path))
+
+    class MySaver:
+        LLMOS_API = 2
+
+        @hookimpl
+        def llmos_register_model_loaders(self, register):
+            register("doubled", "my_saver:load", description="weights stored doubled")
+
+    plugin_manager.register(MySaver(), name="my-saver")
     model = make_model("llama", dataset.vocab_size, seed=4).eval()
     model.llmos_saver = "my_saver:save"
+    with pytest.raises(ValidationError, match="needs llmos_loader = the name of a registered model loader"):
+        save_model(model, tokenizer, tmp_path / "custom")
+    model.llmos_loader = "nope"
+    with pytest.raises(ValidationError, match=r"'nope'.*installed loaders: doubled"):
+        save_model(model, tokenizer, tmp_path / "custom")
+    assert not (tmp_path / "custom").exists()
+    model.llmos_loader = "doubled"
     path = save_model(model, tokenizer, tmp_path / "custom")
-    assert read_meta(path)["loader"] == "my_saver:load"
+    assert read_meta(path)["loader"] == "doubled"
     assert not (path / "model.safetensors").exists() and (path / "doubled.safetensors").exists()
     loaded, _ = load_model(path)
     assert loaded.llmos_loaded_by == "custom"
     ids = torch.from_numpy(dataset.split("validation")[:1].astype("int64"))
     with torch.inference_mode():
         torch.testing.assert_close(model(input_ids=ids).logits, loaded(input_ids=ids).logits)
-    model.llmos_loader = "my_saver:load"
-    assert read_meta(save_model(model, tokenizer, tmp_path / "c2"))["loader"] == "my_saver:load"
-    meta = json.loads((path / "llmos.json").read_text())
-    meta["loader"] = "no_such_module:load"
-    (path / "llmos.json").write_text(json.dumps(meta))
-    with pytest.raises(ValidationError, match="no_such_module:load.*install the plugin"):
+    plugin_manager.unregister("my-saver")  # the plugin is gone: a one-line error naming what is installed
+    with pytest.raises(ValidationError, match=r"'doubled', which is not a model loader .*installed loaders: none"):
         load_model(path)

@@ -140,8 +140,8 @@ def load_directory(path: Path, *, name: str, version: str) -> LoadedModel:
     else:
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
-        model = AutoModelForCausalLM.from_pretrained(path)
-        tokenizer = AutoTokenizer.from_pretrained(path)
+        model = AutoModelForCausalLM.from_pretrained(path, use_safetensors=True, trust_remote_code=False)
+        tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=False)
     if tokenizer is None:
         raise NotFoundError(f"{path} has no tokenizer (tokenizer.json): a served model needs one; re-save it with its tokenizer")
     model.eval()
