@@ -27,8 +27,12 @@ def index() -> None:
 @click.option("--rebuild", is_flag=True,
               help="Rebuild every in-tree (standard) release from its git tree and compare the wheel "
                    "(default: only releases new against --base).")
+@click.option("--wheelhouse", type=click.Path(file_okay=False), envvar="LLMOS_WHEELHOUSE",
+              help="Directory of release wheels: those found there are opened and checked (hash, metadata, "
+                   "start-up hooks such as .pth files).")
 @json_option
-def check(path: str | None, base_ref: str | None, strict: bool, rebuild: bool, as_json: bool) -> None:
+def check(path: str | None, base_ref: str | None, strict: bool, rebuild: bool, wheelhouse: str | None,
+          as_json: bool) -> None:
     """Check an index: every rule of GOVERNANCE.md that code can check.
 
     Each problem is printed as `file: field: rule: message`; the exit status is 1
@@ -49,7 +53,7 @@ def check(path: str | None, base_ref: str | None, strict: bool, rebuild: bool, a
         raise click.ClickException(f"no index directory at {root}: pass the path of registry/")
     idx = load_index(DirSource(root))
     base = load_index(git_source_for(root, base_ref)) if base_ref else None
-    problems = check_index(idx, base, rebuild=rebuild)
+    problems = check_index(idx, base, rebuild=rebuild, wheelhouse=wheelhouse)
     errors = [p for p in problems if p.level == "error"]
     warnings = [p for p in problems if p.level != "error"]
     if as_json:

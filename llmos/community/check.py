@@ -45,7 +45,8 @@ class Checker:
     extra_approvals: dict[str, int] = field(default_factory=dict)
     #: rebuild every in-tree release and compare its wheel (default: only releases new against base)
     rebuild: bool = False
-    #: where built wheels go (a temporary directory when None)
+    #: a directory of release wheels: those found there (or by file:// URL) are opened and
+    #: checked (hash, metadata, start-up hooks); also $LLMOS_WHEELHOUSE
     wheelhouse: Any = None
 
     @property
@@ -464,27 +465,82 @@ def check_artifact(c: Checker) -> Iterator[Problem]:
                               "a plugin release declares at least one entry point in the `llmos` group")
 
 
+def local_wheel(c: Checker, url: str) -> Any:
+    """The wheel of ``url`` on this machine (a wheelhouse file or a file:// URL), or None."""
+    import os
+    import urllib.parse
+    import urllib.request
+    from pathlib import Path
+
+    filename = url.rstrip("/").rsplit("/", 1)[-1]
+    dirs = [Path(c.wheelhouse)] if c.wheelhouse else []
+    dirs += [Path(p) for p in os.environ.get("LLMOS_WHEELHOUSE", "").split(os.pathsep) if p]
+    for d in dirs:
+        if (d / filename).is_file():
+            return d / filename
+    if url.startswith("file://"):
+        p = Path(urllib.request.url2pathname(urllib.parse.urlparse(url).path))
+        return p if p.is_file() else None
+    return None
+
+
+@rule("wheel-startup-hook", "artifact-hash")
+def check_wheels(c: Checker) -> Iterator[Problem]:
+    """Release wheels found here (``--wheelhouse``, ``$LLMOS_WHEELHOUSE``, ``file://``)
+    are opened: their hash is the reviewed one, their metadata names this plugin and
+    version, and they carry no start-up hook (``.pth``, ``sitecustomize``, a script
+    replacing a core command). ``llmos plugin install`` checks the same on every wheel."""
+    from llmos.community import project as proj
+    from llmos.community.wheels import check_identity, read_wheel
+    from llmos.errors import ValidationError
+
+    for e in c.entries():
+        for doc in e.versions.values():
+            m = doc.model
+            if m is None:
+                continue
+            path = local_wheel(c, m.artifact.url)
+            if path is None:
+                continue
+            sha, size = proj.file_sha256(path)
+            if (sha, size) != (m.artifact.sha256, m.artifact.size):
+                yield Problem(doc.path, "artifact.sha256", "artifact-hash",
+                              f"{path} has sha256 {sha[:16]}… and {size} bytes, the entry says "
+                              f"{m.artifact.sha256[:16]}… and {m.artifact.size}")
+                continue
+            try:
+                info = read_wheel(path)
+                check_identity(info, e.manifest.name, m.version)
+            except ValidationError as exc:
+                yield Problem(doc.path, "artifact", "artifact-wheel", exc.message)
+                continue
+            if info.startup_hooks:
+                yield Problem(doc.path, "artifact", "wheel-startup-hook",
+                              f"{path.name} carries {'; '.join(info.startup_hooks)}: code that runs in every "
+                              "Python process of the environment, even with the plugin disabled")
+
+
 # -- in-tree (standard) plugins -------------------------------------------------------
 
-_BUILT: dict[tuple[str, str, int], tuple[str, int] | str] = {}
+_BUILT: dict[tuple[str, str, int], tuple[str, int, list[str]] | str] = {}
 
 
-def _rebuild(c: Checker, tree: str, epoch: int) -> tuple[str, int] | str:
-    """(sha256, size) of the wheel built from ``tree`` (cached per process), or why not."""
+def _rebuild(c: Checker, tree: str, epoch: int) -> tuple[str, int, list[str]] | str:
+    """(sha256, size, start-up hooks) of the wheel built from ``tree`` (cached per
+    process), or why it could not be built."""
     import tempfile
     from pathlib import Path
 
     from llmos.community import project as proj
+    from llmos.community.wheels import read_wheel
     from llmos.errors import LlmosError
 
     key = (str(c.repo), tree, epoch)
     if key not in _BUILT:
         try:
-            if c.wheelhouse is not None:
-                _BUILT[key] = proj.file_sha256(proj.build_from_tree(c.repo, tree, Path(c.wheelhouse), epoch))
-            else:
-                with tempfile.TemporaryDirectory(prefix="llmos-rebuild-") as tmp:
-                    _BUILT[key] = proj.file_sha256(proj.build_from_tree(c.repo, tree, Path(tmp), epoch))
+            with tempfile.TemporaryDirectory(prefix="llmos-rebuild-") as tmp:
+                wheel = proj.build_from_tree(c.repo, tree, Path(tmp), epoch)
+                _BUILT[key] = (*proj.file_sha256(wheel), read_wheel(wheel).startup_hooks)
         except LlmosError as exc:
             _BUILT[key] = exc.message
     return _BUILT[key]
@@ -564,7 +620,11 @@ def check_in_tree(c: Checker) -> Iterator[Problem]:
             built = _rebuild(c, tree, m.build.source_date_epoch)
             if isinstance(built, str):
                 yield Problem(doc.path, "source.tree", "in-tree-build", built)
-            elif built != (m.artifact.sha256, m.artifact.size):
+                continue
+            if built[2]:
+                yield Problem(doc.path, "artifact", "wheel-startup-hook",
+                              f"the wheel built from tree {tree[:12]} carries {'; '.join(built[2])}")
+            if built[:2] != (m.artifact.sha256, m.artifact.size):
                 yield Problem(doc.path, "artifact.sha256", "in-tree-build",
                               f"the wheel rebuilt from tree {tree[:12]} has sha256 {built[0][:16]}… and "
                               f"{built[1]} bytes, the entry says {m.artifact.sha256[:16]}… and {m.artifact.size}: "

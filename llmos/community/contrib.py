@@ -125,6 +125,11 @@ def submit(target: Path, handle: str, index_root: Path, *, wheel: Path | None = 
         Path(wheelhouse).mkdir(parents=True, exist_ok=True)
         if Path(wheel).resolve().parent != Path(wheelhouse).resolve():
             shutil.copy2(wheel, Path(wheelhouse) / Path(wheel).name)
+    from llmos.community.wheels import check_identity, read_wheel, refuse_startup_hooks
+
+    info = read_wheel(Path(wheel))
+    check_identity(info, name, version)
+    refuse_startup_hooks(info)
     sha, size = proj.file_sha256(Path(wheel))
     commit, remote = proj.git_commit(project.path)
     commit = source_commit or commit
@@ -384,6 +389,9 @@ def release_in_tree(dist: str, index_root: Path, *, commit: str = "HEAD", wheelh
         src = proj.export_tree(repo, tree, Path(tmp) / "src")
         project = proj.read_project(src)
         wheel = proj.build_wheel(src, out, epoch=epoch)
+        from llmos.community.wheels import read_wheel, refuse_startup_hooks
+
+        refuse_startup_hooks(read_wheel(wheel))
         stages, comps = proj.describe_components(project)
         apis = sorted({getattr(m, "LLMOS_API", 1) for m in proj.load_hook_modules(project).values()})
         readme = (src / "README.md").read_text() if (src / "README.md").exists() else None

@@ -126,7 +126,7 @@ def installed_version(dist: str) -> str | None:
 
 def _pip(*args: str) -> subprocess.CompletedProcess[str]:
     env = dict(os.environ, PIP_DISABLE_PIP_VERSION_CHECK="1", PIP_NO_INPUT="1")
-    return subprocess.run([sys.executable, "-m", "pip", *args], capture_output=True, text=True, env=env)
+    return subprocess.run([sys.executable, "-P", "-m", "pip", *args], capture_output=True, text=True, env=env)
 
 
 def _pip_install_wheel(wheel: Path, name: str, sha256: str, workdir: Path) -> None:
@@ -153,7 +153,10 @@ def _load_check(names: list[str]) -> str | None:
         "print(json.dumps({n:[i.status,i.error] for n,i in m.plugins.items()}))"
     )
     env = dict(os.environ, LLMOS_PLUGINS=",".join(names))
-    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
+    # -P and an empty working directory: the check imports what is installed, never an
+    # llmos checkout (or anything else) in the directory the command was run from
+    with tempfile.TemporaryDirectory(prefix="llmos-loadcheck-") as cwd:
+        proc = subprocess.run([sys.executable, "-P", "-c", code], capture_output=True, text=True, env=env, cwd=cwd)
     if proc.returncode != 0:
         return (proc.stderr.strip().splitlines() or ["the plugin check crashed"])[-1]
     states = json.loads(proc.stdout.strip().splitlines()[-1])
@@ -181,6 +184,11 @@ def install(index: Any, requirement: str, *, wheelhouse: Path | str | None = Non
                               f"{'it' if len(missing) == 1 else 'them'} first (pip install ...), then retry")
     with tempfile.TemporaryDirectory(prefix="llmos-install-") as tmp:
         wheel = fetch_artifact(res, Path(tmp), wheelhouse, progress)
+        from llmos.community.wheels import check_identity, read_wheel, refuse_startup_hooks
+
+        info = read_wheel(wheel)
+        check_identity(info, res.name, res.version)
+        refuse_startup_hooks(info)
         if dry_run:
             return {"name": res.name, "version": res.version, "action": "would-install", "from": before}
         _pip_install_wheel(wheel, res.name, res.manifest.artifact.sha256, Path(tmp))

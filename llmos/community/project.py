@@ -134,8 +134,9 @@ def build_wheel(project_dir: Path, out_dir: Path, *, epoch: int | None = None) -
     out_dir.mkdir(parents=True, exist_ok=True)
     env = dict(os.environ, SOURCE_DATE_EPOCH=str(epoch if epoch is not None else source_date_epoch(project_dir)),
                PIP_DISABLE_PIP_VERSION_CHECK="1")
-    proc = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "--no-index",
-                           "-q", "-w", str(out_dir), str(project_dir)], capture_output=True, text=True, env=env)
+    proc = subprocess.run([sys.executable, "-P", "-m", "pip", "wheel", "--no-deps", "--no-build-isolation",
+                           "--no-index", "-q", "-w", str(out_dir), str(project_dir)],
+                          capture_output=True, text=True, env=env)
     if proc.returncode != 0:
         tail = (proc.stderr or proc.stdout).strip().splitlines()[-3:]
         raise LlmosError(f"building the wheel of {project_dir} failed: {' | '.join(tail)}")
