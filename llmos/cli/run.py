@@ -51,6 +51,7 @@ def run(file: str | None, overrides: tuple[str, ...], resume: str | None, nproc:
 
         registry = open_registry()
         info = registry.get_run(resume)
+        _check_secrets_given(info, overrides)
         pipe = validate_pipeline(info.config, overrides, source=f"run {info.id}")
         if file is not None:
             named = load_pipeline(file).name
@@ -84,6 +85,20 @@ def run(file: str | None, overrides: tuple[str, ...], resume: str | None, nproc:
     else:
         _print_summary(result)
     _exit_for(result)
+
+
+def _check_secrets_given(info: Any, overrides: tuple[str, ...]) -> None:
+    """Secrets in a run's settings are stored masked: resuming needs them given again."""
+    from llmos.errors import ValidationError
+    from llmos.redact import masked_paths
+
+    given = {o.partition("=")[0].strip() for o in overrides}
+    missing = [p for p in masked_paths(info.config) if p not in given]
+    if missing:
+        raise ValidationError(
+            f"run {info.id}'s settings held secrets, which are never stored ({', '.join(missing)}): "
+            f"give them again, e.g. --set {missing[0]}=VALUE"
+        )
 
 
 def _exit_for(result: Any) -> None:
@@ -195,7 +210,9 @@ def _final_metrics(info: Any) -> dict[str, Any]:
 
 @runs.command("list")
 @click.option("--pipeline", help="Only runs of this pipeline.")
-@click.option("--status", type=click.Choice(["running", "completed", "failed", "interrupted"]), help="Only this status.")
+@click.option("--status", type=click.Choice(["running", "completed", "failed", "interrupted", "dead", "lost"]),
+              help="Only this status (dead: its process is gone from this host; lost: no heartbeat from its "
+                   "host for LLMOS_RUN_LOST_AFTER_S, default 120 s; both can be resumed).")
 @click.option("--limit", type=click.IntRange(1, 10000), default=30, show_default=True)
 @click.option("--children/--no-children", default=False, help="Include child runs (grid-search trials).")
 @json_option

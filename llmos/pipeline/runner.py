@@ -266,6 +266,9 @@ class Runner:
             state.data["children"][key] = child_id
             state.save()
         writer = MetricBuffer(self.reg, child_id)
+        heartbeat = getattr(self, "_heartbeat", None)
+        if heartbeat is not None:
+            heartbeat.add(child_id)
         workdir = parent.workdir / "children" / name
         workdir.mkdir(parents=True, exist_ok=True)
         child = replace(parent, run_id=child_id, workdir=workdir, artifacts=dict(parent.artifacts),
@@ -284,6 +287,8 @@ class Runner:
             if status == COMPLETED and parent.should_stop:
                 status = INTERRUPTED
             writer.flush()
+            if heartbeat is not None:
+                heartbeat.discard(child_id)
             self.reg.finish_run(child_id, status=status, summary={
                 "name": name, "metrics": _jsonable(child.artifacts.get("metrics") or {}),
                 "duration_s": round(time.perf_counter() - t0, 3), "error": _exc_line(error) or None,
@@ -308,6 +313,8 @@ class Runner:
     def run(self, resume: str | None = None, handle_sigint: bool = True) -> RunResult:
         from llmos.config import home
 
+        from llmos.liveness import Heartbeat, RunLock, check_not_running_elsewhere
+
         pipe, reg = self.pipeline, self.reg
         plugins = plugin_versions(self.manager, pipe)
         if resume:
@@ -319,11 +326,36 @@ class Runner:
             if _field(info, "status") == COMPLETED:
                 raise ConflictError(f"run {resume} already completed: start a new run instead of resuming it")
             run_id = _field(info, "id") or resume
-            self._reopen(run_id)
+            check_not_running_elsewhere(info)
+            # one process per run: the lock is held until this process ends the run (or dies)
+            lock = RunLock(home() / "runs" / str(run_id), run_id).acquire()
+            try:
+                self._reopen(run_id)
+            except BaseException:
+                lock.release()
+                raise
         else:
             run_id = new_run_id()
-            reg.create_run(pipeline=pipe.name, config=_jsonable(pipe.data), plugins=plugins, run_id=run_id,
-                           workdir=str(home() / "runs" / run_id))
+            lock = RunLock(home() / "runs" / run_id, run_id).acquire()
+            try:
+                reg.create_run(pipeline=pipe.name, config=_jsonable(pipe.data), plugins=plugins, run_id=run_id,
+                               workdir=str(home() / "runs" / run_id))
+            except BaseException:
+                lock.release()
+                raise
+        heartbeat = Heartbeat(reg, run_id).start()
+        try:
+            return self._run_locked(run_id, resume, plugins, heartbeat, handle_sigint)
+        finally:
+            heartbeat.stop()
+            lock.release()
+
+    def _run_locked(self, run_id: str, resume: str | None, plugins: dict[str, str], heartbeat: Any,
+                    handle_sigint: bool) -> RunResult:
+        from llmos.config import home
+
+        pipe, reg = self.pipeline, self.reg
+        self._heartbeat = heartbeat
         workdir = home() / "runs" / str(run_id)
         workdir.mkdir(parents=True, exist_ok=True)
         state = _State(workdir / "run.json")
@@ -340,15 +372,19 @@ class Runner:
 
         result = RunResult(run_id=run_id, pipeline=pipe.name, status=RUNNING, workdir=workdir)
         t_run = time.perf_counter()
-        previous_handler = None
+        previous_handlers: dict[int, Any] = {}
         if handle_sigint and threading.current_thread() is threading.main_thread():
-            def on_sigint(signum: int, frame: Any) -> None:
+            def on_signal(signum: int, frame: Any) -> None:
                 if ctx.stop_event.is_set():
                     raise KeyboardInterrupt
                 ctx.stop_event.set()
-                self.display.print("Stopping: saving a checkpoint (press Ctrl-C again to abort now)")
+                again = "press Ctrl-C" if signum == signal.SIGINT else "send SIGTERM"
+                self.display.print(f"Stopping: saving a checkpoint ({again} again to abort now)")
 
-            previous_handler = signal.signal(signal.SIGINT, on_sigint)
+            # SIGTERM (systemd, Docker, Kubernetes) stops a run as Ctrl-C does: checkpoint,
+            # flush the buffered metrics, record it interrupted and resumable
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                previous_handlers[sig] = signal.signal(sig, on_signal)
         self.manager.notify("llmos_before_run", ctx=ctx)
         try:
             for stage in pipe.stages:
@@ -368,8 +404,9 @@ class Runner:
             result.status = INTERRUPTED if isinstance(exc, KeyboardInterrupt) else FAILED
             result.error = exc
         finally:
-            if previous_handler is not None:
-                signal.signal(signal.SIGINT, previous_handler)
+            for sig, handler in previous_handlers.items():
+                signal.signal(sig, handler)
+            heartbeat.stop()
             result.duration_s = time.perf_counter() - t_run
             result.versions = list(self.versions)
             result.metrics = dict(ctx.artifacts.get("metrics") or {})

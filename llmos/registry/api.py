@@ -27,6 +27,8 @@ from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, aliased
 
 from llmos.errors import ConflictError, LlmosError, NotFoundError, ValidationError
+from llmos import liveness as _liveness
+from llmos.redact import redact
 from llmos.registry import db as _db
 from llmos.registry import safetensors_io
 from llmos.registry.blobs import BlobStats, BlobStore, manifest_digest
@@ -509,7 +511,7 @@ class Registry:
         tag_values = _check_tags(tags)
         metric_values = _check_metrics(metrics)
         alias_names = [check_alias(a) for a in (aliases or [])]
-        lineage_data = dict(_check_json(dict(lineage or {}), "lineage"))
+        lineage_data = dict(_check_json(redact(dict(lineage or {})), "lineage"))
         if run_id is None and isinstance(lineage_data.get("run_id"), str):
             run_id = lineage_data["run_id"]
         parent_refs = list(dict.fromkeys(parents or []))
@@ -1179,7 +1181,7 @@ class Registry:
 
     def record_event(self, kind: str, subject: str, data: Mapping[str, Any] | None = None) -> None:
         """Append an event to the log (one transaction)."""
-        payload = _check_json(dict(data or {}), "event data")
+        payload = _check_json(redact(dict(data or {})), "event data")
         with self.session(write=True) as s:
             s.add(Event(kind=kind, subject=subject, data=payload))
 
@@ -1192,7 +1194,8 @@ class Registry:
             if subject:
                 q = q.where(Event.subject == subject)
             return [
-                {"id": e.id, "ts": _utc(e.ts).isoformat(), "kind": e.kind, "subject": e.subject, "data": e.data}
+                {"id": e.id, "ts": _utc(e.ts).isoformat(), "kind": e.kind, "subject": e.subject,
+                 "data": redact(e.data)}
                 for e in s.scalars(q).all()
             ]
 
@@ -1210,15 +1213,17 @@ class Registry:
     ) -> str:
         """Record a new run (status ``running``). :returns: its id."""
         rid = run_id or f"{dt.datetime.now(dt.timezone.utc):%Y%m%d-%H%M%S}-{uuid.uuid4().hex[:6]}"
-        cfg = _check_json(dict(config or {}), "run config")
-        plg = _check_json(dict(plugins or {}), "run plugins")
+        cfg = _check_json(redact(dict(config or {})), "run config")
+        plg = _check_json(redact(dict(plugins or {})), "run plugins")
         with self.session(write=True) as s:
             if parent_run is not None and s.get(Run, parent_run) is None:
                 raise NotFoundError(f"parent run {parent_run!r} does not exist (see: llmos runs list)")
             if s.get(Run, rid) is not None:
                 raise ConflictError(f"run {rid!r} already exists")
+            now = utcnow()
             s.add(Run(id=rid, pipeline=pipeline, status="running", config=cfg, plugins=plg,
-                      parent_run_id=parent_run, workdir=str(workdir) if workdir else None, started_at=utcnow()))
+                      parent_run_id=parent_run, workdir=str(workdir) if workdir else None, started_at=now,
+                      pid=os.getpid(), host=_liveness.this_host(), heartbeat_at=now))
             s.add(Event(kind="run.started", subject=rid, data={"pipeline": pipeline}))
         return rid
 
@@ -1254,7 +1259,7 @@ class Registry:
         result: Mapping[str, Any] | None = None,
     ) -> None:
         """Record how a stage of a run ended (``status``: completed, failed, skipped...)."""
-        payload = _check_json(dict(result or {}), "stage result")
+        payload = _check_json(redact(dict(result or {})), "stage result")
         with self.session(write=True) as s:
             if s.get(Run, run_id) is None:
                 raise NotFoundError(f"run {run_id!r} does not exist (see: llmos runs list)")
@@ -1263,23 +1268,36 @@ class Registry:
 
     def finish_run(self, run_id: str, status: str = "completed", summary: Mapping[str, Any] | None = None) -> None:
         """Mark a run finished (``completed``, ``failed``, ``interrupted``...) with a summary."""
-        payload = _check_json(dict(summary or {}), "run summary")
+        payload = _check_json(redact(dict(summary or {})), "run summary")
         with self.session(write=True) as s:
             run = s.get(Run, run_id)
             if run is None:
                 raise NotFoundError(f"run {run_id!r} does not exist (see: llmos runs list)")
             run.status = status
             run.finished_at = None if status == "running" else utcnow()  # "running": reopened to resume
+            run.heartbeat_at = utcnow()
+            if status == "running":  # this process runs it now
+                run.pid, run.host = os.getpid(), _liveness.this_host()
             if payload:
                 run.summary = {**(run.summary or {}), **payload}
             s.add(Event(kind=f"run.{status}", subject=run_id, data={}))
+
+    def heartbeat_runs(self, run_ids: Iterable[str]) -> None:
+        """Refresh the heartbeat of these (running) runs: this process is alive."""
+        ids = list(run_ids)
+        if not ids:
+            return
+        from sqlalchemy import update
+
+        with self.session(write=True) as s:
+            s.execute(update(Run).where(Run.id.in_(ids), Run.status == "running").values(heartbeat_at=utcnow()))
 
     def _run_info(self, s: Session, run: Run, *, detail: bool = True) -> RunInfo:
         stages, versions = [], []
         if detail:
             stages = [
                 {"stage_id": st.stage_id, "component": st.component, "status": st.status,
-                 "duration_s": st.duration_s, "result": st.result}
+                 "duration_s": st.duration_s, "result": redact(st.result)}
                 for st in s.scalars(select(RunStage).where(RunStage.run_id == run.id).order_by(RunStage.id)).all()
             ]
             versions = [
@@ -1292,9 +1310,13 @@ class Registry:
                 ).all()
             ]
         return RunInfo(
-            id=run.id, pipeline=run.pipeline, status=run.status, config=run.config or {}, plugins=run.plugins or {},
-            parent_run_id=run.parent_run_id, workdir=run.workdir, started_at=_utc(run.started_at),
-            finished_at=_utc(run.finished_at), summary=run.summary or {}, stages=stages, versions=versions,
+            # redacted on the way out too: runs recorded before secrets were masked on write
+            id=run.id, pipeline=run.pipeline, config=redact(run.config or {}),
+            status=_liveness.effective_status(run.status, run.pid, run.host, _utc(run.heartbeat_at)),
+            pid=run.pid, host=run.host, heartbeat_at=_utc(run.heartbeat_at),
+            plugins=run.plugins or {}, parent_run_id=run.parent_run_id, workdir=run.workdir,
+            started_at=_utc(run.started_at), finished_at=_utc(run.finished_at), summary=redact(run.summary or {}),
+            stages=stages, versions=versions,
         )
 
     def get_run(self, run_id: str) -> RunInfo:
@@ -1319,16 +1341,24 @@ class Registry:
         limit: int = 100,
         parent_run: str | None = None,
     ) -> list[RunInfo]:
-        """Runs, newest first (``parent_run``: only the children of that run)."""
+        """Runs, newest first (``parent_run``: only the children of that run).
+
+        ``status`` filters on the status shown: ``running`` excludes, and ``dead``/``lost``
+        select, recorded-running runs whose process is gone.
+        """
+        live = status in ("running", _liveness.DEAD, _liveness.LOST)
         with self.session() as s:
-            q = select(Run).order_by(Run.started_at.desc(), Run.id.desc()).limit(limit)
+            q = select(Run).order_by(Run.started_at.desc(), Run.id.desc())
+            if not live:
+                q = q.limit(limit)
             if pipeline:
                 q = q.where(Run.pipeline == pipeline)
             if parent_run:
                 q = q.where(Run.parent_run_id == parent_run)
             if status:
-                q = q.where(Run.status == status)
-            return [self._run_info(s, r, detail=False) for r in s.scalars(q).all()]
+                q = q.where(Run.status == ("running" if live else status))
+            infos = [self._run_info(s, r, detail=False) for r in s.scalars(q).all()]
+            return [i for i in infos if i.status == status][:limit] if live else infos
 
     def run_metrics(self, run_id: str, name: str | None = None, *, kind: str | None = None) -> list[dict[str, Any]]:
         """Metric points of a run, in step/time order: ``{"kind", "step", "name", "value", "ts"}``."""

@@ -34,11 +34,10 @@ _lock = threading.Lock()
 
 
 def redact(url: str) -> str:
-    """The URL with any password hidden."""
-    try:
-        return make_url(url).render_as_string(hide_password=True)
-    except Exception:  # noqa: BLE001 - only for display
-        return url
+    """The URL with any password hidden (``postgresql://u:***@h/db``)."""
+    from llmos.redact import redact_text
+
+    return redact_text(url)
 
 
 def get_engine(url: str) -> Engine:
@@ -151,7 +150,7 @@ def head_revision() -> str:
 
 #: the newest migration's revision; a test checks it equals Alembic's head, so that
 #: opening an up-to-date database never imports Alembic (~0.4 s)
-HEAD_REVISION = "0003"
+HEAD_REVISION = "0004"
 
 
 def current_revision(engine: Engine) -> str | None:

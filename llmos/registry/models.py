@@ -240,6 +240,11 @@ class Run(Base):
     started_at: Mapped[dt.datetime] = mapped_column(default=utcnow, index=True)
     finished_at: Mapped[dt.datetime | None] = mapped_column(nullable=True)
     summary: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    #: the process running it (migration 0004): a run whose process is gone shows as ``dead``
+    pid: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    host: Mapped[str | None] = mapped_column(String(256), nullable=True)
+    #: refreshed by the running process; stale on another host: ``lost``
+    heartbeat_at: Mapped[dt.datetime | None] = mapped_column(nullable=True)
 
 
 class RunStage(Base):

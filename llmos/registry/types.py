@@ -58,6 +58,10 @@ class RunInfo:
     summary: dict[str, Any] = field(default_factory=dict)
     stages: list[dict[str, Any]] = field(default_factory=list)
     versions: list[str] = field(default_factory=list)
+    #: the process that runs (or ran) it; ``status`` is ``dead``/``lost`` when it is gone
+    pid: int | None = None
+    host: str | None = None
+    heartbeat_at: dt.datetime | None = None
 
     @property
     def duration_s(self) -> float | None:
@@ -67,7 +71,7 @@ class RunInfo:
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
-        for key in ("started_at", "finished_at"):
+        for key in ("started_at", "finished_at", "heartbeat_at"):
             data[key] = data[key].isoformat() if data[key] else None
         data["duration_s"] = self.duration_s
         return data

@@ -39,6 +39,8 @@ class CountConfig(BaseModel):
     fail_at: int | None = None
     stop_at: int | None = None  # ask the run to stop (as Ctrl-C does) at this step
     sleep: float = 0.0
+    hub_token: str = ""  # secrets a real step may take: never stored (tests of llmos.redact)
+    db_url: str = ""
 
 
 class CountStep:

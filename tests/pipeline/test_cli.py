@@ -139,3 +139,108 @@ def test_second_ctrl_c_aborts_at_once(toy_file, steps, llmos_home, registry) -> 
     assert info.status == "interrupted"
     stages = registry.get_run(info.id).stages
     assert stages[-1]["status"] == "interrupted" and stages[-1]["result"]["error"] == "interrupted (Ctrl-C)"
+
+
+def _checkpoint_step(home: Path, run_id: str) -> int:
+    return json.loads((home / "runs" / run_id / "checkpoints" / "train" / "state.json").read_text())["step"]
+
+
+@pytest.mark.slow
+def test_sigterm_checkpoints_flushes_metrics_and_leaves_a_resumable_run(toy_file, steps, llmos_home,
+                                                                        registry) -> None:
+    """What systemd, Docker and Kubernetes send (issue 12.5): treated as Ctrl-C."""
+    args = ["run", str(toy_file), "--set", "stages.train.config.steps=400", "--set",
+            "stages.train.config.sleep=0.01"]
+    proc = _start(args, llmos_home)
+    _wait_for_checkpoint(llmos_home, proc)
+    proc.send_signal(signal.SIGTERM)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err
+    assert "Stopping: saving a checkpoint" in err
+    run_id = registry.list_runs()[0].id
+    assert f"Interrupted. Resume with: llmos run --resume {run_id}" in err
+    assert registry.get_run(run_id).status == "interrupted"
+    # every step up to the checkpoint reached the database (the metric buffer was flushed)
+    done = [p["step"] for p in registry.run_metrics(run_id, "loss")]
+    assert done == list(range(1, _checkpoint_step(llmos_home, run_id) + 1)) and 0 < len(done) < 400
+
+    proc = _start(["run", "--resume", run_id, "-q"], llmos_home)
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 0, err
+    assert registry.get_run(run_id).status == "completed"
+    assert [p["step"] for p in registry.run_metrics(run_id, "loss")] == list(range(1, 401))
+
+
+def _runs_json(*args: str) -> list[dict]:
+    r = cli("runs", "list", "--json", *args)
+    assert r.exit_code == 0, r.output
+    return json.loads(r.output)
+
+
+@pytest.mark.slow
+def test_a_killed_run_shows_as_dead_not_running_and_can_be_resumed(toy_file, steps, llmos_home, registry) -> None:
+    proc = _start(["run", str(toy_file), "--set", "stages.train.config.sleep=0.2"], llmos_home)
+    _wait_for_checkpoint(llmos_home, proc)
+    run_id = registry.list_runs()[0].id
+    assert _runs_json()[0]["status"] == "running"
+    proc.kill()  # SIGKILL: no handler, no exit code, nothing flushed
+    proc.wait(timeout=30)
+    assert [(r["id"], r["status"]) for r in _runs_json()] == [(run_id, "dead")]
+    assert [r["id"] for r in _runs_json("--status", "dead")] == [run_id]
+    assert _runs_json("--status", "running") == []
+    r = cli("runs", "show", run_id)
+    assert "status:    dead" in r.output
+    r = cli("run", "--resume", run_id, "-q")
+    assert r.exit_code == 0, r.output
+    assert registry.get_run(run_id).status == "completed"
+
+
+@pytest.mark.slow
+def test_a_run_is_run_by_one_process_at_a_time(toy_file, steps, llmos_home, registry) -> None:
+    """Issue 12.6: `--resume ID` while ID is still running is refused, with a clear error."""
+    first = _start(["run", str(toy_file), "--set", "stages.train.config.steps=400", "--set",
+                    "stages.train.config.sleep=0.05"], llmos_home)
+    _wait_for_checkpoint(llmos_home, first)
+    run_id = registry.list_runs()[0].id
+    second = _start(["run", "--resume", run_id, "-q"], llmos_home)
+    out, err = second.communicate(timeout=60)
+    assert second.returncode == 3, err  # a conflict
+    assert f"run {run_id} is still running in another process (pid {first.pid}@" in err
+    assert f"kill -TERM {first.pid}" in err and len(err.strip().splitlines()) == 1
+    assert first.poll() is None  # the first one goes on, untouched
+    # and nothing of a second attempt was recorded
+    assert json.loads((llmos_home / "runs" / run_id / "run.json").read_text())["attempts"] == 1
+    assert registry.get_run(run_id).status == "running"
+    first.send_signal(signal.SIGINT)
+    first.communicate(timeout=60)
+    assert first.returncode == 130
+    r = cli("run", "--resume", run_id, "-q")  # the lock went with the first process
+    assert r.exit_code == 0, r.output
+
+
+def test_a_run_on_another_host_is_lost_when_its_heartbeat_stops(toy_file, steps, llmos_home, registry,
+                                                               monkeypatch) -> None:
+    import datetime as dt
+
+    from sqlalchemy import update
+
+    from llmos.registry.models import Run
+
+    assert cli("run", str(toy_file), "-q", "--set", "stages.train.config.fail_at=2").exit_code == 1
+    run_id = registry.list_runs()[0].id
+    with registry.session(write=True) as s:  # as a process on host gpu-7 records a run it is running
+        s.execute(update(Run).where(Run.id == run_id).values(status="running", host="gpu-7", pid=4242,
+                                                             heartbeat_at=dt.datetime.now(dt.timezone.utc)))
+    assert _runs_json()[0]["status"] == "running"  # heartbeat fresh: still running there
+    r = cli("run", "--resume", run_id, "-q")
+    assert r.exit_code == 3 and f"run {run_id} is still running on host gpu-7 (pid 4242" in r.output
+    stale = dt.datetime.now(dt.timezone.utc) - dt.timedelta(minutes=10)
+    with registry.session(write=True) as s:
+        s.execute(update(Run).where(Run.id == run_id).values(heartbeat_at=stale))
+    assert _runs_json()[0]["status"] == "lost"
+    monkeypatch.setenv("LLMOS_RUN_LOST_AFTER_S", "3600")
+    assert _runs_json()[0]["status"] == "running"
+    monkeypatch.delenv("LLMOS_RUN_LOST_AFTER_S")
+    r = cli("run", "--resume", run_id, "-q")  # a lost run can be taken over
+    assert r.exit_code == 0, r.output
+    assert registry.get_run(run_id).status == "completed" and registry.get_run(run_id).host != "gpu-7"

@@ -199,15 +199,21 @@ def plot_cmd(run: str, output: str) -> None:
               help="Seconds between chart updates on a running run's page.")
 @click.option("--index", "index_dir", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Community index folder to show (default: the one `llmos plugin install` uses).")
-def ui(host: str, port: int, refresh: float, index_dir: Path | None) -> None:
+@click.option("--allowed-host", "allowed_host", multiple=True, metavar="NAME",
+              help="Also answer requests for this host name (repeatable; '*' for any). By default only "
+                   "localhost, 127.0.0.1, [::1] and --host are answered: others get 400 (DNS rebinding).")
+def ui(host: str, port: int, refresh: float, index_dir: Path | None, allowed_host: tuple[str, ...]) -> None:
     """Web dashboard: models, versions, aliases, lineage, runs with live curves, plugins.
 
     Everything is served from this machine (no internet needed). Stop with Ctrl-C.
+    Requests whose Host header names another host are refused (a web page cannot
+    read the dashboard through DNS rebinding); add names with --allowed-host.
 
     \b
     Example:
       llmos ui                      # then open http://127.0.0.1:8765
       llmos ui --port 9000
+      llmos ui --host 0.0.0.0 --allowed-host gpu-box.lan
     """
     import socket
 
@@ -222,7 +228,10 @@ def ui(host: str, port: int, refresh: float, index_dir: Path | None) -> None:
             pass
     except OSError as exc:
         raise ConflictError(f"cannot serve on {host}:{port} ({exc.strerror or exc}): pick another --port") from exc
-    app = create_app(poll_ms=int(refresh * 1000), index_dir=index_dir)
+    from llmos_monitor.ui.app import allowed_hosts_for
+
+    app = create_app(poll_ms=int(refresh * 1000), index_dir=index_dir,
+                     allowed_hosts=allowed_hosts_for(host, allowed_host))
     if host not in ("127.0.0.1", "localhost", "::1"):
         click.echo(f"Warning: the dashboard has no login; binding {host} exposes it to the network", err=True)
     click.echo(f"llmos dashboard on http://{host}:{port}  (Ctrl-C to stop)", err=False)

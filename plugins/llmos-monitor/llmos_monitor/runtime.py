@@ -30,6 +30,8 @@ import threading
 import time
 from typing import Any
 
+from llmos.redact import redact_argv
+
 from llmos_monitor import prometheus
 from llmos_monitor.sampler import SystemSampler
 from llmos_monitor.store import MetricBuffer, open_registry
@@ -178,7 +180,8 @@ class ServeMonitor:
         self.run_id = str(
             self.reg.create_run(
                 pipeline="serve",
-                config={"pid": os.getpid(), "argv": sys.argv[:8], "model": model,
+                # the command line without its secrets (--admin-token, --api-key, URL passwords)
+                config={"pid": os.getpid(), "argv": redact_argv(sys.argv[:64]), "model": model,
                         "started": time.strftime("%Y-%m-%dT%H:%M:%S%z")},
                 plugins=plugins,
             )

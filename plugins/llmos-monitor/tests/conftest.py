@@ -164,6 +164,57 @@ def make_models(reg: Any, tmp: Path) -> None:
     reg.set_alias("tiny", "production", 1)
 
 
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class UI:
+    """``llmos ui`` in its own process on a free loopback port (``with UI(home) as ui: ui.get(path)``)."""
+
+    def __init__(self, home: Path, *args: str) -> None:
+        self.home, self.args, self.port = home, args, free_port()
+        self.base = f"http://127.0.0.1:{self.port}"
+
+    def __enter__(self) -> UI:
+        env = dict(os.environ, LLMOS_HOME=str(self.home), LLMOS_PLUGINS="llmos-monitor")
+        env.pop("LLMOS_DATABASE_URL", None)
+        self.proc = subprocess.Popen([LLMOS, "ui", "--port", str(self.port), *self.args], env=env,
+                                     stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                self.get("/api/runs")
+                return self
+            except OSError as exc:
+                if self.proc.poll() is not None or time.monotonic() > deadline:
+                    self.proc.kill()
+                    raise AssertionError(f"llmos ui did not start:\n{self.proc.stdout.read()}") from exc
+                time.sleep(0.2)
+
+    def get(self, path: str, headers: dict[str, str] | None = None) -> tuple[int, str]:
+        """``(status, body)`` of a GET (4xx/5xx included)."""
+        import urllib.error
+        import urllib.request
+
+        req = urllib.request.Request(self.base + path, headers=headers or {})
+        try:
+            with urllib.request.urlopen(req, timeout=30) as resp:
+                return resp.status, resp.read().decode()
+        except urllib.error.HTTPError as exc:
+            return exc.code, exc.read().decode()
+
+    def __exit__(self, *exc: Any) -> None:
+        self.proc.terminate()
+        try:
+            self.proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+
+
 @pytest.fixture(scope="session")
 def h() -> Any:
     """These helpers (conftest modules cannot be imported under --import-mode=importlib)."""

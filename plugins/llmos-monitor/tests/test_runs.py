@@ -31,10 +31,10 @@ def test_metrics_round_trip_exactly_through_cli_and_ui(run_pipeline: Any, llmos_
 
     from llmos_monitor.ui.app import create_app
 
-    api = TestClient(create_app()).get(f"/api/runs/{result.run_id}")
+    api = TestClient(create_app(), base_url="http://localhost").get(f"/api/runs/{result.run_id}")
     assert api.status_code == 200
     assert _triples(api.json()["points"]) == expected
-    series = TestClient(create_app()).get(f"/api/runs/{result.run_id}/series").json()["series"]
+    series = TestClient(create_app(), base_url="http://localhost").get(f"/api/runs/{result.run_id}/series").json()["series"]
     loss_series = next(s for s in series if (s["kind"], s["name"]) == ("train", "loss"))
     assert loss_series["steps"] == list(range(1, 13))
     assert loss_series["values"] == [h.train_loss(s) for s in range(1, 13)]

@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 
 LLMOS = str(Path(sys.executable).parent / "llmos")
+SECRET = "hunter2"
 TEXT = "the quick brown fox jumps over the lazy dog. a tiny model answers every request. " * 40
 
 
@@ -48,7 +49,7 @@ def _post(url: str, body: dict[str, Any]) -> dict[str, Any]:
 
 
 @pytest.mark.slow
-def test_serve_process_records_a_serve_run(tmp_path: Path) -> None:
+def test_serve_process_records_a_serve_run(tmp_path: Path, h: Any) -> None:
     model = _tiny_model(tmp_path / "tiny")
     home = tmp_path / "home"
     with socket.socket() as s:
@@ -60,7 +61,9 @@ def test_serve_process_records_a_serve_run(tmp_path: Path) -> None:
     from llmos.registry import open_registry
 
     reg = open_registry(url=f"sqlite:///{home / 'llmos.db'}", home=home)  # schema made before the server starts
-    proc = subprocess.Popen([LLMOS, "serve", str(model), "--port", str(port), "--threads", "1"], env=env,
+    # a secret on the command line is recorded as *** (issue 12.2)
+    proc = subprocess.Popen([LLMOS, "serve", str(model), "--admin-token", SECRET, "--port", str(port),
+                             "--threads", "1"], env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     base = f"http://127.0.0.1:{port}"
     try:
@@ -99,3 +102,13 @@ def test_serve_process_records_a_serve_run(tmp_path: Path) -> None:
         assert per_step[step]["prompt_tokens"] == u["prompt_tokens"]
         assert per_step[step]["status"] == 200.0 and per_step[step]["latency_s"] > 0
     assert reg.run_metrics(run.id, name="proc_rss_bytes", kind="system")
+
+    # the secret is nowhere: not in the database file, the run's JSON or the dashboard
+    assert "--admin-token" in run.config["argv"] and "***" in run.config["argv"]
+    assert SECRET.encode() not in b"".join(p.read_bytes() for p in home.glob("llmos.db*"))
+    shown = subprocess.run([LLMOS, "runs", "show", run.id, "--json"], env=env, capture_output=True, text=True)
+    assert shown.returncode == 0 and run.id in shown.stdout and SECRET not in shown.stdout + shown.stderr
+    with h.UI(home) as ui:
+        for path in (f"/runs/{run.id}", f"/api/runs/{run.id}", "/api/runs", "/runs"):
+            status, body = ui.get(path)
+            assert status == 200 and run.id in body and SECRET not in body, path

@@ -55,7 +55,7 @@ def test_diff_tables_from_a_registry_diff() -> None:
 def test_json_api_errors_are_json(llmos_home: Any) -> None:
     from llmos_monitor.ui.app import create_app
 
-    client = TestClient(create_app())
+    client = TestClient(create_app(), base_url="http://localhost")
     r = client.get("/api/runs/nope")
     assert r.status_code == 404 and "does not exist" in r.json()["error"]
     r = client.get("/api/models/nope")

@@ -46,15 +46,64 @@ def _prettyjson(value: Any) -> str:
     return json.dumps(value, indent=2, ensure_ascii=False, default=str)  # escaped by autoescape
 
 
-def create_app(registry: Any = None, *, poll_ms: int = 2000, index_dir: Path | None = None) -> Any:
+#: the names a dashboard on loopback answers to (DNS rebinding: any other Host is refused)
+LOOPBACK_HOSTS = ("localhost", "127.0.0.1", "::1")
+
+
+def host_name(header: str) -> str:
+    """The host part of a ``Host`` header, lowercased: ``[::1]:8765`` → ``::1``."""
+    header = header.strip().lower()
+    if header.startswith("["):
+        end = header.find("]")
+        return header[1:end] if end > 0 else header
+    return header.rsplit(":", 1)[0] if header.count(":") == 1 else header
+
+
+def allowed_hosts_for(host: str, extra: tuple[str, ...] | list[str] = ()) -> list[str]:
+    """The host names a dashboard bound to ``host`` accepts: loopback names, ``host``
+    itself (unless it is a wildcard address) and ``extra`` (``*`` accepts any)."""
+    out = list(LOOPBACK_HOSTS)
+    for name in (host, *extra):
+        name = host_name(name) if not name.startswith("[") else name.strip("[]").lower()
+        if name and name not in ("0.0.0.0", "::") and name not in out:
+            out.append(name)
+    return out
+
+
+class HostCheck:
+    """ASGI middleware: answer 400 to a request whose ``Host`` header is not one of
+    ``allowed`` (a page on ``evil.example`` rebound to 127.0.0.1 sends ``Host: evil.example``)."""
+
+    def __init__(self, app: Any, allowed: list[str]) -> None:
+        self.app, self.allowed = app, {a.lower() for a in allowed}
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] in ("http", "websocket") and "*" not in self.allowed:
+            raw = dict(scope.get("headers") or []).get(b"host", b"").decode("latin-1")
+            if host_name(raw) not in self.allowed:
+                from starlette.responses import PlainTextResponse
+
+                shown = raw[:100].encode("ascii", "backslashreplace").decode()
+                resp = PlainTextResponse(
+                    f"Host {shown!r} is not allowed: this dashboard answers to {', '.join(sorted(self.allowed))} "
+                    "(start it with --allowed-host NAME to add one)\n", status_code=400)
+                await resp(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
+
+
+def create_app(registry: Any = None, *, poll_ms: int = 2000, index_dir: Path | None = None,
+               allowed_hosts: list[str] | None = None) -> Any:
     """Build the dashboard app.
 
     :param registry: a registry object (default: ``llmos.registry.open_registry()`` on first use).
     :param poll_ms: how often a run page polls for new points.
     :param index_dir: the community index folder (default: the one ``llmos plugin install`` reads).
+    :param allowed_hosts: ``Host`` names to answer (default: the loopback names); others get a 400.
     """
     import jinja2
-    from fastapi import FastAPI, Request
+    from fastapi import FastAPI, Query, Request
+    from fastapi.exceptions import RequestValidationError
     from fastapi.responses import HTMLResponse, JSONResponse, Response
     from fastapi.staticfiles import StaticFiles
 
@@ -75,6 +124,7 @@ def create_app(registry: Any = None, *, poll_ms: int = 2000, index_dir: Path | N
 
     app = FastAPI(title="llmos dashboard", docs_url=None, redoc_url=None, openapi_url="/api/openapi.json")
     app.mount("/static", StaticFiles(directory=str(HERE / "static")), name="static")
+    app.add_middleware(HostCheck, allowed=list(allowed_hosts or LOOPBACK_HOSTS))
     state: dict[str, Any] = {"reg": registry}
 
     def reg() -> Any:
@@ -95,13 +145,25 @@ def create_app(registry: Any = None, *, poll_ms: int = 2000, index_dir: Path | N
             return JSONResponse({"error": exc.message}, status_code=code)
         return page("error.html", status=code, code=code, message=exc.message)
 
+    @app.exception_handler(RequestValidationError)
+    async def bad_request(request: Request, exc: RequestValidationError) -> Response:
+        # one line naming the parameter and what it must be (never a 500, never a wall of JSON)
+        problems = []
+        for err in exc.errors():
+            loc = [str(p) for p in err.get("loc", ()) if p not in ("query", "path", "body")]
+            problems.append(f"{'.'.join(loc) or 'request'}: {err.get('msg', 'invalid')}")
+        message = "bad request: " + "; ".join(problems)
+        if wants_json(request):
+            return JSONResponse({"error": message}, status_code=400)
+        return page("error.html", status=400, code=400, message=message)
+
     @app.get("/favicon.ico", include_in_schema=False)
     def favicon() -> Response:
         return Response((HERE / "static" / "favicon.svg").read_bytes(), media_type="image/svg+xml")
 
     # -- pages -----------------------------------------------------------------------
 
-    @app.get("/", response_class=HTMLResponse)
+    @app.get("/", response_class=HTMLResponse, include_in_schema=False)
     def index() -> HTMLResponse:
         ms = data.models(reg())
         runs = store.list_runs(reg(), limit=10)
@@ -110,16 +172,16 @@ def create_app(registry: Any = None, *, poll_ms: int = 2000, index_dir: Path | N
         return page("index.html", "", models=ms, runs=runs, n_versions=sum(len(m["versions"]) for m in ms),
                     n_plugins=len(get_manager().plugins))
 
-    @app.get("/models", response_class=HTMLResponse)
+    @app.get("/models", response_class=HTMLResponse, include_in_schema=False)
     def models_page() -> HTMLResponse:
         return page("models.html", "Models", models=data.models(reg()))
 
-    @app.get("/models/{name}", response_class=HTMLResponse)
+    @app.get("/models/{name}", response_class=HTMLResponse, include_in_schema=False)
     def model_page(name: str) -> HTMLResponse:
         m = data.model(reg(), name)
         return page("model.html", "Models", model=m, lineage_svg=data.lineage_svg(m))
 
-    @app.get("/models/{name}/versions/{number}", response_class=HTMLResponse)
+    @app.get("/models/{name}/versions/{number}", response_class=HTMLResponse, include_in_schema=False)
     def version_page(name: str, number: int) -> HTMLResponse:
         v = data.version(reg(), name, number)
         parent, diff, diff_error, tables, summary = None, None, None, [], {}
@@ -136,21 +198,21 @@ def create_app(registry: Any = None, *, poll_ms: int = 2000, index_dir: Path | N
         return page("version.html", "Models", v=v, parent=parent, parent_url=parent_url,
                     diff_tables=tables, diff_summary=summary, diff_error=diff_error)
 
-    @app.get("/runs", response_class=HTMLResponse)
+    @app.get("/runs", response_class=HTMLResponse, include_in_schema=False)
     def runs_page() -> HTMLResponse:
         return page("runs.html", "Runs", runs=store.list_runs(reg(), limit=200))
 
-    @app.get("/runs/{run_id}", response_class=HTMLResponse)
+    @app.get("/runs/{run_id}", response_class=HTMLResponse, include_in_schema=False)
     def run_page(run_id: str) -> HTMLResponse:
         run = store.get_run(reg(), run_id)
         rows = summarize(store.run_metrics(reg(), run["id"]))
         return page("run.html", "Runs", run=run, summary=rows, poll_ms=poll_ms)
 
-    @app.get("/plugins", response_class=HTMLResponse)
+    @app.get("/plugins", response_class=HTMLResponse, include_in_schema=False)
     def plugins_page() -> HTMLResponse:
         return page("plugins.html", "Plugins", plugins=data.plugins())
 
-    @app.get("/community", response_class=HTMLResponse)
+    @app.get("/community", response_class=HTMLResponse, include_in_schema=False)
     def community_page() -> HTMLResponse:
         source, entries, error = data.community(index_dir)
         return page("community.html", "Community", source=source, entries=entries, error=error)
@@ -158,11 +220,12 @@ def create_app(registry: Any = None, *, poll_ms: int = 2000, index_dir: Path | N
     # -- JSON --------------------------------------------------------------------------
 
     @app.get("/api/runs")
-    def api_runs(limit: int = 100) -> list[dict[str, Any]]:
+    def api_runs(limit: int = Query(100, ge=1, le=10_000)) -> list[dict[str, Any]]:
         return store.list_runs(reg(), limit=limit)
 
     @app.get("/api/runs/{run_id}")
-    def api_run(run_id: str, name: str | None = None, kind: str | None = None) -> dict[str, Any]:
+    def api_run(run_id: str, name: str | None = Query(None, max_length=128),
+                kind: str | None = Query(None, max_length=32)) -> dict[str, Any]:
         run = store.get_run(reg(), run_id)
         return {"run": run, "points": store.run_metrics(reg(), run["id"], name=name, kind=kind)}
 
