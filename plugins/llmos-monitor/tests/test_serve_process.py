@@ -43,7 +43,8 @@ def _tiny_model(path: Path) -> Path:
 
 
 def _post(url: str, body: dict[str, Any]) -> dict[str, Any]:
-    req = urllib.request.Request(url, json.dumps(body).encode(), {"content-type": "application/json"})
+    req = urllib.request.Request(url, json.dumps(body).encode(), {"content-type": "application/json",
+                                                                  "authorization": f"Bearer {SECRET}"})
     with urllib.request.urlopen(req, timeout=60) as resp:
         return json.loads(resp.read())
 
@@ -62,8 +63,8 @@ def test_serve_process_records_a_serve_run(tmp_path: Path, h: Any) -> None:
 
     reg = open_registry(url=f"sqlite:///{home / 'llmos.db'}", home=home)  # schema made before the server starts
     # a secret on the command line is recorded as *** (issue 12.2)
-    proc = subprocess.Popen([LLMOS, "serve", str(model), "--admin-token", SECRET, "--port", str(port),
-                             "--threads", "1"], env=env,
+    proc = subprocess.Popen([LLMOS, "serve", str(model), "--admin-token", SECRET, f"--api-key={SECRET}",
+                             "--port", str(port), "--threads", "1"], env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     base = f"http://127.0.0.1:{port}"
     try:
@@ -105,6 +106,7 @@ def test_serve_process_records_a_serve_run(tmp_path: Path, h: Any) -> None:
 
     # the secret is nowhere: not in the database file, the run's JSON or the dashboard
     assert "--admin-token" in run.config["argv"] and "***" in run.config["argv"]
+    assert "--api-key=***" in run.config["argv"]
     assert SECRET.encode() not in b"".join(p.read_bytes() for p in home.glob("llmos.db*"))
     shown = subprocess.run([LLMOS, "runs", "show", run.id, "--json"], env=env, capture_output=True, text=True)
     assert shown.returncode == 0 and run.id in shown.stdout and SECRET not in shown.stdout + shown.stderr

@@ -94,16 +94,13 @@ def _hide_secrets(options: tuple[str, ...]) -> None:
     """Replace the values of secret options in ``sys.argv`` by ``***``: what this
     process records about its command line (e.g. the monitor's serve run) never
     holds a key. (The OS's process list still shows the original: prefer the
-    environment variables.)"""
+    environment variables.) ``options`` are documentation: :func:`llmos.redact.redact_argv`
+    masks every option named like a token, key, secret or password."""
     import sys
 
-    argv = sys.argv
-    for i, arg in enumerate(argv):
-        for opt in options:
-            if arg == opt and i + 1 < len(argv):
-                argv[i + 1] = "***"
-            elif arg.startswith(opt + "="):
-                argv[i] = opt + "=***"
+    from llmos.redact import redact_argv
+
+    sys.argv[:] = redact_argv(sys.argv)
 
 
 @click.group("deploy")
