@@ -1282,6 +1282,24 @@ class Registry:
                 run.summary = {**(run.summary or {}), **payload}
             s.add(Event(kind=f"run.{status}", subject=run_id, data={}))
 
+    def prune_run_metrics(self, before_ts: float, *, pipeline: str | None = None, run_id: str | None = None) -> int:
+        """Delete metric points recorded before ``before_ts`` (a Unix time) of the runs of
+        ``pipeline`` (or of one run): the retention of long-running servers' metrics.
+        :returns: rows deleted."""
+        if pipeline is None and run_id is None:
+            raise ValidationError("prune_run_metrics needs a pipeline or a run id")
+        with self.session(write=True) as s:
+            q = delete(RunMetric).where(RunMetric.ts < float(before_ts))
+            if run_id is not None:
+                q = q.where(RunMetric.run_id == run_id)
+            if pipeline is not None:
+                q = q.where(RunMetric.run_id.in_(select(Run.id).where(Run.pipeline == pipeline)))
+            deleted = s.execute(q.execution_options(synchronize_session=False)).rowcount or 0
+            if deleted:
+                s.add(Event(kind="run.metrics_pruned", subject=run_id or pipeline,
+                            data={"before_ts": before_ts, "rows": deleted}))
+        return deleted
+
     def heartbeat_runs(self, run_ids: Iterable[str]) -> None:
         """Refresh the heartbeat of these (running) runs: this process is alive."""
         ids = list(run_ids)

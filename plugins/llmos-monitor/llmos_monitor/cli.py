@@ -192,6 +192,30 @@ def plot_cmd(run: str, output: str) -> None:
     click.echo(f"Wrote {output} ({', '.join(labels)})")
 
 
+@monitor.command("prune")
+@click.option("--older-than-days", "days", type=click.FloatRange(min=0, min_open=True), default=None,
+              help="Delete serving metric rows older than this (default: LLMOS_MONITOR_RETENTION_DAYS, 14).")
+@_json_option
+def prune_cmd(days: float | None, as_json: bool) -> None:
+    """Delete old serving metrics (the rows of `serve` runs), as servers do hourly.
+
+    \b
+    Example:
+      llmos monitor prune --older-than-days 7
+    """
+    from llmos_monitor.serving import prune, retention_days
+    from llmos_monitor.store import open_registry
+
+    days = retention_days() if days is None else days
+    deleted = prune(open_registry(), days)
+    if as_json:
+        _echo_json({"deleted_rows": deleted, "older_than_days": days})
+    elif days <= 0:
+        click.echo("LLMOS_MONITOR_RETENTION_DAYS=0: serving metrics are kept forever; nothing deleted.")
+    else:
+        click.echo(f"Deleted {deleted} serving metric rows older than {days:g} days.")
+
+
 @click.command("ui")
 @click.option("--host", default="127.0.0.1", show_default=True, help="Interface to bind (keep it local).")
 @click.option("--port", default=8765, show_default=True, type=click.IntRange(1, 65535), help="TCP port.")

@@ -9,8 +9,9 @@
   runner already persists them (``RunContext.log_metrics``).
 - **Serving**: the first ``llmos_after_request`` (or ``llmos_after_metrics`` with a
   ``serve`` source) in a process creates a run with ``pipeline="serve"`` for that
-  server process. Every request becomes ``kind="request"`` points (step = request
-  number: ``latency_s``, ``prompt_tokens``, ``completion_tokens``, ``status``...),
+  server process. Requests are aggregated per interval and (version, endpoint) into
+  ``kind="request"`` rows (:mod:`llmos_monitor.serving`: counts, sums, quantiles; old
+  rows pruned after a retention window),
   server metrics ``kind="serve"``, and system samples ``kind="system"``, written in
   batches by a background flusher. The run is finished at exit (or by
   :func:`stop_serve_monitor`).
@@ -32,7 +33,9 @@ from typing import Any
 
 from llmos.redact import redact_argv
 
-from llmos_monitor import prometheus
+from llmos.liveness import Heartbeat
+
+from llmos_monitor import prometheus, serving
 from llmos_monitor.sampler import SystemSampler
 from llmos_monitor.store import MetricBuffer, open_registry
 
@@ -187,6 +190,11 @@ class ServeMonitor:
             )
         )
         self.buffer = MetricBuffer(self.reg, self.run_id, max_rows=2000, max_age_s=flush_interval_s)
+        # requests are aggregated per interval, and old rows pruned: bounded growth (llmos_monitor.serving)
+        self.aggregator = serving.RequestAggregator()
+        self._next_prune = 0.0
+        self._prune()
+        self.heartbeat = Heartbeat(self.reg, self.run_id).start()
         self.requests = 0
         self._seq: dict[str, int] = {}
         self._count_lock = threading.Lock()
@@ -196,13 +204,29 @@ class ServeMonitor:
         self._flusher.start()
         self.sampler: SystemSampler | None = None
         if system_sampling_enabled():
-            self.sampler = SystemSampler(interval_s or sample_interval(), self._on_sample).start()
+            # a server runs for days: sample as often as requests are aggregated, unless told otherwise
+            every = interval_s or (sample_interval() if os.environ.get("LLMOS_MONITOR_INTERVAL")
+                                   else self.aggregator.width_s)
+            self.sampler = SystemSampler(every, self._on_sample).start()
         self.closed = False
+
+    def _prune(self) -> None:
+        if time.monotonic() < self._next_prune:
+            return
+        self._next_prune = time.monotonic() + 3600
+        try:
+            deleted = serving.prune(self.reg)
+            if deleted:
+                log.info("pruned %d serving metric rows older than %g days", deleted, serving.retention_days())
+        except Exception as exc:  # noqa: BLE001 - keep serving
+            log.warning("cannot prune old serving metrics: %s", exc)
 
     def _flush_loop(self, every: float) -> None:
         while not self._stop.wait(every):
             try:
+                self.buffer.add_rows(self.aggregator.drain())
                 self.buffer.flush()
+                self._prune()
             except Exception as exc:  # noqa: BLE001 - keep serving; report once per failure
                 log.warning("cannot write serving metrics: %s", exc)
 
@@ -220,9 +244,7 @@ class ServeMonitor:
             seq = self.requests
         values = {k: float(v) for k, v in metrics.items() if isinstance(v, (int, float))}
         status = request.get("status")
-        if isinstance(status, (int, float)) and "status" not in values:
-            values["status"] = float(status)
-        self.buffer.add("request", seq, values)
+        self.aggregator.add(request, values)
         m = prometheus.active()
         if m is not None:
             model = str(request.get("model", ""))
@@ -246,6 +268,8 @@ class ServeMonitor:
         if self.sampler is not None:
             self.sampler.stop()
         self._flusher.join(timeout=5)
+        self.heartbeat.stop()
+        self.buffer.add_rows(self.aggregator.drain(everything=True))
         self.buffer.flush()
         self.reg.finish_run(self.run_id, status=status, summary={"requests": self.requests})
 

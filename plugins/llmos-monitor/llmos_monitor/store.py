@@ -175,6 +175,12 @@ class MetricBuffer:
         if due:
             self.flush()
 
+    def add_rows(self, rows: list[Row]) -> None:
+        """Queue rows already in ``(kind, step, name, value, timestamp)`` form."""
+        if rows:
+            with self._lock:
+                self._rows.extend(rows)
+
     def flush(self) -> None:
         with self._write_lock:
             with self._lock:

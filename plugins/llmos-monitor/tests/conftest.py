@@ -114,9 +114,10 @@ def expected_points(steps: int = 12, eval_every: int = 4) -> list[tuple[str, int
     return out
 
 
-def cli(*args: str, home: Path | None = None, check: bool = True) -> subprocess.CompletedProcess[str]:
+def cli(*args: str, home: Path | None = None, check: bool = True,
+        env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     """Run the installed ``llmos`` in a fresh process (only this repo's monitor plugin loaded)."""
-    env = dict(os.environ, LLMOS_PLUGINS="llmos-monitor", COLUMNS="200")
+    env = dict(os.environ, LLMOS_PLUGINS="llmos-monitor", COLUMNS="200", **(env or {}))
     if home is not None:
         env["LLMOS_HOME"] = str(home)
     cp = subprocess.run([LLMOS, *args], env=env, capture_output=True, text=True, timeout=120)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import urllib.request
 from typing import Any
 
@@ -36,21 +37,29 @@ def test_served_requests_become_a_serve_run(monitor_manager: Any, monkeypatch: p
     run = reg.get_run(run_id)
     assert (run.pipeline, run.status, run.summary["requests"]) == ("serve", "completed", 25)
     assert run.config["model"] == "tiny"
+    # aggregated per interval and (version, endpoint), not one row per request (issue 12.14)
     points = reg.run_metrics(run_id, kind="request")
-    got: dict[int, dict[str, float]] = {}
-    for p in points:
-        got.setdefault(p["step"], {})[p["name"]] = p["value"]
-    assert sorted(got) == list(range(1, 26))
-    for i, metrics in enumerate(sent, start=1):
-        assert got[i] == {**metrics, "status": 200.0}
+    got = {p["name"]: p["value"] for p in points}
+    label = "[tiny:1 /v1/completions]"
+    lat = sorted(m["latency_s"] for m in sent)
+    ttft = sorted(m["time_to_first_token_s"] for m in sent)
+    assert got == {
+        f"requests{label}": 25.0, f"errors{label}": 0.0,
+        f"latency_s.sum{label}": sum(m["latency_s"] for m in sent),
+        f"prompt_tokens.sum{label}": sum(m["prompt_tokens"] for m in sent),
+        f"completion_tokens.sum{label}": sum(m["completion_tokens"] for m in sent),
+        f"latency_s.p50{label}": lat[12], f"latency_s.p95{label}": lat[23], f"latency_s.max{label}": lat[-1],
+        f"time_to_first_token_s.p50{label}": ttft[12], f"time_to_first_token_s.p95{label}": ttft[23],
+    }
+    assert {p["step"] for p in points} == {0}  # one 10 s bucket
     serve = {p["name"]: p["value"] for p in reg.run_metrics(run_id, kind="serve")}
     assert serve == {"requests_running": 2.0, "generation_tokens_per_s": 55.5}
     assert reg.run_metrics(run_id, name="proc_rss_bytes", kind="system")  # sampled while serving
 
     # and the CLI shows it like any run
     shown = h.cli_json("monitor", "show", run_id, "--kind", "request")
-    lat = next(m for m in shown["metrics"] if m["name"] == "latency_s")
-    assert (lat["count"], lat["first"], lat["last"]) == (25, 0.01, 0.25)
+    count = next(m for m in shown["metrics"] if m["name"] == f"requests{label}")
+    assert (count["count"], count["last"]) == (1, 25.0)
 
 
 def test_prometheus_exporter_shows_what_the_hooks_saw(monitor_manager: Any) -> None:
@@ -105,3 +114,38 @@ config = { port = 0 }
         assert f'llmos_stage_duration_seconds{{run="{run}",stage="train"}}' in body
     finally:
         prometheus.stop_all()
+
+
+def test_serving_rows_are_bounded_by_time_not_by_requests(monitor_manager: Any, monkeypatch: pytest.MonkeyPatch,
+                                                          h: Any, llmos_home: Any) -> None:
+    """Issue 12.14: 5 rows per request, never deleted. Now: a fixed number of rows per
+    interval and (version, endpoint), and rows past the retention window are deleted."""
+    import time
+
+    from llmos.registry import open_registry
+    from llmos_monitor import runtime
+
+    monkeypatch.setenv("LLMOS_MONITOR_SYSTEM", "0")
+    reg = open_registry()
+    # a server that ran a month ago, with its rows
+    old = reg.create_run("serve", {"argv": ["llmos", "serve"]})
+    month_ago = time.time() - 30 * 86400
+    reg.log_run_metrics(old, [("request", i, "requests[tiny:1 /v1/completions]", 1.0, month_ago + i)
+                              for i in range(100)])
+    reg.log_run_metrics(old, [("request", 0, "requests[tiny:1 /v1/completions]", 1.0, time.time() - 86400)])
+    reg.finish_run(old)
+
+    _serve_requests(monitor_manager, 2000)  # the first request starts the monitor, which prunes
+    run_id = runtime.stop_serve_monitor()
+    assert run_id is not None
+    rows = reg.run_metrics(run_id)
+    assert len(rows) == 10, len(rows)  # 10 statistics of one 10 s bucket; was 5 x 2000 = 10,000
+    assert {p["name"]: p["value"] for p in rows}["requests[tiny:1 /v1/completions]"] == 2000
+    assert len(reg.run_metrics(old)) == 1  # older than 14 days: gone; yesterday's kept
+    assert reg.events(kind="run.metrics_pruned")[0]["data"]["rows"] == 100
+
+    out = h.cli("monitor", "prune", "--older-than-days", "0.5", "--json", home=llmos_home).stdout
+    assert json.loads(out) == {"deleted_rows": 1, "older_than_days": 0.5}
+    assert reg.run_metrics(old) == [] and len(reg.run_metrics(run_id)) == len(rows)
+    bad = h.cli("monitor", "prune", home=llmos_home, check=False, env={"LLMOS_MONITOR_RETENTION_DAYS": "soon"})
+    assert bad.returncode != 0 and "LLMOS_MONITOR_RETENTION_DAYS must be a number" in bad.stderr
