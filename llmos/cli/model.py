@@ -478,17 +478,20 @@ def gc(grace_seconds: float, dry_run: bool, as_json: bool) -> None:
 
 
 @model.command("fsck")
+@click.option("--repair", is_flag=True, help="Materialise checkouts that differ from their version again.")
 @json_option
-def fsck(as_json: bool) -> None:
-    """Re-hash every blob; report missing and corrupt ones (exit 1 if any).
+def fsck(repair: bool, as_json: bool) -> None:
+    """Re-hash every blob and every checkout; report missing and corrupt blobs and
+    edited checkouts (exit 1 if any is left unrepaired).
 
     \b
     Example:
       llmos model fsck --json
+      llmos model fsck --repair
     """
     reg = _registry()
     if as_json:
-        result = reg.fsck()
+        result = reg.fsck(repair=repair)
     else:
         from rich.progress import BarColumn, DownloadColumn, Progress
 
@@ -496,7 +499,7 @@ def fsck(as_json: bool) -> None:
         with Progress("[progress.description]{task.description}", BarColumn(), DownloadColumn(),
                       transient=True) as bar:
             task = bar.add_task("checking blobs", total=total)
-            result = reg.fsck(progress=lambda n: bar.advance(task, n))
+            result = reg.fsck(progress=lambda n: bar.advance(task, n), repair=repair)
     if as_json:
         echo_json(result)
     else:
@@ -507,5 +510,9 @@ def fsck(as_json: bool) -> None:
             click.echo(f"  missing {m['sha256']} used by {', '.join(m['used_by'])}")
         for c in result["corrupt"]:
             click.echo(f"  corrupt {c['sha256']} (content hashes to {c['actual'][:12]}…) used by {', '.join(c['used_by'])}")
+        for c in result["checkouts"]:
+            what = ", ".join(f"{k} {', '.join(c[k])}" for k in ("modified", "missing", "extra") if c[k])
+            state = "repaired" if c["repaired"] else "run: llmos model fsck --repair"
+            click.echo(f"  checkout {c['ref']} differs from its version ({what}): {state}")
     if not result["ok"]:
         raise click.exceptions.Exit(1)

@@ -530,54 +530,67 @@ class Registry:
         stats = BlobStats()
         # the pin is committed before the first blob is written or reused: gc keeps
         # them whatever its grace, until the version that references them is committed
-        with pins.pinned(self.session, f"register {name}"):
-            manifest = self._ingest(files, layouts, stats, progress)
+        written: list[tuple[str, int]] = []
+        committed = False
+        try:
+            with pins.pinned(self.session, f"register {name}"):
+                try:
+                    manifest = self._ingest(files, layouts, stats, progress, written)
 
-            size_bytes = sum(f["size"] for f in manifest)
-            with self.session(write=True) as s:
-                model = self._lock_model(s, name, create=description)
-                parent_versions = [self._find(s, ref) for ref in parent_refs]
-                model.last_version += 1
-                number = model.last_version
-                created = utcnow()
-                s.flush()
-                # Core bulk inserts: the write lock is held for as short a time as possible
-                version_id = s.execute(
-                    insert(ModelVersion)
-                    .values(model_id=model.id, number=number, status="ready", description=description,
-                            size_bytes=size_bytes, lineage=lineage_data, run_id=run_id, created_at=created)
-                    .returning(ModelVersion.id)
-                ).scalar_one()
-                file_ids = s.execute(
-                    insert(VersionFile).returning(VersionFile.id, sort_by_parameter_order=True),
-                    [{"version_id": version_id, "path": f["path"], "kind": f["kind"], "sha256": f["sha256"],
-                      "size": f["size"]} for f in manifest],
-                ).scalars().all()
-                part_rows = [{"file_id": fid, **p} for fid, f in zip(file_ids, manifest) for p in f.get("parts", [])]
-                if part_rows:
-                    s.execute(insert(FilePart), part_rows)
-                if tag_values:
-                    s.execute(insert(Tag), [{"version_id": version_id, "key": k, "value": v} for k, v in tag_values.items()])
-                if metric_values:
-                    s.execute(insert(VersionMetric), [{"version_id": version_id, "name": k, "value": v, "logged_at": created}
-                                                      for k, v in metric_values.items()])
-                unique_parents = {p.id: p for p in parent_versions}
-                if unique_parents:
-                    s.execute(insert(LineageEdge), [{"child_id": version_id, "parent_id": pid} for pid in unique_parents])
-                version = s.get(ModelVersion, version_id)
-                assert version is not None
-                moved = [self._move_alias(s, model, a, version) for a in alias_names]
-                parent_names = {p.model_id: parse_ref(r)[0] for r, p in zip(parent_refs, parent_versions)}
-                parent_list = sorted({(parent_names[p.model_id], p.number) for p in parent_versions})
-                s.add(
-                    Event(
-                        kind="version.registered",
-                        subject=f"{name}:{number}",
-                        data={"files": len(manifest), "size_bytes": size_bytes, "stored_bytes": stats.written_bytes,
-                              "parents": [f"{m}:{n}" for m, n in parent_list]},
-                    )
-                )
-            self._verify_stored(manifest, files, layouts)
+                    size_bytes = sum(f["size"] for f in manifest)
+                    with self.session(write=True) as s:
+                        model = self._lock_model(s, name, create=description)
+                        parent_versions = [self._find(s, ref) for ref in parent_refs]
+                        model.last_version += 1
+                        number = model.last_version
+                        created = utcnow()
+                        s.flush()
+                        # Core bulk inserts: the write lock is held for as short a time as possible
+                        version_id = s.execute(
+                            insert(ModelVersion)
+                            .values(model_id=model.id, number=number, status="ready", description=description,
+                                    size_bytes=size_bytes, lineage=lineage_data, run_id=run_id, created_at=created)
+                            .returning(ModelVersion.id)
+                        ).scalar_one()
+                        file_ids = s.execute(
+                            insert(VersionFile).returning(VersionFile.id, sort_by_parameter_order=True),
+                            [{"version_id": version_id, "path": f["path"], "kind": f["kind"], "sha256": f["sha256"],
+                              "size": f["size"]} for f in manifest],
+                        ).scalars().all()
+                        part_rows = [{"file_id": fid, **p} for fid, f in zip(file_ids, manifest) for p in f.get("parts", [])]
+                        if part_rows:
+                            s.execute(insert(FilePart), part_rows)
+                        if tag_values:
+                            s.execute(insert(Tag), [{"version_id": version_id, "key": k, "value": v} for k, v in tag_values.items()])
+                        if metric_values:
+                            s.execute(insert(VersionMetric), [{"version_id": version_id, "name": k, "value": v, "logged_at": created}
+                                                              for k, v in metric_values.items()])
+                        unique_parents = {p.id: p for p in parent_versions}
+                        if unique_parents:
+                            s.execute(insert(LineageEdge), [{"child_id": version_id, "parent_id": pid} for pid in unique_parents])
+                        version = s.get(ModelVersion, version_id)
+                        assert version is not None
+                        moved = [self._move_alias(s, model, a, version) for a in alias_names]
+                        parent_names = {p.model_id: parse_ref(r)[0] for r, p in zip(parent_refs, parent_versions)}
+                        parent_list = sorted({(parent_names[p.model_id], p.number) for p in parent_versions})
+                        s.add(
+                            Event(
+                                kind="version.registered",
+                                subject=f"{name}:{number}",
+                                data={"files": len(manifest), "size_bytes": size_bytes, "stored_bytes": stats.written_bytes,
+                                      "parents": [f"{m}:{n}" for m, n in parent_list]},
+                            )
+                        )
+                    committed = True  # the transaction above has committed
+                    self._verify_stored(manifest, files, layouts)
+                except BaseException:
+                    if not committed:
+                        self._discard(written)
+                    raise
+        except OSError as exc:
+            raise _store_error(exc, self.blobs.base) from None
+        except OperationalError as exc:
+            raise _db_error(exc, self.url) from None
         info = VersionInfo(
             model=name,
             number=number,
@@ -607,6 +620,7 @@ class Registry:
         layouts: dict[str, list[safetensors_io.Part]],
         stats: BlobStats,
         progress: Callable[[int], None] | None,
+        written: list[tuple[str, int]] | None = None,
     ) -> list[dict[str, Any]]:
         """Store every file's blobs (whole files, or header + one blob per tensor).
 
@@ -633,7 +647,7 @@ class Registry:
                     if parts is not None and parts[-1].offset + parts[-1].size != size:
                         raise ValidationError(f"{src} changed while being registered; try again")
                     ranges = [(p.offset, p.size) for p in parts] if parts is not None else [(0, size)]
-                    futures = [pool.submit(self.blobs.put_range, fd, off, n, view) for off, n in ranges]
+                    futures = [pool.submit(self._put, fd, off, n, view, written) for off, n in ranges]
                     jobs.append((rel, parts, size, futures))
                 manifest = []
                 for rel, parts, size, futures in jobs:
@@ -663,6 +677,33 @@ class Registry:
                 if mm is not None:
                     mm.close()
                 os.close(fd)
+
+    def _put(
+        self, fd: int, offset: int, size: int, view: memoryview | None, written: list[tuple[str, int]] | None
+    ) -> tuple[str, bool]:
+        digest, new = self.blobs.put_range(fd, offset, size, view)
+        if new and written is not None:  # (digest, mtime): a failed register removes what it wrote
+            try:
+                written.append((digest, self.blobs.path(digest).stat().st_mtime_ns))
+            except FileNotFoundError:
+                pass
+        return digest, new
+
+    def _discard(self, written: list[tuple[str, int]]) -> int:
+        """Remove the blobs a failed register wrote, at once (not after gc's grace):
+        all but those another version references or another writer touched since."""
+        if not written:
+            return 0
+        try:
+            with self.session() as s:
+                used = self._referenced(s)
+        except Exception:  # noqa: BLE001 - the database may be what failed: rely on the mtimes
+            used = set()
+        freed = 0
+        for digest, mtime_ns in written:
+            if digest not in used:
+                freed += self.blobs.remove_unless_touched(self.blobs.path(digest), mtime_ns) or 0
+        return freed
 
     def _verify_stored(
         self, manifest: list[dict[str, Any]], files: list[tuple[str, Path]], layouts: dict[str, list[safetensors_io.Part]]
@@ -807,62 +848,117 @@ class Registry:
     def checkout(self, ref: str) -> Path:
         """Materialise a version as a read-only directory
         ``$LLMOS_HOME/checkouts/<model>/<n>/`` (built in a temporary directory and
-        renamed into place, so it is either complete or absent) and return it."""
+        renamed into place, so it is either complete or absent) and return it.
+
+        An existing checkout is reused only if its files still have the sizes and
+        mtimes recorded when it was built; one that was
+        edited is materialised again (the record is ``<model>/.<n>.stamp.json``, beside
+        it). ``fsck`` re-hashes checkouts fully.
+        """
         with self.session() as s:
             v = self._find(s, ref)
             name = s.scalar(select(Model.name).where(Model.id == v.model_id))
             number = v.number
             dest = self.checkouts / str(name) / str(number)
-            if dest.is_dir():
+            if dest.is_dir() and _stamp_intact(dest):
                 return dest
-            files = s.execute(
-                select(VersionFile.id, VersionFile.path, VersionFile.kind, VersionFile.sha256, VersionFile.size)
-                .where(VersionFile.version_id == v.id)
-                .order_by(VersionFile.path)
-            ).all()
-            parts: dict[int, list[str]] = {}
-            for fid, sha in s.execute(
-                select(FilePart.file_id, FilePart.sha256)
-                .join(VersionFile, VersionFile.id == FilePart.file_id)
-                .where(VersionFile.version_id == v.id)
-                .order_by(FilePart.file_id, FilePart.seq)
-            ).all():
-                parts.setdefault(fid, []).append(sha)
+            files, parts = self._file_rows(s, v.id)
+        return self._materialise(f"{name}:{number}", dest, files, parts)
+
+    @staticmethod
+    def _file_rows(s: Session, version_id: int) -> tuple[list[Any], dict[int, list[tuple[str, int]]]]:
+        files = s.execute(
+            select(VersionFile.id, VersionFile.path, VersionFile.kind, VersionFile.sha256, VersionFile.size)
+            .where(VersionFile.version_id == version_id)
+            .order_by(VersionFile.path)
+        ).all()
+        parts: dict[int, list[tuple[str, int]]] = {}
+        for fid, sha, size in s.execute(
+            select(FilePart.file_id, FilePart.sha256, FilePart.size)
+            .join(VersionFile, VersionFile.id == FilePart.file_id)
+            .where(VersionFile.version_id == version_id)
+            .order_by(FilePart.file_id, FilePart.seq)
+        ).all():
+            parts.setdefault(fid, []).append((sha, size))
+        return list(files), parts
+
+    def _materialise(self, ref: str, dest: Path, files: list[Any], parts: dict[int, list[tuple[str, int]]]) -> Path:
         dest.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(dir=dest.parent, prefix=f".tmp-{number}-"))
+        tmp = Path(tempfile.mkdtemp(dir=dest.parent, prefix=f".tmp-{dest.name}-"))
         try:
             for fid, rel, kind, sha, size in files:
                 if rel.startswith("/") or ".." in rel.split("/"):
-                    raise LlmosError(f"{name}:{number} lists an unsafe file path {rel!r}; the database was altered")
+                    raise LlmosError(f"{ref} lists an unsafe file path {rel!r}; the database was altered")
                 out = tmp / rel
                 out.parent.mkdir(parents=True, exist_ok=True)
                 fd = os.open(out, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
                 try:
-                    digests = parts.get(fid, []) if kind == "safetensors" else [sha]
+                    digests = [d for d, _ in parts.get(fid, [])] if kind == "safetensors" else [sha]
                     written = 0
                     for d in digests:
                         try:
                             written += self.blobs.copy_into(d, fd)
                         except FileNotFoundError:
                             raise LlmosError(
-                                f"blob {d[:12]}… of {name}:{number}/{rel} is missing from {self.blobs.base}; "
-                                "run: llmos model fsck"
+                                f"blob {d[:12]}… of {ref}/{rel} is missing from {self.blobs.base}; run: llmos model fsck"
                             ) from None
                     if written != size:
-                        raise LlmosError(f"{name}:{number}/{rel} reassembled to {written} bytes, expected {size}; run: llmos model fsck")
+                        raise LlmosError(f"{ref}/{rel} reassembled to {written} bytes, expected {size}; run: llmos model fsck")
                 finally:
                     os.close(fd)
                 os.chmod(out, 0o444)
+            _write_stamp(tmp, dest)  # before the rename: a crash in between only costs a rebuild
+            old: Path | None = None
+            if dest.is_dir():  # an edited checkout: swap the fresh one in
+                old = dest.with_name(f".tmp-{dest.name}-old-{uuid.uuid4().hex[:8]}")
+                try:
+                    os.rename(dest, old)
+                except FileNotFoundError:
+                    old = None
             try:
                 os.rename(tmp, dest)
             except OSError:
                 if not dest.is_dir():
                     raise
                 shutil.rmtree(tmp, ignore_errors=True)  # another process won the race
+            if old is not None:
+                shutil.rmtree(old, ignore_errors=True)
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)
             raise
         return dest
+
+    def verify_checkouts(self, *, repair: bool = False) -> list[dict[str, Any]]:
+        """Re-hash every checkout against its version's digests. :returns: the bad ones,
+        ``{"ref", "path", "modified", "missing", "extra", "repaired"}``; with ``repair``
+        each is materialised again (checkouts of deleted versions are left to gc)."""
+        bad: list[dict[str, Any]] = []
+        if not self.checkouts.is_dir():
+            return bad
+        with self.session() as s:
+            rows = s.execute(
+                select(Model.name, ModelVersion.number, ModelVersion.id)
+                .join(ModelVersion, ModelVersion.model_id == Model.id)
+                .where(ModelVersion.status != "deleted")
+            ).all()
+            wanted = {(m, str(n)): vid for m, n, vid in rows}
+            for mdir in sorted(p for p in self.checkouts.iterdir() if p.is_dir()):
+                for vdir in sorted(p for p in mdir.iterdir() if p.is_dir() and not p.name.startswith(".")):
+                    vid = wanted.get((mdir.name, vdir.name))
+                    if vid is None:
+                        continue
+                    files, parts = self._file_rows(s, vid)
+                    problems = _check_checkout(vdir, files, parts)
+                    if problems:
+                        bad.append({"ref": f"{mdir.name}:{vdir.name}", "path": str(vdir), **problems,
+                                    "files": files, "parts": parts})
+        for item in bad:
+            files, parts = item.pop("files"), item.pop("parts")
+            item["repaired"] = False
+            if repair:
+                self._materialise(item["ref"], Path(item["path"]), files, parts)
+                item["repaired"] = True
+        return bad
 
     def export(
         self, ref: str, dest: Path | str, *, format: str = "hf", settings: Mapping[str, Any] | None = None
@@ -1096,6 +1192,12 @@ class Registry:
                 if not mdir.is_dir():
                     continue
                 for vdir in mdir.iterdir():
+                    stamp = re.fullmatch(r"\.(\d+)\.stamp\.json(\.tmp-.*)?", vdir.name)
+                    if stamp:  # the record beside a checkout: goes with it
+                        if (mdir.name, stamp.group(1)) not in live and not stamp.group(2):
+                            if not dry_run:
+                                vdir.unlink(missing_ok=True)
+                        continue
                     stale = vdir.name.startswith(".tmp-") or (mdir.name, vdir.name) not in live
                     try:
                         mtime = vdir.stat().st_mtime
@@ -1119,9 +1221,11 @@ class Registry:
             "dry_run": dry_run,
         }
 
-    def fsck(self, progress: Callable[[int], None] | None = None) -> dict[str, Any]:
-        """Re-hash every blob; report missing (referenced but absent) and corrupt
-        (content does not match the name) blobs. ``ok`` is true when there are none."""
+    def fsck(self, progress: Callable[[int], None] | None = None, *, repair: bool = False) -> dict[str, Any]:
+        """Re-hash every blob and every checkout; report missing (referenced but absent)
+        and corrupt (content does not match the name) blobs, and checkouts whose files
+        differ from their version (``repair``: materialise those again). ``ok`` is true
+        when nothing is wrong (or everything wrong was repaired)."""
         with self.session() as s:
             refs = self._referenced(s)
         bad, checked, total = [], 0, 0
@@ -1141,8 +1245,10 @@ class Registry:
             users = self._users(s, [d for d, _ in bad] + absent)
         corrupt = [{"sha256": d, "actual": a, "used_by": users.get(d, [])} for d, a in bad]
         missing = [{"sha256": d, "used_by": users.get(d, [])} for d in absent]
+        checkouts = self.verify_checkouts(repair=repair and not corrupt and not missing)
         return {
-            "ok": not corrupt and not missing,
+            "ok": not corrupt and not missing and all(c["repaired"] for c in checkouts),
+            "checkouts": checkouts,
             "checked_blobs": checked,
             "checked_bytes": total,
             "missing": missing,
@@ -1495,6 +1601,104 @@ def _refuse_pickle(path: Path) -> None:
             "to safetensors, e.g. safetensors.torch.save_file(torch.load(f, weights_only=True), 'model.safetensors'), "
             "or model.save_pretrained(dir, safe_serialization=True), and register that"
         )
+
+
+def _stamp_path(checkout: Path) -> Path:
+    """Beside a checkout ``<model>/<n>``: the size and mtime of each of its files when
+    it was built (outside the directory, which holds exactly the version's files)."""
+    return checkout.parent / f".{checkout.name}.stamp.json"
+
+
+def _walk_files(root: Path) -> dict[str, Path]:
+    return {p.relative_to(root).as_posix(): p for p in root.rglob("*") if p.is_file() or p.is_symlink()}
+
+
+def _write_stamp(built: Path, dest: Path) -> None:
+    import json
+
+    stats = {rel: [p.lstat().st_size, p.lstat().st_mtime_ns] for rel, p in _walk_files(built).items()}
+    tmp = dest.parent / f"{_stamp_path(dest).name}.tmp-{uuid.uuid4().hex[:8]}"
+    tmp.write_text(json.dumps(stats, sort_keys=True))
+    os.replace(tmp, _stamp_path(dest))
+
+
+def _stamp_intact(root: Path) -> bool:
+    """Do the checkout's files look as they were built (sizes, mtimes; no file added)?"""
+    import json
+
+    try:
+        recorded = json.loads(_stamp_path(root).read_text())
+        found = _walk_files(root)
+        if set(found) != set(recorded):
+            return False
+        for rel, p in found.items():
+            st = p.lstat()
+            if [st.st_size, st.st_mtime_ns] != recorded[rel]:
+                return False
+    except (OSError, ValueError, TypeError):
+        return False
+    return True
+
+
+def _check_checkout(root: Path, files: list[Any], parts: dict[int, list[tuple[str, int]]]) -> dict[str, list[str]]:
+    """Files of the checkout at ``root`` that differ from the version (re-hashed:
+    whole files against their digest, safetensors files part by part)."""
+    import hashlib
+
+    found = _walk_files(root)
+    modified, missing = [], []
+    for fid, rel, kind, sha, size in files:
+        p = found.pop(rel, None)
+        if p is None:
+            missing.append(rel)
+            continue
+        try:
+            if p.is_symlink() or p.stat().st_size != size:
+                modified.append(rel)
+                continue
+            with open(p, "rb") as fh:
+                if kind == "safetensors":
+                    good = True
+                    for digest, n in parts.get(fid, []):
+                        h = hashlib.sha256()
+                        left = n
+                        while left:
+                            chunk = fh.read(min(left, 8 << 20))
+                            if not chunk:
+                                break
+                            h.update(chunk)
+                            left -= len(chunk)
+                        if left or h.hexdigest() != digest:
+                            good = False
+                            break
+                else:
+                    good = hashlib.file_digest(fh, "sha256").hexdigest() == sha
+            if not good:
+                modified.append(rel)
+        except OSError:
+            modified.append(rel)
+    if not (modified or missing or found):
+        return {}
+    return {"modified": modified, "missing": missing, "extra": sorted(found)}
+
+
+def _store_error(exc: OSError, where: Path) -> LlmosError:
+    """A failed write to the blob store as one line (nothing was registered)."""
+    import errno
+
+    if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        return LlmosError(
+            f"no space left on the device of {where} while storing blobs; nothing was registered and what this "
+            "register wrote was removed: free space (llmos model gc removes unused blobs) and register again"
+        )
+    target = f" ({exc.filename})" if exc.filename else ""
+    return LlmosError(f"cannot store blobs in {where}{target}: {exc.strerror or exc}; nothing was registered")
+
+
+def _db_error(exc: OperationalError, url: str) -> LlmosError:
+    detail = (str(exc.orig).strip().splitlines() or ["operational error"])[0]
+    hint = "free space and register again" if "full" in detail.lower() else "check LLMOS_DATABASE_URL and register again"
+    return LlmosError(f"the registry database {_db.redact(url)} failed: {detail}; nothing was registered: {hint}")
 
 
 def _no_model(s: Session, name: str) -> None:

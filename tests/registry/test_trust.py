@@ -278,3 +278,120 @@ def test_forged_safetensors_headers_are_refused_in_one_line(sqlite_cli: Path, tm
         assert "model.safetensors" in line, case
     assert "No models yet" in llmos("model", "list").stdout
     assert not [p for p in (sqlite_cli / "blobs").rglob("*") if p.is_file()]  # nothing stored
+
+
+# -- 12.11 disk full ----------------------------------------------------------------------
+
+DISK_FULL = """
+import json, sys
+from pathlib import Path
+from click.testing import CliRunner
+from llmos.cli import main
+home, small, big = (Path(a) for a in sys.argv[1:4])
+def cli(*args):
+    r = CliRunner().invoke(main, list(args))
+    return {"rc": r.exit_code, "out": r.stdout, "err": r.stderr}
+def blobs():
+    return sorted(str(p) for p in (home / "blobs").rglob("*") if p.is_file())
+out = {"small": cli("model", "register", "small", str(small))}
+before = blobs()
+out["big"] = cli("model", "register", "big", str(big))
+out["left"] = [b for b in blobs() if b not in before]
+out["list"] = cli("model", "list", "--json")
+out["again"] = cli("model", "register", "small", str(small))
+print(json.dumps(out))
+"""
+
+
+def test_disk_full_register_is_one_line_and_leaves_nothing(cli: str, tmp_path: Path) -> None:
+    """A register that fills a real 4 MB file system (tmpfs, mounted in a private mount
+    namespace: as root, or as a user through a user namespace) fails in one line and
+    removes what it wrote at once, so the disk is usable again."""
+    small = make_model(tmp_path / "small", [1])
+    big = tmp_path / "big"
+    write_safetensors(big / "model.safetensors", {f"t{i}": tensor(100 + i, 64 * 1024) for i in range(24)})  # 6 MB
+    home = tmp_path / "tmpfs-home"
+    home.mkdir()
+    unshare = ["unshare", "--mount"] if os.geteuid() == 0 else ["unshare", "--map-root-user", "--mount"]
+    script = 'mount -t tmpfs -o size=4m tmpfs "$1" && shift && exec "$@"'
+    env = dict(os.environ, LLMOS_HOME=str(home))
+    if cli.startswith("sqlite"):
+        env.pop("LLMOS_DATABASE_URL")  # the database is on the full disk too
+    cp = subprocess.run([*unshare, "sh", "-c", script, "sh", str(home), sys.executable, "-c", DISK_FULL, str(home),
+                         str(small), str(big)], env=env, capture_output=True, text=True, timeout=180)
+    assert cp.returncode == 0, cp.stderr
+    out = json.loads(cp.stdout.strip().splitlines()[-1])
+    assert out["small"]["rc"] == 0, out["small"]
+    big_err = out["big"]["err"].strip().splitlines()
+    assert out["big"]["rc"] != 0 and len(big_err) == 1, out["big"]
+    assert big_err[0].startswith("Error: ") and "no space left" in big_err[0] and "nothing was registered" in big_err[0]
+    assert out["left"] == []  # removed at once, not after gc's grace
+    assert [m["name"] for m in json.loads(out["list"]["out"])] == ["small"]
+    assert out["again"]["rc"] == 0, out["again"]
+
+
+# -- 12.12 fsck verifies checkouts ----------------------------------------------------------
+
+
+def tiny_llama(path: Path) -> Path:
+    """A real ~20k-parameter Llama with a byte-level BPE (random weights), HF layout."""
+    import torch
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
+
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    tok.train_from_iterator(["hello world, a tiny model says hi. " * 20], trainers.BpeTrainer(
+        vocab_size=280, special_tokens=["<eos>"], initial_alphabet=pre_tokenizers.ByteLevel.alphabet()))
+    fast = PreTrainedTokenizerFast(tokenizer_object=tok, eos_token="<eos>", pad_token="<eos>")
+    torch.manual_seed(0)
+    cfg = LlamaConfig(vocab_size=len(fast), hidden_size=16, intermediate_size=32, num_hidden_layers=1,
+                      num_attention_heads=2, num_key_value_heads=1, max_position_embeddings=64,
+                      eos_token_id=fast.eos_token_id, pad_token_id=fast.eos_token_id)
+    LlamaForCausalLM(cfg).save_pretrained(path)
+    fast.save_pretrained(path)
+    return path
+
+
+def test_edited_checkout_is_reported_by_fsck_and_repaired(llmos_home: Path, standard_plugins: Any, tmp_path: Path) -> None:
+    from llmos.registry.db import dispose_engines
+
+    standard_plugins("llmos-models")  # for `llmos generate`
+    sqlite_cli = llmos_home
+
+    def generate() -> Result:
+        return llmos("generate", "tiny:1", "hi", "-n", "3", "--no-stream")
+
+    src = tiny_llama(tmp_path / "tiny")
+    assert llmos("model", "register", "tiny", str(src)).returncode == 0
+    first = generate()
+    assert first.returncode == 0, first.stderr
+    config = sqlite_cli / "checkouts" / "tiny" / "1" / "config.json"
+    assert config.is_file()
+
+    def edit() -> None:  # what a user with an editor does: make it writable, change it
+        st = config.stat()
+        os.chmod(config, 0o644)
+        config.write_text(config.read_text().replace('"hidden_size": 16', '"hidden_size": 24'))
+        os.utime(config, ns=(st.st_atime_ns, st.st_mtime_ns))  # even with its mtime kept
+
+    edit()
+    r = llmos("model", "fsck")
+    assert r.returncode == 1 and "checkout tiny:1 differs from its version (modified config.json)" in r.stdout
+    data = json.loads(llmos("model", "fsck", "--json").stdout)
+    assert data["ok"] is False and data["checkouts"][0]["modified"] == ["config.json"]
+    r = llmos("model", "fsck", "--repair")
+    assert r.returncode == 0 and "repaired" in r.stdout, r.stdout
+    assert '"hidden_size": 16' in config.read_text()
+    assert json.loads(llmos("model", "fsck", "--json").stdout)["ok"] is True
+    second = generate()
+    assert second.returncode == 0 and second.stdout == first.stdout, second.stderr
+
+    # an edit that changes the mtime is caught by the next checkout itself (cheap: sizes and mtimes)
+    os.chmod(config, 0o644)
+    config.write_text("{}")
+    third = generate()
+    assert third.returncode == 0 and third.stdout == first.stdout, third.stderr
+    assert '"hidden_size": 16' in config.read_text()
+    dispose_engines()
