@@ -1,8 +1,8 @@
 """The run context: what a pipeline step sees.
 
 A step (the object a component's factory returns) has ``run(ctx)``. Steps talk
-to each other only through ``ctx.artifacts`` — a dict whose keys are
-conventions between plugins (see DESIGN.md, "Artifact conventions") — and talk
+to each other only through ``ctx.artifacts`` — a dict whose keys and value
+protocols are declared in :mod:`llmos.artifacts` (``MODEL.get(ctx)``...) — and talk
 to the platform through the methods here: metrics, progress, checkpoints,
 registering model versions. The core knows nothing about what an artifact is.
 """
@@ -116,9 +116,9 @@ class RunContext:
         """A recorded child run of this run (a grid-search trial, a sweep point)::
 
             with ctx.child_run("trial-1", {"lr": 1e-3}) as child:
-                child.artifacts["model"] = copy_of_model
+                MODEL.set(child, copy_of_model)   # llmos.artifacts keys
                 train(child)                      # metrics go to the child run
-                child.artifacts["metrics"] = {...} # becomes the child's summary
+                METRICS.set(child, {...})         # becomes the child's summary
 
         The child has its own ``run_id`` and ``workdir``, shares the plugin manager,
         progress display and stop event. It is finished ``completed``, ``failed`` or

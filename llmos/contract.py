@@ -66,3 +66,58 @@ def check_plugin(obj: Any, name: str | None = None) -> list[str]:
             except Exception as exc:  # noqa: BLE001
                 problems.append(f"{where}: config model has no JSON schema: {exc}")
     return problems
+
+
+def check_outputs(plugins: dict[str, Any], pipeline_file: str, *, home: str | None = None) -> list[str]:
+    """Run ``pipeline_file`` (a tiny pipeline) with ``plugins`` (name → hook module)
+    registered beside the installed ones, and check what every stage leaves in
+    ``ctx.artifacts`` against :mod:`llmos.artifacts` (the protocols of declared keys;
+    undeclared keys are reported too). Runs in a temporary ``$LLMOS_HOME`` unless
+    ``home`` is given. Returns the problems (a failed run is one)."""
+    import os
+    import tempfile
+
+    from llmos import hookimpl
+    from llmos.artifacts import check_artifacts
+    from llmos.pipeline import load_pipeline, run_pipeline
+    from llmos.plugins import PluginManager
+
+    problems: list[str] = []
+
+    class OutputChecker:
+        LLMOS_API = 2
+
+        @hookimpl
+        def llmos_after_stage(self, ctx: Any, stage: Any) -> None:
+            for p in check_artifacts(ctx.artifacts, allow_undeclared=False):
+                problems.append(f"after stage {stage.id} ({stage.use}): {p}")
+
+    saved = os.environ.get("LLMOS_HOME")
+    with tempfile.TemporaryDirectory(prefix="llmos-plugin-test-") as tmp:
+        os.environ["LLMOS_HOME"] = home or tmp
+        try:
+            manager = PluginManager()
+            for name, obj in plugins.items():
+                if name in manager.plugins:  # the installed copy of the plugin under test
+                    manager.unregister(name)
+                info = manager.register(obj, name=name)
+                if info.status != "ok":
+                    return [f"{name}: {info.status}: {info.error}"]
+            manager.register(OutputChecker(), name="llmos-output-checker")
+            from llmos.plugins import set_manager
+            from llmos.registry import open_registry
+
+            previous = set_manager(manager)  # steps that look up the manager see this one
+            try:
+                result = run_pipeline(load_pipeline(pipeline_file, manager=manager), manager=manager,
+                                      registry=open_registry(), handle_sigint=False)
+            finally:
+                set_manager(previous)
+            if result.status != "completed":
+                problems.append(f"the run of {pipeline_file} {result.status}: {result.error}")
+        finally:
+            if saved is None:
+                os.environ.pop("LLMOS_HOME", None)
+            else:
+                os.environ["LLMOS_HOME"] = saved
+    return problems

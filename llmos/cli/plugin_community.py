@@ -171,24 +171,33 @@ def new(name: str, stage: str, directory: str, author: str, email: str | None, l
 
 @click.command("test")
 @click.argument("path", type=click.Path(exists=True, file_okay=False), default=".")
+@click.option("--run", "run_file", type=click.Path(exists=True, dir_okay=False),
+              help="Also run this (tiny) pipeline with the plugin loaded and check every stage's outputs "
+                   "against the artifact protocols of llmos.artifacts (in a temporary LLMOS_HOME).")
 @json_option
-def test(path: str, as_json: bool) -> None:
+def test(path: str, run_file: str | None, as_json: bool) -> None:
     """Run the llmos plugin contract checks on a plugin project directory.
 
     Imports the hook module named by the project's `llmos` entry point from its
     source tree (no install needed) and checks the API version, hooks and components.
+    With --run, also runs a pipeline using the plugin and checks what each stage
+    leaves in ctx.artifacts (declared keys, values satisfying their protocols).
 
     \b
-    Example:
+    Examples:
       llmos plugin test ./llmos-my-corpus
+      llmos plugin test ./llmos-my-corpus --run pipelines/tiny.toml
     """
     from llmos.community.project import load_hook_modules, read_project
-    from llmos.contract import check_plugin
+    from llmos.contract import check_outputs, check_plugin
 
     project = read_project(path)
     results = {}
-    for ep_name, obj in load_hook_modules(project).items():
+    modules = load_hook_modules(project)
+    for ep_name, obj in modules.items():
         results[ep_name] = check_plugin(obj, ep_name)
+    if run_file and not any(results.values()):
+        results[f"run {run_file}"] = check_outputs(modules, run_file)
     if as_json:
         echo_json({"project": project.name, "ok": not any(results.values()), "problems": results})
     else:

@@ -43,6 +43,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from llmos.artifacts import LINEAGE, METRICS, MODEL_VERSION
 from llmos.components import jsonable as _jsonable
 from llmos.context import RunContext
 from llmos.errors import ConflictError, LlmosError, ValidationError
@@ -232,10 +233,10 @@ class Runner:
                 return self.reg.resolve(ref)
             model = kwargs.pop("model", None) or self.pipeline.name
             lineage = {"run_id": ctx.run_id, "pipeline": self.pipeline.name, "stage": sid,
-                       **(ctx.artifacts.get("lineage") or {}), **(kwargs.pop("lineage", None) or {})}
+                       **(LINEAGE.get(ctx) or {}), **(kwargs.pop("lineage", None) or {})}
             parents = kwargs.pop("parents", None)
-            if parents is None and ctx.artifacts.get("model_version"):
-                parents = [ctx.artifacts["model_version"]]
+            if parents is None and MODEL_VERSION.get(ctx):
+                parents = [MODEL_VERSION.get(ctx)]
             kwargs.setdefault("run_id", ctx.run_id)
             version = self.reg.register_version(model, path, lineage=lineage, parents=parents or [], **kwargs)
             ref = getattr(version, "ref", None) or f"{version.model}:{version.number}"
@@ -290,7 +291,7 @@ class Runner:
             if heartbeat is not None:
                 heartbeat.discard(child_id)
             self.reg.finish_run(child_id, status=status, summary={
-                "name": name, "metrics": _jsonable(child.artifacts.get("metrics") or {}),
+                "name": name, "metrics": _jsonable(METRICS.get(child) or {}),
                 "duration_s": round(time.perf_counter() - t0, 3), "error": _exc_line(error) or None,
             })
 
@@ -409,7 +410,7 @@ class Runner:
             heartbeat.stop()
             result.duration_s = time.perf_counter() - t_run
             result.versions = list(self.versions)
-            result.metrics = dict(ctx.artifacts.get("metrics") or {})
+            result.metrics = dict(METRICS.get(ctx) or {})
             result.artifacts = {k: _describe(v) for k, v in sorted(ctx.artifacts.items())}
             try:
                 writer.flush()

@@ -45,7 +45,7 @@ def test_readme_plugin_builds_loads_and_runs(tmp_path, llmos_cli, dists):
         "import pathlib, json\n"
         f"step = get_manager().get_component('data.shout').create({{'path': {str(corpus)!r}}})\n"
         "ctx = RunContext(run_id=None, spec=None, workdir=pathlib.Path('.'))\n"
-        "print(json.dumps([step.run(ctx), ctx.artifacts['lines']]))\n"
+        "print(json.dumps([step.run(ctx), ctx.artifacts['text_lines']]))\n"
     )
     cp = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60,
                         env={**__import__("os").environ, "PYTHONPATH": str(dists.path), **env})

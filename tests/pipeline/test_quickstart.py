@@ -59,8 +59,22 @@ def test_tiny_pipeline_resumed_after_ctrl_c_equals_uninterrupted(standard_plugin
     sets = ["stages.train.config.max_steps=16", "stages.train.config.log_every=1",
             "stages.train.config.checkpoint_every=5", "stages.train.config.eval_every=8"]
     pipe = load_pipeline(ROOT / "pipelines" / "tiny.toml", sets)
+
+    class ArtifactChecker:  # what `llmos plugin test --run` does: the standard outputs obey llmos.artifacts
+        problems: list[str] = []
+
+        @hookimpl
+        def llmos_after_stage(self, ctx, stage):
+            from llmos.artifacts import check_artifacts
+
+            self.problems += [f"{stage.id}: {p}" for p in check_artifacts(ctx.artifacts, allow_undeclared=False)]
+
+    checker = ArtifactChecker()
+    manager.register(checker, name="artifact-checker")
     clean = run_pipeline(pipe, registry=reg)
+    manager.unregister("artifact-checker")
     assert clean.status == "completed", clean.error
+    assert checker.problems == []
 
     class CtrlCAtStep7:
         @hookimpl

@@ -10,6 +10,7 @@ from typing import Any
 
 import click
 
+from llmos.artifacts import DATASET, LINEAGE, MODEL, MODEL_VERSION, TEACHER, TEACHER_VERSION, TOKENIZER
 from llmos.errors import NotFoundError, ValidationError
 
 #: metrics shown by compress/compare and recorded beside the parent's
@@ -71,15 +72,14 @@ def _progress_factory(enabled: bool) -> Any:
 
 
 def _recorded_data(reg: Any, info: Any, tokenizer: Any, block_size: int) -> tuple[Any, str | None]:
-    """The dataset recorded in the parent's lineage (``lineage["data"]["path"]`` or
-    ``["dataset_dir"]``) when it still exists on this machine."""
+    """The dataset recorded in the parent's lineage (``lineage["data"]["path"]``, see
+    :class:`llmos.artifacts.LineageData`) when it still exists on this machine."""
     from llmos_compress.measure import open_data
 
     data = (info.lineage or {}).get("data") or {}
-    for key in ("path", "dataset_dir", "dir"):
-        p = data.get(key) if isinstance(data, dict) else None
-        if isinstance(p, str) and Path(p).exists():
-            return open_data(p, tokenizer, block_size), p
+    p = data.get("path") if isinstance(data, dict) else None  # llmos.artifacts.LineageData
+    if isinstance(p, str) and Path(p).exists():
+        return open_data(p, tokenizer, block_size), p
     return None, None
 
 
@@ -133,19 +133,20 @@ def run_compress(ref: str, method: str, settings: tuple[str, ...], *, name: str 
     try:
         ctx = RunContext(run_id=None, spec=None, workdir=work, seed=seed)
         ctx._progress_factory = _progress_factory(not as_json)
-        ctx.artifacts.update({"model": model, "model_version": info.ref})
+        MODEL.set(ctx, model)
+        MODEL_VERSION.set(ctx, info.ref)
         if tokenizer is not None:
-            ctx.artifacts["tokenizer"] = tokenizer
+            TOKENIZER.set(ctx, tokenizer)
         if dataset is not None:
-            ctx.artifacts["dataset"] = dataset
+            DATASET.set(ctx, dataset)
         if component.name == "distill":  # REF is the teacher; the student is made from it
-            ctx.artifacts["teacher"] = model
-            ctx.artifacts["teacher_version"] = info.ref
+            TEACHER.set(ctx, model)
+            TEACHER_VERSION.set(ctx, info.ref)
         say(f"Compressing with compression.{component.name} ...")
         runner = getattr(step, "run", step)
         step_metrics = runner(ctx) or {}
-        new = ctx.artifacts["model"]
-        lineage = dict(ctx.artifacts.get("lineage") or {
+        new = MODEL.get(ctx)
+        lineage = dict(LINEAGE.get(ctx) or {
             "method": component.name, "settings": cfg.model_dump(mode="json") if cfg is not None else {}})
         lineage["component"] = component.qualified_ref
         if data_path:

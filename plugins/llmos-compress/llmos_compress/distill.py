@@ -17,6 +17,7 @@ from __future__ import annotations
 import copy
 from typing import Any
 
+from llmos.artifacts import DATASET, LINEAGE, METRICS, MODEL, TEACHER, TEACHER_VERSION
 from llmos.errors import ValidationError
 
 
@@ -94,13 +95,13 @@ class DistillStep:
 
             teacher, _tok, ref = load_ref(cfg.teacher)
             return teacher, ref or cfg.teacher
-        teacher = ctx.artifacts.get("teacher")
+        teacher = TEACHER.get(ctx)
         if teacher is None:
             raise ValidationError(
                 "compression.distill needs a teacher: add a model.load stage with as = 'teacher', "
                 "or set teacher = 'name:N'"
             )
-        return teacher, ctx.artifacts.get("teacher_version")
+        return teacher, TEACHER_VERSION.get(ctx)
 
     def run(self, ctx: Any) -> dict[str, float]:
         import torch
@@ -109,13 +110,13 @@ class DistillStep:
         from llmos_compress.measure import count_parameters, fit, perplexity
 
         cfg = self.config
-        ds = ctx.artifacts.get("dataset")
+        ds = DATASET.get(ctx)
         if ds is None:
             raise ValidationError(
                 "compression.distill needs training data: put a data stage (e.g. data.corpus) before it, or pass --data"
             )
         teacher, teacher_ref = self._teacher(ctx)
-        student = ctx.artifacts.get("model")
+        student = MODEL.get(ctx)
         if student is None or student is teacher:
             student = shrink_from_teacher(teacher, cfg.student_layers)
         if is_quantized(student):
@@ -161,11 +162,11 @@ class DistillStep:
         }
         ctx.log_metrics(None, {k: metrics[k] for k in ("val_loss", "val_ppl", "teacher_val_ppl")}, kind="eval")
         student.eval()
-        ctx.artifacts["model"] = student
+        MODEL.set(ctx, student)
         settings = cfg.model_dump(mode="json")
         settings["teacher"] = teacher_ref
-        ctx.artifacts["lineage"] = {"method": "distill", "settings": settings}
-        ctx.artifacts["metrics"] = dict(metrics)
+        LINEAGE.set(ctx, {"method": "distill", "settings": settings})
+        METRICS.set(ctx, dict(metrics))
         return metrics
 
     __call__ = run

@@ -24,6 +24,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from llmos.artifacts import LINEAGE, METRICS, MODEL
 from llmos.errors import ValidationError
 
 METHOD = "int8_dynamic"
@@ -233,17 +234,17 @@ class Int8Step:
     def run(self, ctx: Any) -> dict[str, float]:
         from llmos_compress.measure import count_parameters
 
-        model = ctx.artifacts.get("model")
+        model = MODEL.get(ctx)
         if model is None:
             raise ValidationError("compression.int8 needs a model: put model.load or a training stage before it")
         cfg = self.config
         qmodel = quantize_int8(model, per_channel=cfg.per_channel, include_lm_head=cfg.include_lm_head,
                                exclude=cfg.exclude)
-        ctx.artifacts["model"] = qmodel
-        ctx.artifacts["lineage"] = {"method": METHOD, "settings": cfg.model_dump(mode="json")}
+        MODEL.set(ctx, qmodel)
+        LINEAGE.set(ctx, {"method": METHOD, "settings": cfg.model_dump(mode="json")})
         metrics = {"params": float(count_parameters(qmodel)),
                    "quantized_layers": float(len(qmodel.llmos_compression["modules"]))}
-        ctx.artifacts["metrics"] = dict(metrics)  # the parent's evaluation no longer describes the model
+        METRICS.set(ctx, dict(metrics))  # the parent's evaluation no longer describes the model
         return metrics
 
     __call__ = run

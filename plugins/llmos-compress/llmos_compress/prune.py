@@ -23,6 +23,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from llmos.artifacts import DATASET, LINEAGE, METRICS, MODEL
 from llmos.errors import ValidationError
 
 
@@ -235,12 +236,12 @@ class PruneStep:
         from llmos_compress.measure import fit
 
         cfg = self.config
-        model = ctx.artifacts.get("model")
+        model = MODEL.get(ctx)
         if model is None:
             raise ValidationError("compression.prune needs a model: put model.load or a training stage before it")
         if is_quantized(model):
             raise ValidationError("cannot prune an int8-quantized model: prune the fp32 model, then quantize")
-        ds = ctx.artifacts.get("dataset")
+        ds = DATASET.get(ctx)
         if cfg.recovery_steps and ds is None:
             raise ValidationError(
                 "recovery_steps > 0 needs training data: put a data stage before compression.prune "
@@ -272,9 +273,9 @@ class PruneStep:
                 metrics.update(sparsity_of(model))
             metrics["recovery_loss"] = res["loss"]
         model.eval()
-        ctx.artifacts["model"] = model
-        ctx.artifacts["lineage"] = {"method": method, "settings": cfg.model_dump(mode="json")}
-        ctx.artifacts["metrics"] = dict(metrics)  # the parent's evaluation no longer describes the model
+        MODEL.set(ctx, model)
+        LINEAGE.set(ctx, {"method": method, "settings": cfg.model_dump(mode="json")})
+        METRICS.set(ctx, dict(metrics))  # the parent's evaluation no longer describes the model
         return metrics
 
     __call__ = run

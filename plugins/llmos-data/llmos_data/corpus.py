@@ -26,6 +26,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+from llmos.artifacts import DATASET, TOKENIZER
 from llmos.errors import ValidationError
 
 from llmos_data.clean import Deduplicator, Stats, clean_text, doc_hash, is_validation
@@ -418,8 +419,8 @@ class CorpusStep:
             workdir=Path(ctx.workdir) / stage_id,
             progress=ctx.progress,
         )
-        ctx.artifacts["dataset"] = ds
-        ctx.artifacts["tokenizer"] = ds.tokenizer()
+        DATASET.set(ctx, ds)
+        TOKENIZER.set(ctx, ds.tokenizer())
         s = ds.stats
         summary = {
             "documents_kept": float(s["documents_kept"]),

@@ -32,6 +32,7 @@ import warnings
 from pathlib import Path
 from typing import Any
 
+from llmos.artifacts import MODEL, ONNX_VERSION, TOKENIZER
 from llmos.errors import LlmosError, ValidationError
 
 FILES = {"fp32": "model.onnx", "int8": "model.int8.onnx"}
@@ -265,14 +266,14 @@ class OnnxExporter:
         return files
 
     def run(self, ctx: Any) -> dict[str, float]:
-        model = ctx.artifacts.get("model")
+        model = MODEL.get(ctx)
         if model is None:
             raise ValidationError("deployment.onnx needs a model: put a model, training or model.load stage before it")
         sid = getattr(ctx.stage, "id", None) or "onnx"
         out = Path(ctx.workdir) / f"{sid}-export"
         if out.exists():
             shutil.rmtree(out)
-        _, report = export_onnx(model, ctx.artifacts.get("tokenizer"), out, self.config)
+        _, report = export_onnx(model, TOKENIZER.get(ctx), out, self.config)
         metrics = {"onnx_max_abs_diff": report["check"]["fp32"]["max_abs_diff"],
                    "onnx_top1_agreement": report["check"]["fp32"]["top1_agreement"]}
         if "int8" in report["check"]:
@@ -285,7 +286,7 @@ class OnnxExporter:
         )
         ref = getattr(version, "ref", None)
         if ref:
-            ctx.artifacts["onnx_version"] = ref
+            ONNX_VERSION.set(ctx, ref)
         return metrics
 
     __call__ = run

@@ -11,6 +11,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from llmos.artifacts import MODEL, TOKENIZER
 from llmos.errors import ValidationError
 
 
@@ -67,14 +68,14 @@ class SafetensorsExporter:
     def run(self, ctx: Any) -> dict[str, float]:
         from llmos_export.onnx_export import _pipeline_name
 
-        model = ctx.artifacts.get("model")
+        model = MODEL.get(ctx)
         if model is None:
             raise ValidationError("deployment.safetensors needs a model: put a model or training stage before it")
         sid = getattr(ctx.stage, "id", None) or "safetensors"
         out = Path(ctx.workdir) / f"{sid}-export"
         if out.exists():
             shutil.rmtree(out)
-        files = export_safetensors(model, ctx.artifacts.get("tokenizer"), out, self.config.dtype)
+        files = export_safetensors(model, TOKENIZER.get(ctx), out, self.config.dtype)
         size = sum(f.stat().st_size for f in files if f.suffix == ".safetensors")
         ctx.register_version(out, model=self.config.model or _pipeline_name(ctx, "hf"), metrics={"size_bytes": size},
                              tags={"format": "safetensors"},

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from pydantic import BaseModel, ConfigDict, Field
+from llmos.artifacts import METRICS_JSONL
 
 
 class JsonlConfig(BaseModel):
@@ -144,5 +145,5 @@ class JsonlStep:
 
     def run(self, ctx: Any) -> None:
         path = SINK.set_run_path(ctx, self.config.path)
-        ctx.artifacts["metrics_jsonl"] = str(path)
+        METRICS_JSONL.set(ctx, str(path))
         return None

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from llmos.artifacts import DATASET, MODEL
 from llmos.errors import ValidationError
 
 PRESETS: dict[str, dict[str, dict[str, int]]] = {
@@ -143,7 +144,7 @@ class BuildStep:
 
     def run(self, ctx: Any) -> dict[str, float]:
         cfg = self.config
-        ds = ctx.artifacts.get("dataset")
+        ds = DATASET.get(ctx)
         vocab = cfg.vocab_size or getattr(ds, "vocab_size", None)
         if vocab is None:
             raise ValidationError(
@@ -163,7 +164,7 @@ class BuildStep:
         special = dict(getattr(ds, "special_tokens", {}) or {})
         model = build_model(self.arch, cfg, vocab_size=int(vocab), max_positions=max_pos,
                             seed=int(getattr(ctx, "seed", 0)), special=special)
-        ctx.artifacts["model"] = model
+        MODEL.set(ctx, model)
         params = count_parameters(model)
         return {"params": float(params)}
 

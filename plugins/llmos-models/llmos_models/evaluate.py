@@ -18,6 +18,7 @@ import math
 import time
 from typing import Any
 
+from llmos.artifacts import DATASET, METRICS, MODEL, SAMPLES, TOKENIZER
 from llmos.errors import ValidationError
 
 from llmos_models.build import count_parameters
@@ -166,13 +167,13 @@ class EvaluateStep:
         from llmos_models.generate import generate
 
         cfg = self.config
-        model = ctx.artifacts.get("model")
-        ds = ctx.artifacts.get("dataset")
+        model = MODEL.get(ctx)
+        ds = DATASET.get(ctx)
         if model is None:
             raise ValidationError("model.evaluate needs a model: put model.llama, model.gpt2 or model.load before it")
         if ds is None:
             raise ValidationError("model.evaluate needs a dataset: put a data stage (e.g. data.corpus) before it")
-        tokenizer = ctx.artifacts.get("tokenizer")
+        tokenizer = TOKENIZER.get(ctx)
         if tokenizer is None:
             tokenizer = ds.tokenizer()
         config = getattr(model, "config", None)
@@ -206,8 +207,8 @@ class EvaluateStep:
         }
         settings = cfg.sample.model_copy(update={"seed": cfg.sample.seed if cfg.sample.seed is not None else ctx.seed})
         samples = [(p, generate(model, tokenizer, p, settings).text) for p in cfg.prompts]
-        ctx.artifacts["metrics"] = dict(metrics)
-        ctx.artifacts["samples"] = samples
+        METRICS.set(ctx, dict(metrics))
+        SAMPLES.set(ctx, samples)
         ctx.log_metrics(getattr(ctx, "step", None), metrics, kind="eval")
         if not cfg.quiet:
             _print_report(metrics, samples)

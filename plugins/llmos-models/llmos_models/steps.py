@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from llmos.artifacts import DATASET, LINEAGE, METRICS, MODEL, MODEL_VERSION, TEACHER, TOKENIZER
 from llmos.errors import ValidationError
 
 
@@ -28,15 +29,15 @@ class LoadStep:
             raise ValidationError("model.load needs a 'ref': the registry reference of the model to load")
         model, tokenizer, version = load_ref(cfg.ref, manager=getattr(ctx, "manager", None))
         if cfg.as_ == "teacher":
-            ctx.artifacts["teacher"] = model
+            TEACHER.set(ctx, model)
         else:
-            ctx.artifacts["model"] = model
+            MODEL.set(ctx, model)
             if tokenizer is not None:
-                ctx.artifacts["tokenizer"] = tokenizer
+                TOKENIZER.set(ctx, tokenizer)
             if version is not None:
-                ctx.artifacts["model_version"] = version
+                MODEL_VERSION.set(ctx, version)
             else:
-                ctx.artifacts.pop("model_version", None)
+                MODEL_VERSION.pop(ctx)
         return {"params": float(count_parameters(model))}
 
     __call__ = run
@@ -56,16 +57,16 @@ class RegisterStep:
         from llmos_models.io import save_model
 
         cfg = self.config
-        model = ctx.artifacts.get("model")
+        model = MODEL.get(ctx)
         if model is None:
             raise ValidationError("model.register needs a model: put a model or training stage before it")
-        tokenizer = ctx.artifacts.get("tokenizer")
-        if tokenizer is None and ctx.artifacts.get("dataset") is not None:
-            tokenizer = ctx.artifacts["dataset"].tokenizer()
+        tokenizer = TOKENIZER.get(ctx)
+        if tokenizer is None and DATASET.get(ctx) is not None:
+            tokenizer = DATASET.get(ctx).tokenizer()
         stage_id = getattr(ctx.stage, "id", None) or "register"
         path = save_model(model, tokenizer, Path(ctx.workdir) / stage_id)
         kwargs: dict[str, Any] = {
-            "metrics": dict(ctx.artifacts.get("metrics") or {}),
+            "metrics": dict(METRICS.get(ctx) or {}),
             "tags": dict(cfg.tags),
             "description": cfg.description,
         }
@@ -77,8 +78,8 @@ class RegisterStep:
             from llmos.registry import open_registry
 
             open_registry().set_alias(version.model, cfg.alias, version.number)
-        ctx.artifacts["model_version"] = ref
-        ctx.artifacts.pop("lineage", None)
+        MODEL_VERSION.set(ctx, ref)
+        LINEAGE.pop(ctx)
         return {"version": float(version.number)}
 
     __call__ = run

@@ -9,6 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from llmos.artifacts import METRICS_PLOT
 from llmos.errors import ValidationError
 
 from llmos_monitor.store import series
@@ -105,5 +106,5 @@ class PlotStep:
         points = run_metrics(reg, str(ctx.run_id))
         out = Path(ctx.workdir) / self.config.path
         plot_points(points, out, title=self.config.title or f"run {ctx.run_id}")
-        ctx.artifacts["metrics_plot"] = str(out)
+        METRICS_PLOT.set(ctx, str(out))
         return None

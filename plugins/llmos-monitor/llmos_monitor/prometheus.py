@@ -23,6 +23,7 @@ from __future__ import annotations
 import threading
 from dataclasses import dataclass
 from typing import Any
+from llmos.artifacts import PROMETHEUS_URL
 
 _lock = threading.Lock()
 _metrics: MonitorMetrics | None = None
@@ -134,5 +135,5 @@ class PrometheusStep:
 
     def run(self, ctx: Any) -> dict[str, float]:
         exporter = start_exporter(self.config.port, self.config.host)
-        ctx.artifacts["prometheus_url"] = exporter.url
+        PROMETHEUS_URL.set(ctx, exporter.url)
         return {"prometheus_port": float(exporter.port)}

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from llmos.artifacts import MODEL_VERSION, SERVER, SERVER_URL
 from llmos.errors import ValidationError
 
 from llmos_serve.config import ServeConfig
@@ -23,7 +24,7 @@ class ServeStep:
         self.config = config or ServeConfig()
 
     def run(self, ctx: Any) -> dict[str, Any]:
-        model = self.config.model or ctx.artifacts.get("model_version")
+        model = self.config.model or MODEL_VERSION.get(ctx)
         if not model:
             raise ValidationError(
                 "deployment.openai-server: nothing to serve; set model = 'name@alias' or register a version first"
@@ -42,8 +43,8 @@ class ServeStep:
         from llmos_serve.server import BackgroundServer
 
         server = BackgroundServer(config).start()
-        ctx.artifacts["server"] = server
-        ctx.artifacts["server_url"] = server.url
+        SERVER.set(ctx, server)
+        SERVER_URL.set(ctx, server.url)
         return {"model": config.model, "url": server.url}
 
     __call__ = run

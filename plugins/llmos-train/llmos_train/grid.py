@@ -18,6 +18,7 @@ from typing import Any
 
 from llmos_train.config import GridSearchConfig, TrainConfig
 from llmos_train.step import inputs, lineage, train_in_context
+from llmos.artifacts import LINEAGE, METRICS, MODEL
 
 
 def _write_json(path: Path, data: Any) -> None:
@@ -47,11 +48,11 @@ class GridSearchStep:
             tcfg = TrainConfig.model_validate(settings)
             trial_model = copy.deepcopy(model)
             with ctx.child_run(name, {"trial": name, "settings": tcfg.model_dump(mode="json")}) as child:
-                child.artifacts["model"] = trial_model
+                MODEL.set(child, trial_model)
                 result = train_in_context(child, tcfg, trial_model, train_blocks, val_blocks)
                 if result.stopped == "interrupted":
                     return {"interrupted_at": name}
-                child.artifacts["metrics"] = dict(result.metrics)
+                METRICS.set(child, dict(result.metrics))
             done[name] = {"trial": name, "run_id": child.run_id, "settings": settings, "checkpoint": result.checkpoint,
                           **result.metrics}
             _write_json(state_path, done)
@@ -67,7 +68,7 @@ class GridSearchStep:
         params = sum(p.numel() for p in {id(p): p for p in model.parameters()}.values())
         metrics = {k: v for k, v in best.items() if isinstance(v, float)}
         metrics["params"] = float(params)
-        ctx.artifacts["metrics"] = metrics
+        METRICS.set(ctx, metrics)
         summary = [{"trial": r["trial"], "run_id": r["run_id"], "settings": {k: r["settings"][k] for k in cfg.grid},
                     cfg.metric: r.get(cfg.metric)} for r in ranked]
         best_cfg = TrainConfig.model_validate(best["settings"])
@@ -75,8 +76,8 @@ class GridSearchStep:
         class _R:  # what lineage() reads
             step = int(best.get("steps", 0))
 
-        ctx.artifacts["lineage"] = lineage(ctx, best_cfg, _R(), method="grid-search", best_trial=best["trial"],
-                                           trials=summary)
+        LINEAGE.set(ctx, lineage(ctx, best_cfg, _R(), method="grid-search", best_trial=best["trial"],
+                                 trials=summary))
         return {"best_trial": best["trial"], "trials": len(trials), **{k: v for k, v in metrics.items()}}
 
     __call__ = run

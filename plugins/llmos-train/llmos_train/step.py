@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from llmos.artifacts import DATASET, LINEAGE, METRICS, MODEL
 from llmos.errors import LlmosError, ValidationError
 from llmos_train.config import TrainConfig
 from llmos_train.loop import TrainIO, TrainResult
@@ -33,8 +34,8 @@ class ContextIO(TrainIO):
 
 def inputs(ctx: Any, who: str) -> tuple[Any, Any, Any]:
     """``(model, train blocks, validation blocks)`` from the context, or a clear error."""
-    model = ctx.artifacts.get("model")
-    dataset = ctx.artifacts.get("dataset")
+    model = MODEL.get(ctx)
+    dataset = DATASET.get(ctx)
     if model is None:
         raise ValidationError(f"{who} needs a model: put a model stage (e.g. model.llama) before it")
     if dataset is None:
@@ -70,8 +71,10 @@ def train_in_context(ctx: Any, cfg: TrainConfig, model: Any, train_blocks: Any, 
 
 
 def lineage(ctx: Any, cfg: TrainConfig, result: TrainResult, **extra: Any) -> dict[str, Any]:
-    dataset = ctx.artifacts.get("dataset")
+    dataset = DATASET.get(ctx)
     data = {k: getattr(dataset, k) for k in ("corpus_sha256", "vocab_size", "block_size") if hasattr(dataset, k)}
+    if getattr(dataset, "path", None) is not None:  # the dataset directory (llmos.artifacts.LineageData)
+        data["path"] = str(dataset.path)
     return {"method": "train", "settings": cfg.model_dump(mode="json"), "data": data, "steps": result.step, **extra}
 
 
@@ -95,8 +98,8 @@ class TrainStep:
         metrics = {**result.metrics, "params": float(params)}
         if result.stopped == "interrupted":
             return {"interrupted_at_step": result.step, "checkpoint": result.checkpoint}
-        ctx.artifacts["metrics"] = metrics
-        ctx.artifacts["lineage"] = lineage(ctx, cfg, result)
+        METRICS.set(ctx, metrics)
+        LINEAGE.set(ctx, lineage(ctx, cfg, result))
         out: dict[str, Any] = dict(metrics)
         if result.stopped:
             out["stopped"] = result.stopped
