@@ -132,7 +132,7 @@ class Lister:
         TEXT_LINES.set(ctx, ["a", "b"])
         if self.config.broken:
             METRICS.set(ctx, {"val_loss": "low"})      # not dict[str, float]
-            ctx.artifacts["my_own_key"] = 1             # not declared
+            ctx.artifacts.update(my_own_key=1)          # not declared
         return {"n": 2}
 
 
@@ -161,5 +161,5 @@ def test_plugin_test_run_checks_outputs_against_the_protocols(tmp_path):
     bad = run(True)
     assert bad.returncode == 1
     assert "after stage lines (data.lister): ctx.artifacts['metrics']" in bad.stdout
-    assert "ctx.artifacts['my_own_key'] is not a declared artifact key" in bad.stdout
+    assert "my_own_key'] is not a declared artifact key" in bad.stdout
     assert not (tmp_path / "home").exists()  # the run used a temporary home
