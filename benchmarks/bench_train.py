@@ -107,7 +107,7 @@ def _llmos_parts(workdir: Path):
     os.environ["LLMOS_HOME"] = str(workdir / "home")
     from llmos.context import RunContext
     from llmos.pipeline.display import Display
-    from llmos.pipeline.runner import MetricBuffer
+    from llmos.runs import MetricBuffer
     from llmos.plugins import PluginManager
     from llmos.registry import open_registry
     from llmos_train.config import TrainConfig

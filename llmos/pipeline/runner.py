@@ -49,6 +49,9 @@ from llmos.context import RunContext
 from llmos.errors import ConflictError, LlmosError, ValidationError
 from llmos.pipeline.display import Display
 from llmos.pipeline.spec import Pipeline, Stage
+from llmos.runs import MetricBuffer, new_run_id
+
+__all__ = ["MetricBuffer", "RunResult", "Runner", "StageRecord", "new_run_id", "run_pipeline"]
 
 COMPLETED, FAILED, INTERRUPTED, RUNNING = "completed", "failed", "interrupted", "running"
 
@@ -115,52 +118,8 @@ def _exc_line(exc: BaseException | None) -> str:
 
 
 # ---------------------------------------------------------------------------
-# metrics buffering
-# ---------------------------------------------------------------------------
-
-
-class MetricBuffer:
-    """Collects ``(kind, step, name, value, timestamp)`` rows and writes them to the
-    registry in batches: when ``max_rows`` are waiting or ``max_age`` seconds passed
-    since the last write, and on :meth:`flush`."""
-
-    def __init__(self, reg: Any, run_id: str, max_rows: int = 512, max_age: float = 5.0) -> None:
-        self.reg, self.run_id = reg, run_id
-        self.max_rows, self.max_age = max_rows, max_age
-        self.rows: list[tuple[str, int | None, str, float, float]] = []
-        self.last_flush = time.monotonic()
-        self.latest: dict[str, float] = {}
-        self._lock = threading.Lock()
-
-    def __call__(self, kind: str, step: int | None, metrics: dict[str, float]) -> None:
-        now = time.time()
-        with self._lock:
-            for name, value in metrics.items():
-                self.rows.append((kind, step, name, value, now))
-                self.latest[f"{kind}/{name}"] = value
-            due = len(self.rows) >= self.max_rows or time.monotonic() - self.last_flush >= self.max_age
-        if due:
-            self.flush()
-
-    def flush(self) -> None:
-        with self._lock:
-            rows, self.rows = self.rows, []
-            self.last_flush = time.monotonic()
-        if rows:
-            self.reg.log_run_metrics(self.run_id, rows)
-
-
-# ---------------------------------------------------------------------------
 # the runner
 # ---------------------------------------------------------------------------
-
-
-def new_run_id() -> str:
-    """``20261123-084501-1a2b3c``: sortable by start time, unique."""
-    import datetime as dt
-    import uuid
-
-    return f"{dt.datetime.now(dt.timezone.utc):%Y%m%d-%H%M%S}-{uuid.uuid4().hex[:6]}"
 
 
 def stage_seed(seed: int, stage_id: str) -> int:

@@ -16,7 +16,6 @@ import re
 import shutil
 import sys
 import tempfile
-import uuid
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -1318,7 +1317,9 @@ class Registry:
         run_id: str | None = None,
     ) -> str:
         """Record a new run (status ``running``). :returns: its id."""
-        rid = run_id or f"{dt.datetime.now(dt.timezone.utc):%Y%m%d-%H%M%S}-{uuid.uuid4().hex[:6]}"
+        from llmos.runs import new_run_id
+
+        rid = run_id or new_run_id()
         cfg = _check_json(redact(dict(config or {})), "run config")
         plg = _check_json(redact(dict(plugins or {})), "run plugins")
         with self.session(write=True) as s:

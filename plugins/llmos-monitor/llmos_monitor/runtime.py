@@ -31,13 +31,13 @@ import threading
 import time
 from typing import Any
 
-from llmos.redact import redact_argv
-
 from llmos.liveness import Heartbeat
+from llmos.redact import redact_argv
+from llmos.runs import MetricBuffer
 
 from llmos_monitor import prometheus, serving
 from llmos_monitor.sampler import SystemSampler
-from llmos_monitor.store import MetricBuffer, open_registry
+from llmos_monitor.store import open_registry
 
 log = logging.getLogger("llmos.monitor")
 

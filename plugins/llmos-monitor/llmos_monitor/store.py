@@ -11,15 +11,11 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
-import threading
-import time
 from collections.abc import Iterable
 from typing import Any
 
 from llmos.errors import ValidationError
 
-#: A metric row as written: ``(kind, step, name, value, timestamp)``.
-Row = tuple[str, int | None, str, float, float]
 
 
 def open_registry() -> Any:
@@ -147,47 +143,3 @@ def series(points: Iterable[dict[str, Any]]) -> dict[str, dict[str, Any]]:
         s["values"].append(p["value"])
         s["timestamps"].append(p["timestamp"])
     return out
-
-
-class MetricBuffer:
-    """Collects metric rows for one run and writes them in batches.
-
-    Rows are flushed when ``max_rows`` are waiting or ``max_age_s`` has passed
-    since the last write (checked on :meth:`add`), and on :meth:`flush`/:meth:`close`.
-    Thread-safe: the sampler thread and the serving threads add concurrently.
-    """
-
-    def __init__(self, reg: Any, run_id: str, *, max_rows: int = 500, max_age_s: float = 2.0) -> None:
-        self.reg, self.run_id = reg, run_id
-        self.max_rows, self.max_age_s = max_rows, max_age_s
-        self._rows: list[Row] = []
-        self._lock = threading.Lock()
-        self._write_lock = threading.Lock()
-        self._last = time.monotonic()
-        self.written = 0
-
-    def add(self, kind: str, step: int | None, metrics: dict[str, float], timestamp: float | None = None) -> None:
-        ts = time.time() if timestamp is None else timestamp
-        rows = [(kind, step, str(k), float(v), ts) for k, v in metrics.items()]
-        with self._lock:
-            self._rows.extend(rows)
-            due = len(self._rows) >= self.max_rows or time.monotonic() - self._last >= self.max_age_s
-        if due:
-            self.flush()
-
-    def add_rows(self, rows: list[Row]) -> None:
-        """Queue rows already in ``(kind, step, name, value, timestamp)`` form."""
-        if rows:
-            with self._lock:
-                self._rows.extend(rows)
-
-    def flush(self) -> None:
-        with self._write_lock:
-            with self._lock:
-                rows, self._rows = self._rows, []
-                self._last = time.monotonic()
-            if rows:
-                self.reg.log_run_metrics(self.run_id, rows)
-                self.written += len(rows)
-
-    close = flush
