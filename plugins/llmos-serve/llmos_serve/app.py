@@ -55,10 +55,11 @@ def create_app(config: ServeConfig, pool: ModelPool | None = None, *, state: Ser
     app.state.llmos = st
     app.add_middleware(ServeMiddleware, state=st)
     install_handlers(app)
-    app.include_router(openai.router)
-    app.include_router(ops.router)
-    app.include_router(admin.router)
-    st.known_paths = {r.path for r in app.routes if hasattr(r, "path")}
+    routers = (openai.router, ops.router, admin.router)
+    for router in routers:
+        app.include_router(router)
+    # the endpoint label of request metrics: known paths, everything else is "other"
+    st.known_paths = {r.path for router in routers for r in router.routes if hasattr(r, "path")}
     return app
 
 

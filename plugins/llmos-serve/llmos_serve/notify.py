@@ -16,6 +16,7 @@ class Notifier:
         self.metrics, self.pool, self.interval = metrics, pool, interval
         self._thread = threading.Thread(target=self._run, name="llmos-serve-notify", daemon=True)
         self._step = 0
+        self._served = False
 
     def start(self) -> None:
         self._thread.start()
@@ -50,23 +51,29 @@ class Notifier:
                 item = self.q.get(timeout=max(0.05, next_metrics - time.monotonic()))
             except queue.Empty:
                 item = ()  # type: ignore[assignment]
-            if item is None:
-                return
             manager = self._manager()
+            if item is None:  # stopping: a last sample, so a short-lived server still reports its throughput
+                if manager is not None and self._served:
+                    self._sample(manager)
+                return
             if item and manager is not None:
+                self._served = True
                 manager.notify("llmos_after_request", request=item[0], metrics=item[1])
             if time.monotonic() >= next_metrics:
                 next_metrics = time.monotonic() + self.interval
                 if manager is not None:
-                    self._step += 1
-                    engines = self.pool.engines()
-                    manager.notify(
-                        "llmos_after_metrics",
-                        source="serve",
-                        step=self._step,
-                        metrics={
-                            "requests_running": float(sum(e.num_running for e in engines)),
-                            "requests_waiting": float(sum(e.num_waiting for e in engines)),
-                            "generation_tokens_per_s": self.metrics.tokens_per_second(),
-                        },
-                    )
+                    self._sample(manager)
+
+    def _sample(self, manager: Any) -> None:
+        self._step += 1
+        engines = self.pool.engines()
+        manager.notify(
+            "llmos_after_metrics",
+            source="serve",
+            step=self._step,
+            metrics={
+                "requests_running": float(sum(e.num_running for e in engines)),
+                "requests_waiting": float(sum(e.num_waiting for e in engines)),
+                "generation_tokens_per_s": self.metrics.tokens_per_second(),
+            },
+        )

@@ -112,3 +112,59 @@ def check_openai_error(r: httpx.Response, status: int) -> dict[str, Any]:
 def openai_error() -> Callable[[httpx.Response, int], dict[str, Any]]:
     """:func:`check_openai_error`, as a fixture."""
     return check_openai_error
+
+
+class ServeProcess:
+    """``llmos serve ARGS`` as a real process on ``127.0.0.1:port``."""
+
+    def __init__(self, args: list[str], home: Path, port: int, **env: str) -> None:
+        import os
+        import subprocess
+        import sys
+
+        self.url = f"http://127.0.0.1:{port}"
+        full = dict(os.environ, LLMOS_HOME=str(home), PYTHONUNBUFFERED="1", LLMOS_MONITOR_SYSTEM="0", **env)
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "llmos", "serve", *args, "--port", str(port)], env=full,
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        )
+
+    def wait_ready(self, timeout: float = 120) -> ServeProcess:
+        import time
+
+        deadline = time.monotonic() + timeout
+        while True:
+            assert self.proc.poll() is None, self.proc.communicate()
+            try:
+                if httpx.get(self.url + "/ready", timeout=2).status_code == 200:
+                    return self
+            except httpx.TransportError:
+                pass
+            assert time.monotonic() < deadline, "the server never became ready"
+            time.sleep(0.1)
+
+    def terminate(self, timeout: float = 120) -> tuple[int, str, str]:
+        """SIGTERM, then wait: ``(exit status, stdout, stderr)``."""
+        import signal
+
+        self.proc.send_signal(signal.SIGTERM)
+        out, err = self.proc.communicate(timeout=timeout)
+        return self.proc.returncode, out, err
+
+
+@pytest.fixture
+def serve_process(llmos_home: Path, free_port: int) -> Iterator[Callable[..., ServeProcess]]:
+    """Factory: ``serve_process(args, **env)`` → a started ``llmos serve`` process
+    (killed after the test if still running)."""
+    started: list[ServeProcess] = []
+
+    def start(args: list[str], **env: str) -> ServeProcess:
+        p = ServeProcess(args, llmos_home, free_port, **env)
+        started.append(p)
+        return p
+
+    yield start
+    for p in started:
+        if p.proc.poll() is None:
+            p.proc.kill()
+            p.proc.communicate()
