@@ -158,7 +158,7 @@ def test_health_ready_metrics_and_access_log(start_server, tiny_dir, caplog):
     with caplog.at_level("INFO", logger="llmos.serve.access"):
         for stream in (False, True):
             httpx.post(srv.url + "/v1/completions",
-                       json={"model": "tiny", "prompt": "hi", "max_tokens": 4, "stream": stream}).read()
+                       json={"model": "tiny", "prompt": "hi", "max_tokens": 4, "stream": stream, "temperature": 0}).read()
         httpx.post(srv.url + "/v1/completions", json={"model": "zzz", "prompt": "hi"})
         # the access line is written after the response is sent: wait for it (bounded)
         deadline = time.monotonic() + 10
