@@ -16,12 +16,16 @@ ROOT = Path(__file__).resolve().parents[2]
 def test_quickstart_file_is_valid(standard_plugins) -> None:
     from llmos.pipeline import load_pipeline
 
-    standard_plugins("llmos-data", "llmos-models", "llmos-train", "llmos-compress", "llmos-export", "llmos-monitor")
+    standard_plugins("llmos-data", "llmos-models", "llmos-train", "llmos-compress", "llmos-export", "llmos-monitor",
+                     "llmos-serve")
     pipe = load_pipeline(ROOT / "pipelines" / "quickstart.toml")
     uses = [s.use for s in pipe.stages]
     assert uses[:5] == ["data.corpus", "model.llama", "optimizer.train", "model.evaluate", "model.register"]
     assert "compression.int8" in uses and "deployment.onnx" in uses and "monitoring.plot" in uses
-    assert pipe.stage("register").config.alias == "production"
+    # production moves only to a version that beats it (issue 16.2)
+    assert pipe.stage("register").config.alias == "candidate"
+    assert uses[5] == "deployment.promote" and pipe.stage("promote").config.to == "production"
+    assert pipe.stage("promote").config.require == "val_ppl <= current.val_ppl"
 
 
 @pytest.mark.slow

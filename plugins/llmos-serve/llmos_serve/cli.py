@@ -122,20 +122,28 @@ def deploy() -> None:
 @deploy.command("promote")
 @click.argument("source")
 @click.option("--to", "alias", default="production", show_default=True, help="Alias to move.")
+@click.option("--require", "require", metavar="RULE", default=None,
+              help="Move only if RULE holds, e.g. 'val_ppl <= current.val_ppl' (current = the alias's "
+                   "version now; metrics, task metrics, size_bytes, params; and, <, <=, ==, +, *...).")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON (for scripts).")
-def promote(source: str, alias: str, as_json: bool) -> None:
+def promote(source: str, alias: str, require: str | None, as_json: bool) -> None:
     """Point MODEL@ALIAS at the version SOURCE names (name:N, name@alias or name).
 
     The alias's previous version is remembered (as alias '<ALIAS>-previous' in the
     registry, shared by every machine) so 'llmos deploy rollback' can restore it.
+    With --require the move happens only if the rule holds: otherwise it is refused
+    with both numbers, exit status 3, and the alias unchanged. Every decision is
+    recorded as a registry event with both versions' metrics.
 
     \b
-    Example:
+    Examples:
       llmos deploy promote quickstart:3 --to production
+      llmos deploy promote quickstart:3 --require 'val_ppl <= current.val_ppl'
+      llmos deploy promote quickstart:4 --require 'val_ppl < current.val_ppl * 1.01 and size_bytes <= 2e8'
     """
     from llmos_serve.deploy import promote as do
 
-    result = do(source, alias)
+    result = do(source, alias, require=require)
     if as_json:
         _echo_json(result)
     elif result["previous"] == result["version"]:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from llmos.errors import NotFoundError, ValidationError
+from llmos.errors import ConflictError, NotFoundError, ValidationError
 
 from llmos_serve.loader import ModelSpec, open_registry
 
@@ -26,25 +26,83 @@ def _current(reg: Any, model: str, alias: str) -> int | None:
         return None
 
 
-def promote(source: str, alias: str = "production", registry: Any = None) -> dict[str, Any]:
-    """Point ``<model>@<alias>`` at the version ``source`` resolves to.
+class PromotionRefused(ConflictError):
+    """A promotion rule failed: the alias did not move."""
 
-    :returns: ``{"model", "alias", "version", "previous"}``.
+
+def version_metrics(reg: Any, info: Any) -> dict[str, float]:
+    """What a rule can name about a version: its recorded metrics, ``size_bytes`` and
+    ``params`` (counted from the stored tensors when not recorded)."""
+    out = {k: float(v) for k, v in (info.metrics or {}).items()}
+    out.setdefault("size_bytes", float(info.size_bytes or 0))
+    if "params" not in out:
+        total = 0
+        for t in reg.tensors(info.ref).values():
+            n = 1
+            for d in t.get("shape") or []:
+                n *= int(d)
+            total += n
+        out["params"] = float(total)
+    return out
+
+
+def promote(source: str, alias: str = "production", registry: Any = None, *,
+            require: str | None = None) -> dict[str, Any]:
+    """Point ``<model>@<alias>`` at the version ``source`` resolves to — if ``require``
+    (a rule such as ``"val_ppl <= current.val_ppl"``, see :mod:`llmos_serve.rules`)
+    holds; ``current`` is the version the alias points at now (none: the rule's
+    comparisons with it pass, so a first promotion always goes through).
+
+    Every decision is recorded as a registry event (``deploy.promoted`` or
+    ``deploy.refused``, subject the candidate ``model:N``) with the rule, each
+    comparison's numbers and both versions' metrics.
+
+    :returns: ``{"model", "alias", "version", "previous", "promoted", "checks"}``.
+    :raises PromotionRefused: the rule failed (the alias is unchanged); the message has both numbers.
     """
+    from llmos_serve import rules
+
     spec = ModelSpec.parse(source)
     if spec.path is not None:
         raise ValidationError(f"{source!r} is a directory: promote a registry version such as 'quickstart:3'")
     if alias.endswith("-previous"):
         raise ValidationError(f"alias {alias!r} is reserved for rollback bookkeeping; promote to another alias")
+    parsed = rules.parse(require) if require is not None else []
     reg = registry if registry is not None else open_registry()
     info = reg.resolve(source)
     model, version = str(info.model), int(info.number)
     previous = _current(reg, model, alias)
+    cand_metrics = version_metrics(reg, info)
+    cur_metrics = None
+    if previous is not None:
+        cur_metrics = version_metrics(reg, reg.resolve(f"{model}:{previous}"))
+    outcome = rules.evaluate(parsed, cand_metrics, cur_metrics,
+                             names=(f"{model}:{version}", f"current {model}:{previous}"))
+    record = {"model": model, "alias": alias, "version": version, "previous": previous,
+              "candidate": f"{model}:{version}", "current": f"{model}:{previous}" if previous is not None else None,
+              "rule": require, "checks": outcome.checks,
+              "metrics": {"candidate": cand_metrics, "current": cur_metrics}}
+    if not outcome.ok:
+        reg.record_event("deploy.refused", f"{model}:{version}", record)
+        stays = f"version {previous}" if previous is not None else "unset"
+        raise PromotionRefused(
+            f"not promoting {model}:{version} to {model}@{alias}: {outcome.explain()}; "
+            f"{model}@{alias} stays at {stays}")
     if previous != version:
         if previous is not None:
             reg.set_alias(model, previous_alias(alias), previous)
         reg.set_alias(model, alias, version)
-    return {"model": model, "alias": alias, "version": version, "previous": previous}
+    reg.record_event("deploy.promoted", f"{model}:{version}", record)
+    return {"model": model, "alias": alias, "version": version, "previous": previous, "promoted": True,
+            "checks": outcome.checks}
+
+
+def history(reg: Any, ref: str, limit: int = 50) -> list[dict[str, Any]]:
+    """The promotion decisions about version ``ref`` (``model:N``), newest first."""
+    out = []
+    for kind in ("deploy.promoted", "deploy.refused"):
+        out += reg.events(kind=kind, subject=ref, limit=limit)
+    return sorted(out, key=lambda e: e["id"], reverse=True)[:limit]
 
 
 def rollback(model: str, alias: str = "production", registry: Any = None) -> dict[str, Any]:

@@ -1,6 +1,6 @@
 """llmos-serve hook module (light: imports only llmos and click).
 
-Provides the ``deployment.openai-server`` component and the ``llmos serve`` /
+Provides the ``deployment.openai-server`` and ``deployment.promote`` components and the ``llmos serve`` /
 ``llmos deploy`` commands.
 """
 
@@ -20,6 +20,14 @@ def llmos_register_deployment_steps(register):  # type: ignore[no-untyped-def]
         "llmos_serve.step:ServeStep",
         config=ServeConfig,
         description="OpenAI-compatible HTTP server with dynamic batching, alias following and canary",
+    )
+    from llmos_serve.promote_step import PromoteConfig
+
+    register(
+        "promote",
+        "llmos_serve.promote_step:PromoteStep",
+        config=PromoteConfig,
+        description="Move an alias to the version the run registered, if a rule on its metrics holds",
     )
 
 
