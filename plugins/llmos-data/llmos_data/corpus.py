@@ -413,6 +413,12 @@ class CorpusStep:
 
         cfg = self.config
         stage_id = getattr(ctx.stage, "id", None) or "data"
+        model_tok = ctx.artifacts.get("tokenizer") if ctx.artifacts.get("model") is not None else None
+        if cfg.tokenizer is None and model_tok is not None:
+            # a data stage after a model (loaded or trained) tokenizes with that model's tokenizer
+            tok_dir = Path(ctx.workdir) / stage_id / "model-tokenizer"
+            model_tok.save_pretrained(str(tok_dir))
+            cfg = cfg.model_copy(update={"tokenizer": str(tok_dir)})
         ds = build_dataset(
             cfg,
             cache_root=home() / "cache" if cfg.cache else None,

@@ -146,7 +146,11 @@ def save_model(model: Any, tokenizer: Any, path: Path | str, *, generation: dict
     try:
         meta: dict[str, Any] = {"format": FORMAT}
         saver = _saver_of(model)
-        if saver is not None:
+        from llmos_models.adapter import is_adapter_model, save_adapter
+
+        if is_adapter_model(model):  # only the adapter's tensors; the base stays where it is
+            meta.update(save_adapter(model, tmp))
+        elif saver is not None:
             meta["loader"] = _loader_name_for(model, manager)
             saver(model, tmp)
         else:
@@ -246,12 +250,16 @@ def refuse_remote_code(path: Path | str) -> None:
             )
 
 
-def load_model(path: Path | str, *, device: str | None = None, manager: Any = None) -> tuple[Any, Any]:
+def load_model(path: Path | str, *, device: str | None = None, manager: Any = None,
+               ref: str | None = None) -> tuple[Any, Any]:
     """Load ``(model, tokenizer)`` from a directory written by :func:`save_model` (or any
     Hugging Face causal-LM directory with safetensors weights).
 
     The loader is the one ``llmos.json`` names, resolved through the plugin manager
-    (:func:`resolve_loader`), or the ``hf`` loader when it names none.
+    (:func:`resolve_loader`), or the ``hf`` loader when it names none. An adapter
+    directory (``llmos_models.adapter``) goes through the ``adapter`` loader, which
+    loads it on its base: the registry parent of ``ref`` (the directory's registry
+    reference, when it is a checkout).
 
     :raises NotFoundError: ``path`` is not a directory or has no weights.
     :raises ValidationError: the weights are pickles (``.bin``/``.pt``), which are refused,
@@ -263,7 +271,11 @@ def load_model(path: Path | str, *, device: str | None = None, manager: Any = No
     meta = read_meta(path)
     _check_no_pickles(path)
     refuse_remote_code(path)  # whatever the loader: transformers' auto_map is code
-    if "loader" in meta and meta["loader"] not in (None, HF_LOADER):
+    from llmos_models.adapter import is_adapter_dir
+
+    if meta.get("kind") == "adapter" or is_adapter_dir(path):
+        model = resolve_loader("adapter", manager=manager, where=f"{path / LLMOS_JSON}")(path, ref=ref)
+    elif "loader" in meta and meta["loader"] not in (None, HF_LOADER):
         loader = resolve_loader(meta["loader"], manager=manager, where=f"{path / LLMOS_JSON}")
         model = loader(path)
     else:
@@ -300,5 +312,5 @@ def resolve_model_path(ref: str) -> tuple[Path, str | None]:
 def load_ref(ref: str, *, manager: Any = None) -> tuple[Any, Any, str | None]:
     """``load_model`` on a directory or a registry reference: ``(model, tokenizer, "name:N" or None)``."""
     path, resolved = resolve_model_path(ref)
-    model, tokenizer = load_model(path, manager=manager)
+    model, tokenizer = load_model(path, manager=manager, ref=resolved)
     return model, tokenizer, resolved

@@ -32,5 +32,7 @@ def llmos_register_model_loaders(register):
 @hookimpl
 def llmos_register_commands(cli):
     from llmos_models.cli import generate
+    from llmos_models.merge_cmd import add_commands
 
     cli.add_command(generate)
+    add_commands(cli)

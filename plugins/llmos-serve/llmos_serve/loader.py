@@ -125,18 +125,19 @@ def load(spec: ModelSpec, version: str | None = None, registry: Any = None) -> L
     if version is None:
         _, version, _ = resolve(spec, reg)
     path = Path(reg.checkout(f"{spec.name}:{version}"))
-    return load_directory(path, name=spec.name, version=str(version))
+    return load_directory(path, name=spec.name, version=str(version), ref=f"{spec.name}:{version}")
 
 
-def load_directory(path: Path, *, name: str, version: str) -> LoadedModel:
-    """Load a Hugging Face-layout directory (with its ``llmos.json`` if any)."""
+def load_directory(path: Path, *, name: str, version: str, ref: str | None = None) -> LoadedModel:
+    """Load a Hugging Face-layout directory (with its ``llmos.json`` if any); ``ref`` is
+    its registry version (an adapter version loads on its registry parent)."""
     path = Path(path)
     try:
         from llmos_models.io import load_model
     except ImportError:
         load_model = None
     if load_model is not None:
-        model, tokenizer = load_model(path)
+        model, tokenizer = load_model(path, ref=ref)
     else:
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
