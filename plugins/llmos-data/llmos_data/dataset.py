@@ -64,20 +64,29 @@ class PackedDataset:
             raise NotFoundError(f"dataset has no split {name!r}; splits: {', '.join(self.splits)}")
 
     def split(self, name: str) -> Any:
-        """The blocks of split ``name`` (``"train"`` or ``"validation"``) as a read-only
-        memory-mapped ``numpy`` array of shape ``(n_blocks, block_size)``."""
+        """The blocks of split ``name`` (``"train"``, ``"validation"``, ``"test"``) as a read-only
+        memory-mapped ``numpy`` array of shape ``(n_blocks, block_size)`` — or
+        ``(n_blocks, 2, block_size)`` (ids, labels) when :attr:`has_labels`."""
         self._check(name)
         if name not in self._maps:
             import numpy as np
 
             n = self.n_blocks(name)
             if n == 0:
-                self._maps[name] = np.zeros((0, self.block_size), dtype=self.dtype)
+                self._maps[name] = np.zeros((0, *self._row_shape), dtype=self.dtype)
             else:
-                self._maps[name] = np.memmap(
-                    self.path / f"{name}.bin", dtype=self.dtype, mode="r", shape=(n, self.block_size)
-                )
+                self._maps[name] = np.memmap(self.path / f"{name}.bin", dtype=self.dtype, mode="r",
+                                             shape=(n, *self._row_shape))
         return self._maps[name]
+
+    @property
+    def has_labels(self) -> bool:
+        """True when each block is ``(2, block_size)``: token ids and labels (-100: no loss), e.g. ``data.chat``."""
+        return bool(self.meta.get("labels"))
+
+    @property
+    def _row_shape(self) -> tuple[int, ...]:
+        return (2, self.block_size) if self.has_labels else (self.block_size,)
 
     def tokenizer(self) -> Any:
         """Load the dataset's tokenizer (a ``transformers.PreTrainedTokenizerFast``)."""

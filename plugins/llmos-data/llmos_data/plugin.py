@@ -18,3 +18,12 @@ def llmos_register_data_steps(register):
         description="Text corpus (files, folders, globs or the offline stdlib docstrings) → "
         "cleaned, deduplicated, split, BPE-tokenized, packed into memory-mapped blocks",
     )
+    from llmos_data.chat import ChatConfig
+
+    register(
+        "chat",
+        "llmos_data.chat:ChatStep",
+        config=ChatConfig,
+        description="Instruction/chat JSON Lines (OpenAI messages or prompt/response) → chat template → "
+        "blocks with the loss masked to the assistant turns (packing keeps the mask)",
+    )

@@ -30,6 +30,7 @@ def perplexity(model: Any, blocks: Any, batch_size: int = 8, *, max_blocks: int 
 
     :param blocks: array-like ``(n_blocks, block_size)`` of token ids (e.g. a memory-mapped split).
         Every position but the first of each block is predicted from the ones before it.
+        ``(n_blocks, 2, block_size)`` blocks hold ids and labels: only labels other than -100 count.
     :param max_blocks: use only the first ``max_blocks`` blocks.
     :param progress: optional reporter with ``update(n)``.
     :returns: ``(loss, exp(loss))``.
@@ -48,17 +49,20 @@ def perplexity(model: Any, blocks: Any, batch_size: int = 8, *, max_blocks: int 
         with torch.inference_mode():
             for start in range(0, n, batch_size):
                 batch = torch.from_numpy(np.asarray(blocks[start : min(n, start + batch_size)], dtype=np.int64))
+                # (batch, 2, block) blocks carry labels (-100: no loss), e.g. data.chat's
+                batch, labels = (batch[:, 0], batch[:, 1]) if batch.dim() == 3 else (batch, batch)
                 logits = model(input_ids=batch).logits
-                loss = F.cross_entropy(
-                    logits[:, :-1].reshape(-1, logits.shape[-1]).float(), batch[:, 1:].reshape(-1), reduction="sum"
-                )
+                loss = F.cross_entropy(logits[:, :-1].reshape(-1, logits.shape[-1]).float(),
+                                       labels[:, 1:].reshape(-1), reduction="sum", ignore_index=-100)
                 total += float(loss)
-                count += batch[:, 1:].numel()
+                count += int((labels[:, 1:] != -100).sum())
                 if progress is not None:
                     progress.update(batch.shape[0])
     finally:
         if was_training:
             model.train()
+    if count == 0:
+        raise ValidationError("no tokens to evaluate on: every label of these blocks is masked (-100)")
     mean = total / count
     return mean, math.exp(mean)
 
@@ -193,18 +197,20 @@ class EvaluateStep:
         n = len(blocks) if cfg.max_blocks is None else min(len(blocks), cfg.max_blocks)
         with ctx.progress(n, f"evaluating on {cfg.split}", unit="block") as bar:
             loss, ppl = perplexity(model, blocks, cfg.batch_size, max_blocks=cfg.max_blocks, progress=bar)
-        uni = unigram_perplexity(ds.split("train"), blocks, ds.vocab_size, max_blocks=cfg.max_blocks)
+        labeled = blocks.ndim == 3
+        uni = None if labeled else unigram_perplexity(ds.split("train"), blocks, ds.vocab_size,
+                                                      max_blocks=cfg.max_blocks)
         speed = generation_speed(model, tokenizer, cfg.prompts[0] if cfg.prompts else "The", new_tokens=cfg.speed_tokens)
         metrics: dict[str, float] = {
             "val_loss": loss,
             "val_ppl": ppl,
-            "unigram_ppl": uni,
-            "ppl_vs_unigram": uni / ppl,
             "val_tokens": float(n * (ds.block_size - 1)),
             "params": float(count_parameters(model)),
             "size_bytes": float(model_size_bytes(model)),
             **speed,
         }
+        if uni is not None:
+            metrics.update(unigram_ppl=uni, ppl_vs_unigram=uni / ppl)
         settings = cfg.sample.model_copy(update={"seed": cfg.sample.seed if cfg.sample.seed is not None else ctx.seed})
         samples = [(p, generate(model, tokenizer, p, settings).text) for p in cfg.prompts]
         METRICS.set(ctx, dict(metrics))
@@ -220,10 +226,11 @@ class EvaluateStep:
 def _print_report(metrics: dict[str, float], samples: list[tuple[str, str]]) -> None:
     import click
 
-    click.echo(
-        f"validation perplexity {metrics['val_ppl']:.2f} (loss {metrics['val_loss']:.4f}) | unigram baseline "
-        f"{metrics['unigram_ppl']:.2f} | {metrics['ppl_vs_unigram']:.2f}x better than unigram"
-    )
+    line = f"validation perplexity {metrics['val_ppl']:.2f} (loss {metrics['val_loss']:.4f})"
+    if "unigram_ppl" in metrics:
+        line += (f" | unigram baseline {metrics['unigram_ppl']:.2f} | {metrics['ppl_vs_unigram']:.2f}x better "
+                 f"than unigram")
+    click.echo(line)
     click.echo(
         f"{int(metrics['params']):,} parameters, {metrics['size_bytes'] / 1e6:.2f} MB | greedy generation "
         f"{metrics['tokens_per_s']:.1f} tokens/s ({metrics['latency_ms_per_token']:.1f} ms/token)"

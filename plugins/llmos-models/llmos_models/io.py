@@ -167,7 +167,8 @@ def save_model(model: Any, tokenizer: Any, path: Path | str, *, generation: dict
         if tokenizer is not None:
             if chat_template is not None:
                 tokenizer.chat_template = chat_template
-            tokenizer.save_pretrained(str(tmp))
+            # the chat template inside tokenizer_config.json (read by every transformers version)
+            tokenizer.save_pretrained(str(tmp), save_jinja_files=False)
         meta["chat_template"] = chat_template if chat_template is not None else getattr(tokenizer, "chat_template", None)
         if generation is None:
             from llmos_models.generate import GenerationSettings
@@ -274,6 +275,7 @@ def load_model(path: Path | str, *, device: str | None = None, manager: Any = No
     from llmos_models.adapter import is_adapter_dir
 
     if meta.get("kind") == "adapter" or is_adapter_dir(path):
+        # the registered "adapter" loader; with ``ref`` it finds the base through the registry lineage
         model = resolve_loader("adapter", manager=manager, where=f"{path / LLMOS_JSON}")(path, ref=ref)
     elif "loader" in meta and meta["loader"] not in (None, HF_LOADER):
         loader = resolve_loader(meta["loader"], manager=manager, where=f"{path / LLMOS_JSON}")

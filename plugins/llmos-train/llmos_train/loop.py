@@ -93,10 +93,15 @@ def model_width(model: torch.nn.Module) -> int | None:
 
 
 def lm_loss(model: torch.nn.Module, x: torch.Tensor, reduction: str = "mean") -> torch.Tensor:
-    """Next-token cross-entropy of a causal LM on blocks ``x`` (labels shifted, logits not copied)."""
+    """Next-token cross-entropy of a causal LM on blocks ``x`` (labels shifted, logits not copied).
+
+    ``x`` of shape ``(batch, 2, block)`` holds token ids and labels (``-100``: no loss, e.g.
+    prompts and padding of ``data.chat``); of shape ``(batch, block)``, every token is a label.
+    """
+    x, labels = (x[:, 0], x[:, 1]) if x.dim() == 3 else (x, x)
     logits = model(input_ids=x).logits
-    targets = torch.empty_like(x)
-    targets[:, :-1] = x[:, 1:]
+    targets = torch.empty_like(labels)
+    targets[:, :-1] = labels[:, 1:]
     targets[:, -1] = -100
     return F.cross_entropy(
         logits.view(-1, logits.size(-1)).float(), targets.view(-1), ignore_index=-100, reduction=reduction
@@ -117,7 +122,7 @@ def evaluate(model: torch.nn.Module, blocks: Any, batch_size: int, max_batches: 
     for start in range(dist.rank * batch_size, n, batch_size * dist.world):
         x = torch.from_numpy(np.asarray(blocks[start:min(start + batch_size, n)], dtype=np.int64))
         totals[0] += lm_loss(model, x, reduction="sum").double()
-        totals[1] += x.numel() - x.size(0)
+        totals[1] += int((x[:, 1, 1:] != -100).sum()) if x.dim() == 3 else x.numel() - x.size(0)
     dist.all_reduce_sum(totals)
     if was_training:
         model.train()
@@ -218,7 +223,7 @@ def train(
             tmp = best_path.with_suffix(".tmp")
             save_file(best_state, str(tmp))
             os.replace(tmp, best_path)
-    tokens_per_update = cfg.batch_size * cfg.grad_accum * (train_blocks.shape[1] - 1)
+    tokens_per_update = cfg.batch_size * cfg.grad_accum * (train_blocks.shape[-1] - 1)
 
     def loop_state() -> dict[str, Any]:
         return {"epoch": batches.epoch, "cursor": batches.cursor, "best": best, "bad_evals": bad_evals,

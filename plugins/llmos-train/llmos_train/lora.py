@@ -6,9 +6,14 @@ same loop as ``optimizer.train`` (every TrainConfig setting applies), and leaves
 peft model in ``ctx.artifacts["model"]``. ``model.register`` then stores only the
 adapter (see ``llmos_models.adapter``), as a version whose parent is the base.
 
-``quantize = "nf4"`` / ``"int8"`` (QLoRA-style) loads the base quantized by
-bitsandbytes, which needs a CUDA GPU: on any other device the step refuses before
-training, saying so.
+Reduced-precision bases (QLoRA-style), where the device supports them:
+
+- ``quantize = "bf16"``: the frozen base computes in bfloat16, the adapter's matrices
+  stay fp32. Fast where the CPU has bf16 instructions (AVX512-BF16, AMX) and on
+  CUDA GPUs; on other CPUs it runs, slower. The registered adapter is plain fp32 and
+  loads on the fp32 base.
+- ``quantize = "nf4"`` / ``"int8"``: the base reloaded quantized by bitsandbytes, whose
+  kernels need a CUDA GPU: on any other device the step refuses before training.
 
 This module imports only pydantic at import time (the hook reads its config).
 """
@@ -36,8 +41,10 @@ class LoraConfig(TrainConfig):
         description="Names of the Linear layers that get an adapter (e.g. ['q_proj', 'v_proj']); default: the "
         "attention query and value projections (llama) or c_attn (gpt2).",
     )
-    quantize: Literal["none", "nf4", "int8"] = Field(
-        "none", description="QLoRA-style: load the base quantized (bitsandbytes nf4 or int8; needs a CUDA GPU)."
+    quantize: Literal["none", "bf16", "nf4", "int8"] = Field(
+        "none",
+        description="Reduced-precision frozen base: bf16 (fast on CPUs with bf16 instructions and on GPUs), or "
+        "QLoRA-style nf4/int8 through bitsandbytes (CUDA only). The adapter itself stays fp32.",
     )
     lr: float = Field(2e-3, gt=0, description="Peak learning rate (LoRA takes larger ones than full fine-tuning).")
     weight_decay: float = Field(0.0, ge=0, description="Weight decay on the adapter's matrices.")
@@ -161,7 +168,11 @@ class LoraStep:
             )
         if (cfg.nproc or int(getattr(ctx, "nproc", 1) or 1)) > 1:
             raise ValidationError("optimizer.lora trains in one process: set nproc = 1 for this stage")
-        if cfg.quantize != "none":
+        if cfg.quantize == "bf16":
+            import torch
+
+            model = model.to(torch.bfloat16)  # peft keeps the adapter's matrices in fp32
+        elif cfg.quantize != "none":
             model = _quantized_base(base_ref, cfg)
         peft_model = attach_lora(model, cfg, base_ref)
         trainable = sum(p.numel() for p in peft_model.parameters() if p.requires_grad)

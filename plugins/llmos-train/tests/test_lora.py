@@ -269,3 +269,17 @@ def test_lora_trains_only_the_adapter(make_ctx, dataset, model_factory):
     assert frozen and all(torch.equal(before[k], base_now[k]) for k in frozen)
     b = [p for n, p in peft_model.named_parameters() if "lora_B" in n]
     assert b and all(p.abs().sum() > 0 for p in b)  # B starts at zero: it trained
+
+
+def test_lora_on_a_bf16_base_keeps_an_fp32_adapter(make_ctx, dataset, model_factory):
+    import torch
+
+    from llmos_train.lora import LoraConfig, LoraStep
+
+    ctx = make_ctx(model_factory(0), dataset)
+    ctx.artifacts["model_version"] = "base:1"
+    out = LoraStep(LoraConfig(max_steps=3, batch_size=4, lr=1e-2, quantize="bf16")).run(ctx)
+    peft_model = ctx.artifacts["model"]
+    dtypes = {n.split(".")[-2] if "lora_" in n else "base": p.dtype for n, p in peft_model.named_parameters()}
+    assert dtypes["base"] == torch.bfloat16 and dtypes["default"] == torch.float32
+    assert out["val_loss"] > 0 and ctx.artifacts["lineage"]["lora"]["quantize"] == "bf16"
