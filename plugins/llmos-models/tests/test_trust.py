@@ -44,7 +44,7 @@ def _one_line_loader_error(cp, loader="pytest:main"):
     lines = cp.stderr.strip().splitlines()
     assert len(lines) == 1, cp.stderr
     assert lines[0].startswith("Error: ") and repr(loader) in lines[0]
-    assert "installed loaders: hf, int8, onnx" in lines[0] and "cannot name code" in lines[0]
+    assert "installed loaders: adapter, hf, int8, onnx" in lines[0] and "cannot name code" in lines[0]
 
 
 def test_model_dir_naming_code_is_refused_by_register_then_generate(model_dir, tmp_path):
@@ -62,7 +62,7 @@ def test_model_dir_naming_code_is_refused_by_register_then_generate(model_dir, t
     pipe = tmp_path / "p.toml"
     pipe.write_text('[pipeline]\nname = "p"\n\n[[stages]]\nuse = "model.load"\n[stages.config]\nref = "x:1"\n')
     cp = _llmos(["run", str(pipe)], home, cwd=evil)
-    assert cp.returncode != 0 and "'pytest:main'" in cp.stderr and "installed loaders: hf, int8, onnx" in cp.stderr
+    assert cp.returncode != 0 and "'pytest:main'" in cp.stderr and "installed loaders: adapter, hf, int8, onnx" in cp.stderr
     assert not marker.exists()
 
 

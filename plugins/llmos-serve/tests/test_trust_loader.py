@@ -34,7 +34,7 @@ def test_llmos_serve_refuses_a_model_dir_naming_code(tiny_models, tmp_path, free
     cp = subprocess.run([sys.executable, "-m", "llmos", "serve", str(evil), "--port", str(free_port)],
                         capture_output=True, text=True, env=env, timeout=120, cwd=evil)
     assert cp.returncode != 0
-    assert "'pytest:main'" in cp.stderr and "installed loaders: hf" in cp.stderr, cp.stderr
+    assert "'pytest:main'" in cp.stderr and "installed loaders: adapter, hf" in cp.stderr, cp.stderr
     assert not marker.exists()
 
 
