@@ -423,8 +423,48 @@ def export(ref: str, dest: str, fmt: str, settings: tuple[str, ...]) -> None:
             parsed[key] = json.loads(value)
         except ValueError:
             parsed[key] = value
-    paths = _registry().export(ref, dest, format=fmt, settings=parsed)
+    paths = export_version(_registry(), ref, dest, format=fmt, settings=parsed)
     click.echo(f"Exported {ref} to {dest} ({len(paths)} files, format {fmt})")
+
+
+def export_version(
+    reg: Any, ref: str, dest: Any, *, format: str = "hf", settings: dict[str, Any] | None = None,
+    manager: Any = None,
+) -> list[Any]:
+    """Export ``ref`` to ``dest``: ``hf``/``safetensors`` by the registry itself, any
+    other format ``X`` by the deployment component ``deployment.X`` of ``manager``
+    (default: the process-wide plugin manager), whose ``export(version_dir, out_dir)``
+    writes it. The registry never resolves components: that is this layer's job."""
+    import re
+    from pathlib import Path
+
+    from llmos.errors import LlmosError, NotFoundError, ValidationError
+    from llmos.registry.files import HF_FORMATS, check_export_dest
+
+    if format in HF_FORMATS:
+        if settings:
+            raise ValidationError(f"format {format!r} takes no settings, got {sorted(settings)}")
+        return list(reg.export(ref, dest, format=format))
+    if not re.fullmatch(r"[\w\-.]+", format):
+        raise ValidationError(f"invalid export format {format!r}")
+    out = check_export_dest(dest)
+    if manager is None:
+        from llmos.plugins import get_manager
+
+        manager = get_manager()
+    try:
+        component = manager.get_component(f"deployment.{format}")
+    except NotFoundError as exc:
+        raise NotFoundError(
+            f"no exporter for format {format!r}: {exc.message}; use --format hf or install a plugin providing "
+            f"deployment.{format}"
+        ) from exc
+    exporter = component.create(dict(settings or {}))
+    if not hasattr(exporter, "export"):
+        raise LlmosError(f"component deployment.{format} cannot export (it has no export(version_dir, out_dir) method)")
+    src = reg.checkout(ref)
+    out.mkdir(parents=True, exist_ok=True)
+    return [Path(p) for p in exporter.export(src, out)]
 
 
 @model.command("archive")

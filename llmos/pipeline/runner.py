@@ -453,7 +453,7 @@ def run_pipeline(
     if registry is None:
         from llmos.registry import open_registry
 
-        registry = open_registry()
+        registry = open_registry(notify=manager.notify)  # version and alias events reach this manager
     display = display or Display(quiet=True)
     runner = Runner(pipeline, manager=manager, registry=registry, display=display, nproc=nproc)
     with display:

@@ -14,6 +14,7 @@ imported on first use.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -25,15 +26,20 @@ if TYPE_CHECKING:
 __all__ = ["open_registry", "Registry", "VersionInfo", "RunInfo", "parse_ref"]
 
 
-def open_registry(url: str | None = None, home: Path | str | None = None) -> Registry:
+def open_registry(
+    url: str | None = None, home: Path | str | None = None, *, notify: Callable[..., Any] | None = None
+) -> Registry:
     """Open the registry (applying migrations on first use).
 
     :param url: SQLAlchemy URL; default ``$LLMOS_DATABASE_URL`` or ``sqlite:///<home>/llmos.db``.
     :param home: directory of the blob store and checkouts; default ``$LLMOS_HOME``.
+    :param notify: ``notify(hook_name, **kwargs)``, called after a version is registered or
+        an alias moves (e.g. a plugin manager's ``notify``); default: the process-wide
+        plugin manager's.
     """
     from llmos.registry.api import Registry
 
-    return Registry(url, home)
+    return Registry(url, home, notify=notify)
 
 
 def __getattr__(name: str) -> Any:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import Any, TypedDict
 
 
 @dataclass
@@ -75,3 +75,83 @@ class RunInfo:
             data[key] = data[key].isoformat() if data[key] else None
         data["duration_s"] = self.duration_s
         return data
+
+
+# -- typed results (dicts, so ``result["key"]`` and JSON output work as before) ----------
+
+
+class ModelSummary(TypedDict):
+    """One row of :meth:`Registry.list_models`."""
+
+    name: str
+    description: str
+    versions: int  # ready + archived
+    ready: int
+    deleted: int
+    latest: int | None  # the newest ready version's number
+    aliases: dict[str, int]
+    created_at: str | None
+
+
+class GcReport(TypedDict):
+    """What :meth:`Registry.gc` removed and kept."""
+
+    removed_blobs: int
+    removed_bytes: int
+    kept_recent: int  # younger than the grace period
+    kept_pinned: int  # touched since the oldest live pin (a register in progress)
+    live_pins: int
+    removed_temp_files: int
+    removed_checkouts: int
+    dry_run: bool
+
+
+class CheckoutProblem(TypedDict):
+    """A checkout whose files differ from its version (:meth:`Registry.verify_checkouts`)."""
+
+    ref: str
+    path: str
+    modified: list[str]
+    missing: list[str]
+    extra: list[str]
+    repaired: bool
+
+
+class FsckReport(TypedDict):
+    """What :meth:`Registry.fsck` found (``ok``: nothing wrong, or all repaired)."""
+
+    ok: bool
+    checkouts: list[CheckoutProblem]
+    checked_blobs: int
+    checked_bytes: int
+    missing: list[dict[str, Any]]  # {"sha256", "used_by"}
+    corrupt: list[dict[str, Any]]  # {"sha256", "actual", "used_by"}
+    unreferenced: int
+    temp_files: int
+
+
+class DiffReport(TypedDict):
+    """:meth:`Registry.diff`: tensors changed/added/removed, files, sizes, metric deltas."""
+
+    a: str
+    b: str
+    tensors: dict[str, Any]
+    files: dict[str, list[str]]
+    size: dict[str, int]
+    metrics: dict[str, dict[str, float | None]]
+
+
+class EventRecord(TypedDict):
+    id: int
+    ts: str
+    kind: str
+    subject: str
+    data: dict[str, Any]
+
+
+class MetricPoint(TypedDict):
+    kind: str
+    step: int | None
+    name: str
+    value: float
+    ts: float

@@ -191,8 +191,12 @@ def test_export_hf_and_plugin_exporter(reg: Any, plugin_manager: Any, tmp_path: 
     assert sorted(p.name for p in files) == ["config.json", "model.safetensors", "tokenizer.json"]
     with pytest.raises(ConflictError, match="not an empty directory"):
         reg.export("ex", tmp_path / "out")
+    from llmos.cli.model import export_version  # the CLI layer resolves non-HF formats, not the registry
+
+    with pytest.raises(ValidationError, match="exports only hf and safetensors"):
+        reg.export("ex", tmp_path / "o2", format="upper")
     with pytest.raises(NotFoundError, match="no exporter for format 'nope'"):
-        reg.export("ex", tmp_path / "o2", format="nope")
+        export_version(reg, "ex", tmp_path / "o2", format="nope")
     assert not (tmp_path / "o2").exists()
 
     class Upper:
@@ -218,11 +222,11 @@ def test_export_hf_and_plugin_exporter(reg: Any, plugin_manager: Any, tmp_path: 
             register("upper", Upper, config=UpperConfig, description="test exporter")
 
     plugin_manager.register(ExportPlugin(), name="upper-export")
-    paths = reg.export("ex", tmp_path / "o3", format="upper", settings={"suffix": "!"})
+    paths = export_version(reg, "ex", tmp_path / "o3", format="upper", settings={"suffix": "!"})
     assert paths == [tmp_path / "o3" / "config.upper"]
     assert paths[0].read_text().endswith("}!") and '"MODEL_TYPE"' in paths[0].read_text()
     with pytest.raises(ValidationError, match="suffix|bogus"):
-        reg.export("ex", tmp_path / "o4", format="upper", settings={"bogus": 1})
+        export_version(reg, "ex", tmp_path / "o4", format="upper", settings={"bogus": 1})
 
 
 def test_gc_and_fsck(reg: Any, tmp_path: Path) -> None:
@@ -391,3 +395,25 @@ def test_timestamps_are_utc_aware(reg: Any, tmp_path: Path) -> None:
     for value in (reg.resolve(v.ref).created_at, started, event_ts):
         assert value.tzinfo is not None and value.utcoffset() == dt.timedelta(0)
         assert abs((value - before).total_seconds()) < 120
+
+
+def test_registry_modules_stay_small() -> None:
+    """The registry is small modules behind a thin facade (issue 17.1): none over 600 lines."""
+    import llmos.registry
+
+    root = Path(llmos.registry.__file__).parent
+    sizes = {p.name: len(p.read_text().splitlines()) for p in root.glob("*.py")}
+    assert sizes and max(sizes.values()) <= 600, sizes
+    assert sizes["api.py"] <= 300  # the facade only delegates
+
+
+def test_open_registry_notify_is_injected(db_url: str, tmp_path: Path) -> None:
+    from llmos.registry import open_registry
+
+    calls: list[tuple[str, dict[str, Any]]] = []
+    reg = open_registry(notify=lambda hook, **kw: calls.append((hook, kw)))
+    v = reg.register_version("n", make_model(tmp_path / "a", [1]), aliases=["canary"])
+    reg.set_alias("n", "production", 1)
+    assert [c[0] for c in calls] == ["llmos_after_version_registered", "llmos_after_alias_moved",
+                                     "llmos_after_alias_moved"]
+    assert calls[0][1]["version"].ref == v.ref and calls[2][1]["alias"] == "production"

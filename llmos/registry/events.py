@@ -1,0 +1,49 @@
+"""The append-only event log.
+
+Functions take the :class:`~llmos.registry.store.Store` (the :class:`~llmos.registry.Registry`)
+as their first argument; the ``Registry`` facade exposes them as methods.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy import select
+
+from llmos.redact import redact
+from llmos.registry.models import (
+    Event,
+)
+from llmos.registry.refs import (
+    _check_json,
+    _utc,
+)
+
+from llmos.registry.types import EventRecord
+
+if TYPE_CHECKING:
+    from llmos.registry.store import Store
+
+
+def record_event(store: Store, kind: str, subject: str, data: Mapping[str, Any] | None = None) -> None:
+    """Append an event to the log (one transaction)."""
+    payload = _check_json(redact(dict(data or {})), "event data")
+    with store.session(write=True) as s:
+        s.add(Event(kind=kind, subject=subject, data=payload))
+
+
+def events(store: Store, *, kind: str | None = None, subject: str | None = None, limit: int = 100) -> list[EventRecord]:
+    """The newest events first."""
+    with store.session() as s:
+        q = select(Event).order_by(Event.id.desc()).limit(limit)
+        if kind:
+            q = q.where(Event.kind == kind)
+        if subject:
+            q = q.where(Event.subject == subject)
+        return [
+            {"id": e.id, "ts": _utc(e.ts).isoformat(), "kind": e.kind, "subject": e.subject,
+             "data": redact(e.data)}
+            for e in s.scalars(q).all()
+        ]
+
