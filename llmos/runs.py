@@ -74,3 +74,19 @@ class MetricBuffer:
                 self.written += len(rows)
 
     close = flush
+
+
+def flatten_config(d: Any, prefix: str = "") -> dict[str, Any]:
+    """A run's settings as ``{"stages.train.config.lr": 0.001, ...}`` (stages keyed by id):
+    what ``llmos runs compare`` and the dashboard diff."""
+    out: dict[str, Any] = {}
+    if isinstance(d, dict):
+        for k, v in d.items():
+            out.update(flatten_config(v, f"{prefix}.{k}" if prefix else str(k)))
+    elif isinstance(d, list) and d and all(isinstance(x, dict) for x in d):
+        for i, v in enumerate(d):
+            key = v.get("id") or v.get("use") or str(i)
+            out.update(flatten_config({k: x for k, x in v.items() if k != "id"}, f"{prefix}.{key}"))
+    else:
+        out[prefix] = d
+    return out

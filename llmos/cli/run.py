@@ -301,20 +301,6 @@ def show(run_id: str, as_json: bool) -> None:
         _table(rows, ["child run", "status", "name", "val_loss"], title="child runs")
 
 
-def _flatten(d: Any, prefix: str = "") -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    if isinstance(d, dict):
-        for k, v in d.items():
-            out.update(_flatten(v, f"{prefix}.{k}" if prefix else str(k)))
-    elif isinstance(d, list) and d and all(isinstance(x, dict) for x in d):
-        for i, v in enumerate(d):
-            key = v.get("id") or v.get("use") or str(i)
-            out.update(_flatten({k: x for k, x in v.items() if k != "id"}, f"{prefix}.{key}"))
-    else:
-        out[prefix] = d
-    return out
-
-
 @runs.command("compare")
 @click.argument("run_ids", nargs=-1, required=True)
 @json_option
@@ -334,7 +320,9 @@ def compare(run_ids: tuple[str, ...], as_json: bool) -> None:
     infos = [reg.get_run(r) for r in run_ids]
     finals = [_final_metrics(i) for i in infos]
     evals = [_metric_summary(reg, i.id) for i in infos]
-    configs = [_flatten(i.config) for i in infos]
+    from llmos.runs import flatten_config
+
+    configs = [flatten_config(i.config) for i in infos]
     metric_names = sorted({k for f in finals for k in f})
     config_keys = sorted({k for c in configs for k in c})
     differing = [k for k in config_keys if len({repr(c.get(k)) for c in configs}) > 1]

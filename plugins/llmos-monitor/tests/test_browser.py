@@ -70,6 +70,17 @@ def dashboard(tmp_path_factory: pytest.TempPathFactory, h: Any) -> Iterator[dict
     reg.log_run_metrics(done, rows)
     reg.log_run_stage(done, "train", "optimizer.fake-train", "completed", 1.25)
     reg.finish_run(done)
+    # a second finished run that made tiny:2, for the compare view
+    other = reg.create_run("monitored", {"steps": 6}, {})
+    reg.log_run_metrics(other, [("train", st, "loss", 2.0 / st, time.time()) for st in range(1, 7)])
+    reg.finish_run(other, summary={"versions": ["tiny:2"], "metrics": {"val_ppl": 31.25}})
+    # eval results per task, and promotion decisions as `llmos deploy promote --require` records them
+    reg.log_metrics("tiny:2", {"docstrings-mc/acc": 0.75, "docstrings-mc/acc_norm": 0.5})
+    for kind, current in (("deploy.refused", "tiny:1"), ("deploy.promoted", "tiny:1")):
+        reg.record_event(kind, "tiny:2", {"alias": "production", "current": current,
+                                          "rule": "val_ppl <= current.val_ppl",
+                                          "checks": [{"detail": "val_ppl <= current.val_ppl holds (tiny:2 val_ppl = "
+                                                                "31.25, current tiny:1 val_ppl = 40.5)"}]})
     live = reg.create_run("monitored", {"steps": 100}, {})
     reg.log_run_metrics(live, [("train", s, "loss", helpers.train_loss(s), time.time()) for s in range(1, 6)])
 
@@ -93,7 +104,8 @@ def dashboard(tmp_path_factory: pytest.TempPathFactory, h: Any) -> Iterator[dict
                 raise AssertionError(f"llmos ui did not start:\n{output}") from exc
             time.sleep(0.2)
     try:
-        yield {"base": base, "home": home, "reg": reg, "done": done, "live": live, "env": env, "h": helpers}
+        yield {"base": base, "home": home, "reg": reg, "done": done, "live": live, "other": other, "env": env,
+               "h": helpers}
     finally:
         proc.terminate()
         try:
@@ -237,3 +249,73 @@ def test_unknown_pages_say_what_is_wrong(dashboard: dict[str, Any], browser: Any
         assert resp.status == 404
     finally:
         pg.close()
+
+
+def test_compare_runs_side_by_side_with_overlaid_curves(dashboard: dict[str, Any], page: Any) -> None:
+    """Issue 16.5: pick runs on the Runs page, see their metrics and curves together."""
+    done, other = dashboard["done"], dashboard["other"]
+    page.goto(dashboard["base"] + "/runs")
+    page.check(f"input[name='run'][value='{done}']")
+    page.check(f"input[name='run'][value='{other}']")
+    page.click("#compare-runs")
+    page.wait_for_selector("#charts[data-drawn='1']", timeout=15000)
+    heads = page.locator("#compare-metrics th[data-run]").evaluate_all("els => els.map(e => e.dataset.run)")
+    assert sorted(heads) == sorted([done, other])
+    loss = page.locator("#compare-metrics tr[data-metric='train/loss'] td.num").all_text_contents()
+    assert len(loss) == 2 and "-" not in loss  # both columns filled
+    labels = page.locator(".chart[data-panel='loss'] g.series").evaluate_all("els => els.map(e => e.dataset.label)")
+    assert sorted(labels) == sorted([f"{done} train/loss", f"{done} eval/val_loss", f"{other} train/loss"])
+    other_pts = page.locator(f".chart[data-panel='loss'] g.series[data-label='{other} train/loss'] circle.pt")
+    assert [float(c.get_attribute("data-value")) for c in other_pts.all()] == [2.0 / st for st in range(1, 7)]
+    # each run links to the versions it made
+    assert page.locator("#compare-metrics a[href='/models/tiny/versions/2']").count() == 1
+    assert not page.problems
+
+
+def test_runs_search_and_filters(dashboard: dict[str, Any], page: Any) -> None:
+    page.goto(dashboard["base"] + "/runs")
+    page.fill("#run-filters input[name='q']", "tiny:2")
+    page.click("#run-filters button")
+    rows = page.locator("#runs tr[data-run]").evaluate_all("els => els.map(e => e.dataset.run)")
+    assert rows == [dashboard["other"]]
+    assert page.locator("#runs tr[data-run] a[data-version='tiny:2']").count() == 1
+    page.goto(dashboard["base"] + "/runs?status=completed&pipeline=monitored")
+    rows = page.locator("#runs tr[data-run]").evaluate_all("els => els.map(e => e.dataset.run)")
+    assert dashboard["other"] in rows and dashboard["done"] in rows
+    page.goto(dashboard["base"] + "/runs?q=no-such-run")
+    assert "No runs match" in page.text_content("main")
+    page.goto(f"{dashboard['base']}/runs/{dashboard['other']}")
+    assert page.get_attribute("#run-versions a[data-version='tiny:2']", "href") == "/models/tiny/versions/2"
+    page.goto(dashboard["base"] + "/models?q=stage%3Dint8")
+    assert page.locator("tr[data-model='tiny']").count() == 1
+    page.goto(dashboard["base"] + "/models?q=nothing-like-it")
+    assert page.locator("tr[data-model]").count() == 0 and "No models match" in page.text_content("main")
+    assert not page.problems
+
+
+def test_version_page_shows_tasks_and_promotion_history(dashboard: dict[str, Any], page: Any) -> None:
+    page.goto(dashboard["base"] + "/models/tiny/versions/2")
+    task = page.locator("#tasks tr[data-task='docstrings-mc']")
+    assert task.locator("[data-metric='acc']").text_content() == "acc = 0.75"
+    assert task.locator("[data-metric='acc_norm']").text_content() == "acc_norm = 0.5"
+    assert "docstrings-mc/acc" not in page.text_content("#metrics")  # shown per task, not twice
+    kinds = page.locator("#promotions tr[data-kind]").evaluate_all("els => els.map(e => e.dataset.kind)")
+    assert kinds == ["deploy.promoted", "deploy.refused"]  # newest first
+    assert "31.25" in page.text_content("#promotions") and "val_ppl <= current.val_ppl" in page.text_content(
+        "#promotions")
+    assert not page.problems
+
+
+def test_compare_versions_from_the_model_page(dashboard: dict[str, Any], page: Any) -> None:
+    page.goto(dashboard["base"] + "/models/tiny")
+    page.check("input[name='version'][value='tiny:1']")
+    page.check("input[name='version'][value='tiny:2']")
+    page.click("#compare-versions")
+    page.wait_for_selector("#compare-metrics")
+    heads = page.locator("#compare-metrics th[data-version]").evaluate_all("els => els.map(e => e.dataset.version)")
+    assert heads == ["tiny:1", "tiny:2"]
+    ppl = page.locator("#compare-metrics tr[data-metric='val_ppl'] td.num").all_text_contents()
+    assert ppl == ["40.5", "31.25"]
+    acc = page.locator("#compare-metrics tr[data-metric='docstrings-mc/acc'] td.num").all_text_contents()
+    assert acc == ["-", "0.75"]
+    assert not page.problems

@@ -2,7 +2,9 @@
 
 Pages: ``/`` overview, ``/models``, ``/models/{name}`` (versions, aliases, lineage
 graph), ``/models/{name}/versions/{n}`` (files, sizes, metrics, diff to parent),
-``/runs``, ``/runs/{id}`` (live-updating charts), ``/plugins``, ``/community``.
+``/runs`` (search and filters, select runs to compare), ``/runs/{id}`` (live-updating
+charts, the versions it made), ``/compare?runs=A,B`` and ``/compare?versions=m:1,m:2``
+(metrics side by side, overlaid charts), ``/plugins``, ``/community``.
 
 JSON: ``/api/runs``, ``/api/runs/{id}`` (run + every metric point, exactly as
 recorded), ``/api/runs/{id}/series`` (points grouped per metric, polled by the
@@ -173,8 +175,8 @@ def create_app(registry: Any = None, *, poll_ms: int = 2000, index_dir: Path | N
                     n_plugins=len(get_manager().plugins))
 
     @app.get("/models", response_class=HTMLResponse, include_in_schema=False)
-    def models_page() -> HTMLResponse:
-        return page("models.html", "Models", models=data.models(reg()))
+    def models_page(q: str = Query("", max_length=200)) -> HTMLResponse:
+        return page("models.html", "Models", models=data.filter_models(data.models(reg()), q), q=q)
 
     @app.get("/models/{name}", response_class=HTMLResponse, include_in_schema=False)
     def model_page(name: str) -> HTMLResponse:
@@ -195,18 +197,47 @@ def create_app(registry: Any = None, *, poll_ms: int = 2000, index_dir: Path | N
         if parent and ":" in parent:
             pm, pn = parent.rsplit(":", 1)
             parent_url = f"/models/{pm}/versions/{pn}"
+        plain, tasks = data.by_task(v["metrics"])
         return page("version.html", "Models", v=v, parent=parent, parent_url=parent_url,
-                    diff_tables=tables, diff_summary=summary, diff_error=diff_error)
+                    diff_tables=tables, diff_summary=summary, diff_error=diff_error, plain_metrics=plain,
+                    tasks=tasks, promotions=data.promotion_history(reg(), v["ref"]))
 
     @app.get("/runs", response_class=HTMLResponse, include_in_schema=False)
-    def runs_page() -> HTMLResponse:
-        return page("runs.html", "Runs", runs=store.list_runs(reg(), limit=200))
+    def runs_page(q: str = Query("", max_length=200), status: str = Query("", max_length=32),
+                  pipeline: str = Query("", max_length=256)) -> HTMLResponse:
+        every = store.list_runs(reg(), limit=500)
+        runs = data.filter_runs(every, q, status, pipeline)[:200]
+        return page("runs.html", "Runs", runs=runs, q=q, status_filter=status, pipeline=pipeline, selectable=True,
+                    pipelines=sorted({r.get("pipeline") or "" for r in every}),
+                    statuses=sorted({r.get("status") or "" for r in every}))
 
     @app.get("/runs/{run_id}", response_class=HTMLResponse, include_in_schema=False)
     def run_page(run_id: str) -> HTMLResponse:
         run = store.get_run(reg(), run_id)
         rows = summarize(store.run_metrics(reg(), run["id"]))
-        return page("run.html", "Runs", run=run, summary=rows, poll_ms=poll_ms)
+        return page("run.html", "Runs", run=run, summary=rows, poll_ms=poll_ms, versions=data.run_versions(run))
+
+    def _refs(raw: str, what: str) -> list[str]:
+        refs = [r.strip() for r in raw.split(",") if r.strip()]
+        if len(refs) < 2 or len(refs) > 8:
+            from llmos.errors import ValidationError
+
+            raise ValidationError(f"compare 2 to 8 {what}, separated by commas (got {len(refs)})")
+        return list(dict.fromkeys(refs))
+
+    @app.get("/compare", response_class=HTMLResponse, include_in_schema=False)
+    def compare_page(runs: str = Query("", max_length=2000), versions: str = Query("", max_length=2000),
+                     run: list[str] = Query([], max_length=8), version: list[str] = Query([], max_length=8)
+                     ) -> HTMLResponse:
+        # the Runs and model pages' check boxes send run=A&run=B (version=m:1&version=m:2)
+        runs = runs or ",".join(run)
+        versions = versions or ",".join(version)
+        if versions:
+            cmp = data.compare_versions(reg(), _refs(versions, "versions"))
+            return page("compare.html", "Runs", kind="versions", cmp=cmp)
+        cmp = data.compare_runs(reg(), _refs(runs, "runs"))
+        return page("compare.html", "Runs", kind="runs", cmp=cmp,
+                    ids=",".join(r["id"] for r in cmp["runs"]))
 
     @app.get("/plugins", response_class=HTMLResponse, include_in_schema=False)
     def plugins_page() -> HTMLResponse:
@@ -220,7 +251,11 @@ def create_app(registry: Any = None, *, poll_ms: int = 2000, index_dir: Path | N
     # -- JSON --------------------------------------------------------------------------
 
     @app.get("/api/runs")
-    def api_runs(limit: int = Query(100, ge=1, le=10_000)) -> list[dict[str, Any]]:
+    def api_runs(limit: int = Query(100, ge=1, le=10_000), q: str = Query("", max_length=200),
+                 status: str = Query("", max_length=32), pipeline: str = Query("", max_length=256)
+                 ) -> list[dict[str, Any]]:
+        if q or status or pipeline:
+            return data.filter_runs(store.list_runs(reg(), limit=10_000), q, status, pipeline)[:limit]
         return store.list_runs(reg(), limit=limit)
 
     @app.get("/api/runs/{run_id}")
@@ -235,9 +270,16 @@ def create_app(registry: Any = None, *, poll_ms: int = 2000, index_dir: Path | N
         groups = store.series(store.run_metrics(reg(), run["id"]))
         return {"run": run, "series": list(groups.values())}
 
+    @app.get("/api/compare")
+    def api_compare(runs: str = Query("", max_length=2000), versions: str = Query("", max_length=2000)
+                    ) -> dict[str, Any]:
+        if versions:
+            return data.compare_versions(reg(), _refs(versions, "versions"))
+        return data.compare_runs(reg(), _refs(runs, "runs"))
+
     @app.get("/api/models")
-    def api_models() -> list[dict[str, Any]]:
-        return data.models(reg())
+    def api_models(q: str = Query("", max_length=200)) -> list[dict[str, Any]]:
+        return data.filter_models(data.models(reg()), q)
 
     @app.get("/api/models/{name}")
     def api_model(name: str) -> dict[str, Any]:

@@ -231,3 +231,107 @@ def community(index_dir: Path | None = None) -> tuple[str, list[dict[str, Any]],
         })
     problem = f"{len(index.problems)} problem(s) in the index: run llmos index check" if index.problems else None
     return str(root), sorted(entries, key=lambda e: e["name"]), problem
+
+
+# -- search, compare, eval tasks, promotion history --------------------------------------
+
+
+def match_text(query: str, *fields: Any) -> bool:
+    """Whether every word of ``query`` occurs (case-insensitively) in one of ``fields``."""
+    hay = " ".join(str(f) for f in fields if f is not None).lower()
+    return all(word in hay for word in query.lower().split())
+
+
+def filter_models(ms: list[dict[str, Any]], q: str = "") -> list[dict[str, Any]]:
+    """Models whose name, description, aliases, version tags or metric names match ``q``."""
+    if not q.strip():
+        return ms
+    out = []
+    for m in ms:
+        tags = [f"{k}={t}" for v in m["versions"] for k, t in (v.get("tags") or {}).items()]
+        metrics = [k for v in m["versions"] for k in (v.get("metrics") or {})]
+        if match_text(q, m["name"], m["description"], *m["aliases"], *tags, *metrics):
+            out.append(m)
+    return out
+
+
+def filter_runs(runs: list[dict[str, Any]], q: str = "", status: str = "", pipeline: str = "") -> list[dict[str, Any]]:
+    """Runs matching ``q`` (id, pipeline, status, versions made) and the exact filters."""
+    out = []
+    for r in runs:
+        if status and r.get("status") != status:
+            continue
+        if pipeline and r.get("pipeline") != pipeline:
+            continue
+        if q.strip() and not match_text(q, r["id"], r.get("pipeline"), r.get("status"), *run_versions(r)):
+            continue
+        out.append(r)
+    return out
+
+
+def run_versions(run: dict[str, Any]) -> list[str]:
+    """The versions a run made: recorded in the registry (detail) or in its summary."""
+    return list(run.get("versions") or (run.get("summary") or {}).get("versions") or [])
+
+
+def by_task(metrics: dict[str, Any]) -> tuple[dict[str, float], dict[str, dict[str, float]]]:
+    """Split a version's metrics into plain ones and eval results per task: a metric named
+    ``<task>/<metric>`` (``docstrings-mc/acc``) belongs to task ``<task>``."""
+    plain: dict[str, float] = {}
+    tasks: dict[str, dict[str, float]] = {}
+    for name, value in sorted(metrics.items()):
+        task, sep, metric = name.rpartition("/")
+        if sep and task and metric:
+            tasks.setdefault(task, {})[metric] = value
+        else:
+            plain[name] = value
+    return plain, tasks
+
+
+PROMOTION_EVENTS = ("deploy.promoted", "deploy.refused")
+
+
+def promotion_history(reg: Any, ref: str, limit: int = 50) -> list[dict[str, Any]]:
+    """Promotion decisions about version ``ref`` (events of ``llmos deploy promote
+    --require`` and ``deployment.promote``), newest first."""
+    out = []
+    for kind in PROMOTION_EVENTS:
+        out += reg.events(kind=kind, subject=ref, limit=limit)
+    return sorted(out, key=lambda e: e["id"], reverse=True)[:limit]
+
+
+def compare_runs(reg: Any, ids: list[str]) -> dict[str, Any]:
+    """Runs side by side: ``{"runs": [...], "metrics": [{"key", "values": [last or None per run]}],
+    "config": [{"key", "values"}] (settings that differ)}``."""
+    from llmos_monitor import store
+    from llmos_monitor.summary import summarize
+
+    runs = [store.get_run(reg, i) for i in ids]
+    per_run = []
+    for r in runs:
+        rows = summarize(store.run_metrics(reg, r["id"]))
+        last = {f"{row['kind']}/{row['name']}": row["last"] for row in rows if row["kind"] != "system"}
+        for k, v in ((r.get("summary") or {}).get("metrics") or {}).items():
+            if isinstance(v, (int, float)) and not isinstance(v, bool):
+                last.setdefault(f"final/{k}", v)
+        per_run.append(last)
+    keys = sorted({k for d in per_run for k in d})
+    from llmos.runs import flatten_config
+
+    configs = [flatten_config(r.get("config") or {}) for r in runs]
+    ckeys = sorted({k for c in configs for k in c})
+    differ = [k for k in ckeys if len({repr(c.get(k)) for c in configs}) > 1]
+    return {
+        "runs": runs,
+        "metrics": [{"key": k, "values": [d.get(k) for d in per_run]} for k in keys],
+        "config": [{"key": k, "values": [c.get(k) for c in configs]} for k in differ],
+    }
+
+
+def compare_versions(reg: Any, refs: list[str]) -> dict[str, Any]:
+    """Versions side by side: every metric (tasks included), size and the run that made each."""
+    vs = [_version_dict(reg.resolve(r)) for r in refs]
+    keys = sorted({k for v in vs for k in v["metrics"]})
+    rows = [{"key": k, "values": [v["metrics"].get(k) for v in vs]} for k in keys]
+    rows.append({"key": "size_bytes", "values": [v.get("size_bytes") for v in vs]})
+    return {"versions": vs, "metrics": rows}

@@ -99,7 +99,9 @@
     perplexity: (n) => n === "ppl" || n === "perplexity" || n.endsWith("_ppl") || n.endsWith("perplexity"),
     lr: (n) => n === "lr" || n === "learning_rate" || n.endsWith("_lr"),
     throughput: (n) => n.endsWith("_per_s") || n === "throughput",
-    latency: (n) => n.endsWith("latency_s") || n.endsWith("time_to_first_token_s"),
+    // per-request names, and the serve run's 10 s aggregates (latency_s.p95[tiny:2 /v1/completions])
+    latency: (n) => n.endsWith("latency_s") || n.endsWith("time_to_first_token_s") ||
+      /^(latency_s|time_to_first_token_s)\.(p50|p95|max)\[/.test(n),
     cpu: (n) => n === "cpu_percent" || n === "proc_cpu_percent",
     rss: (n) => n === "proc_rss_bytes",
   };
@@ -161,8 +163,36 @@
     tick();
   }
 
+  // compare view: the same panels, every run's series overlaid (labels prefixed by run id)
+  async function compare(section) {
+    const ids = section.dataset.compare.split(",").filter((x) => x);
+    const all = await Promise.all(ids.map(async (id) => {
+      const resp = await fetch(`/api/runs/${encodeURIComponent(id)}/series`, { cache: "no-store" });
+      if (!resp.ok) throw new Error(`GET /api/runs/${id}/series: ${resp.status}`);
+      return [id, await resp.json()];
+    }));
+    let total = 0;
+    for (const box of section.querySelectorAll(".chart")) {
+      const panel = box.dataset.panel;
+      const s = [];
+      for (const [id, data] of all) {
+        for (const one of seriesFor(panel, data)) s.push({ ...one, label: `${id} ${one.label}` });
+      }
+      box.hidden = s.length === 0 && box.dataset.optional === "1";
+      total += draw(box, box.dataset.title || panel, s);
+    }
+    section.dataset.total = String(total);
+    section.dataset.drawn = "1";
+  }
+
   document.addEventListener("DOMContentLoaded", () => {
     for (const section of document.querySelectorAll("section.charts[data-src]")) start(section);
+    for (const section of document.querySelectorAll("section.charts[data-compare]")) {
+      compare(section).catch((err) => {
+        const box = document.getElementById("chart-error");
+        if (box) { box.hidden = false; box.textContent = String(err); }
+      });
+    }
   });
   window.llmosCharts = { draw: draw, refresh: refresh };
 })();
