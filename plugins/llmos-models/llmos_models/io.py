@@ -170,11 +170,8 @@ def save_model(model: Any, tokenizer: Any, path: Path | str, *, generation: dict
             # the chat template inside tokenizer_config.json (read by every transformers version)
             tokenizer.save_pretrained(str(tmp), save_jinja_files=False)
         meta["chat_template"] = chat_template if chat_template is not None else getattr(tokenizer, "chat_template", None)
-        if generation is None:
-            from llmos_models.generate import GenerationSettings
-
-            generation = GenerationSettings().model_dump(mode="json")
-        meta["generation"] = generation
+        if generation is not None:  # only what was chosen: servers apply their own defaults otherwise
+            meta["generation"] = generation
         meta.update(extra or {})
         _check_no_pickles(tmp)
         (tmp / LLMOS_JSON).write_text(json.dumps(meta, indent=2, default=str))

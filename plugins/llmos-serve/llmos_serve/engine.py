@@ -58,6 +58,10 @@ class SamplingParams:
     stop: list[str] = field(default_factory=list)
     presence_penalty: float = 0.0
     frequency_penalty: float = 0.0
+    #: added to the logits of these token ids before sampling (OpenAI's ``logit_bias``)
+    logit_bias: dict[int, float] = field(default_factory=dict)
+    #: record each chosen token's log-probability and this many alternatives (None: off)
+    logprobs: int | None = None
 
 
 @dataclass
@@ -85,6 +89,10 @@ class Sequence:
     t_last: float | None = None
     t_end: float | None = None
     itl: list[float] = field(default_factory=list, repr=False)
+    #: per generated token (when ``params.logprobs`` is set): its log-probability, and the
+    #: top ``params.logprobs`` ``(token id, log-probability)`` pairs
+    token_logprobs: list[float] = field(default_factory=list, repr=False)
+    top_logprobs: list[list[tuple[int, float]]] = field(default_factory=list, repr=False)
     generator: Any = field(default=None, repr=False)
 
     def cancel(self) -> None:
@@ -332,33 +340,63 @@ class Engine:
         import torch
 
         logits = logits.float()
+        for i, s in enumerate(seqs):
+            if s.params.logit_bias:
+                ids = torch.tensor(list(s.params.logit_bias), dtype=torch.long)
+                logits[i, ids] += torch.tensor(list(s.params.logit_bias.values()), dtype=logits.dtype)
         out = torch.argmax(logits, dim=-1)
         for i, s in enumerate(seqs):
-            p = s.params
-            penalized = (p.presence_penalty or p.frequency_penalty) and s.generated
-            if penalized:  # OpenAI's penalties over the tokens generated so far
-                counts = torch.bincount(torch.tensor(s.generated), minlength=logits.shape[-1])[: logits.shape[-1]]
-                row = logits[i] - p.frequency_penalty * counts - p.presence_penalty * (counts > 0).float()
-                if p.temperature <= 1e-5:
-                    out[i] = torch.argmax(row)
-                    continue
-            elif p.temperature <= 1e-5:
-                continue
-            else:
-                row = logits[i]
-            row = row / p.temperature
-            if p.top_k and 0 < p.top_k < row.shape[-1]:
-                kth = torch.topk(row, p.top_k).values[-1]
-                row = row.masked_fill(row < kth, float("-inf"))
-            if p.top_p < 1.0:
-                srt, idx = torch.sort(row, descending=True)
-                probs = torch.softmax(srt, -1)
-                drop = (torch.cumsum(probs, -1) - probs) > p.top_p
-                srt = srt.masked_fill(drop, float("-inf"))
-                row = torch.full_like(row, float("-inf")).scatter(0, idx, srt)
-            probs = torch.softmax(row, -1)
-            out[i] = torch.multinomial(probs, 1, generator=s.generator)[0]
+            self._choose(logits, out, i, s)
+        self._record_logprobs(logits, out, seqs)
         return out.tolist()
+
+    @staticmethod
+    def _record_logprobs(logits: Any, out: Any, seqs: list[Sequence]) -> None:
+        """Log-probabilities of the model's distribution after ``logit_bias`` (before
+        penalties, temperature and top-k/top-p), as OpenAI reports them."""
+        import torch
+
+        for i, s in enumerate(seqs):
+            k = s.params.logprobs
+            if k is None:
+                continue
+            lp = torch.log_softmax(logits[i], -1)
+            s.token_logprobs.append(float(lp[out[i]]))
+            if k > 0:
+                top = torch.topk(lp, min(k, lp.shape[-1]))
+                s.top_logprobs.append(list(zip(top.indices.tolist(), top.values.tolist(), strict=True)))
+            else:
+                s.top_logprobs.append([])
+
+    @staticmethod
+    def _choose(logits: Any, out: Any, i: int, s: Sequence) -> None:
+        """Pick row ``i``'s token into ``out[i]`` (greedy is already there)."""
+        import torch
+
+        p = s.params
+        penalized = (p.presence_penalty or p.frequency_penalty) and s.generated
+        if penalized:  # OpenAI's penalties over the tokens generated so far
+            counts = torch.bincount(torch.tensor(s.generated), minlength=logits.shape[-1])[: logits.shape[-1]]
+            row = logits[i] - p.frequency_penalty * counts - p.presence_penalty * (counts > 0).float()
+            if p.temperature <= 1e-5:
+                out[i] = torch.argmax(row)
+                return
+        elif p.temperature <= 1e-5:
+            return
+        else:
+            row = logits[i]
+        row = row / p.temperature
+        if p.top_k and 0 < p.top_k < row.shape[-1]:
+            kth = torch.topk(row, p.top_k).values[-1]
+            row = row.masked_fill(row < kth, float("-inf"))
+        if p.top_p < 1.0:
+            srt, idx = torch.sort(row, descending=True)
+            probs = torch.softmax(srt, -1)
+            drop = (torch.cumsum(probs, -1) - probs) > p.top_p
+            srt = srt.masked_fill(drop, float("-inf"))
+            row = torch.full_like(row, float("-inf")).scatter(0, idx, srt)
+        probs = torch.softmax(row, -1)
+        out[i] = torch.multinomial(probs, 1, generator=s.generator)[0]
 
     def _accept(self, tokens: list[int], offset: int) -> None:
         """Record one new token for ``self._active[offset:]`` and retire finished ones."""

@@ -1,8 +1,8 @@
 """Request and response bodies of the OpenAI-compatible API (pydantic models).
 
 Fields follow OpenAI's API; fields OpenAI clients may send that this server does
-not act on (``presence_penalty``, ``user``...) are accepted and ignored, while
-features it does not implement (``logprobs``, ``tools``) are refused with 400.
+not act on (``user``...) are accepted and ignored, while features it does not
+implement (``tools``, ``suffix``, ``response_format`` other than text) are refused with 400.
 """
 
 from __future__ import annotations
@@ -55,7 +55,9 @@ class _Common(BaseModel):
     n: _N = 1
     stream: bool = False
     stream_options: StreamOptions | None = None
-    logprobs: Any = None
+    logit_bias: dict[Text, Annotated[float, Field(ge=-100.0, le=100.0)]] | None = Field(
+        default=None, description="Token id (as a string) -> bias added to its logit before sampling, -100..100."
+    )
     presence_penalty: Annotated[float, Field(ge=-2.0, le=2.0)] | None = None
     frequency_penalty: Annotated[float, Field(ge=-2.0, le=2.0)] | None = None
     user: Text | None = None
@@ -69,6 +71,12 @@ class CompletionRequest(_Common):
     )
     echo: bool = False
     suffix: Text | None = None
+    logprobs: Annotated[int, Field(ge=0, le=20)] | None = Field(
+        default=None, description="Return the log-probability of each token and of this many alternatives."
+    )
+    best_of: Annotated[int, Field(ge=1, le=16)] | None = Field(
+        default=None, description="Generate this many per prompt and return the n with the highest log-probability."
+    )
 
 
 class ContentPart(BaseModel):
@@ -91,6 +99,13 @@ class ChatMessage(BaseModel):
         return "".join(p.text for p in self.content)
 
 
+class ResponseFormat(BaseModel):
+    """OpenAI's ``response_format``: only ``text`` is served (no constrained decoding)."""
+
+    model_config = ConfigDict(extra="allow", strict=True)
+    type: Literal["text", "json_object", "json_schema"]
+
+
 class ChatCompletionRequest(_Common):
     """``POST /v1/chat/completions``."""
 
@@ -100,6 +115,11 @@ class ChatCompletionRequest(_Common):
     tools: Any = None
     tool_choice: Any = None
     max_completion_tokens: Annotated[int, Field(ge=1)] | None = None
+    logprobs: bool | None = Field(default=None, description="Return the log-probability of each token.")
+    top_logprobs: Annotated[int, Field(ge=0, le=20)] | None = Field(
+        default=None, description="With logprobs: this many most likely alternatives per token."
+    )
+    response_format: ResponseFormat | None = None
 
 
 class AliasRequest(BaseModel):
@@ -133,7 +153,7 @@ class Usage(BaseModel):
 class CompletionChoice(BaseModel):
     index: int
     text: str
-    logprobs: None = None
+    logprobs: dict[str, Any] | None = None
     finish_reason: str | None
 
 
@@ -155,7 +175,7 @@ class ChatMessageOut(BaseModel):
 class ChatChoice(BaseModel):
     index: int
     message: ChatMessageOut
-    logprobs: None = None
+    logprobs: dict[str, Any] | None = None
     finish_reason: str | None
 
 

@@ -24,20 +24,69 @@ def record(info: dict[str, Any], seqs: list[Sequence], n: int) -> dict[str, int]
     return u
 
 
+def _token(tok: Any, tid: int) -> tuple[str, list[int]]:
+    text = tok.decode([tid])
+    return text, list(text.encode("utf-8"))
+
+
+def _content(s: Sequence, tok: Any) -> list[tuple[int, float, list[tuple[int, float]]]]:
+    """``(token id, logprob, top)`` per generated token, without a final end-of-text token."""
+    rows = list(zip(s.generated, s.token_logprobs, s.top_logprobs, strict=False))
+    if rows and s.finish_reason == "stop" and rows[-1][0] == getattr(tok, "eos_token_id", None):
+        rows = rows[:-1]
+    return rows
+
+
+def chat_logprobs(s: Sequence, tok: Any) -> dict[str, Any]:
+    """OpenAI's chat ``logprobs`` object: ``{"content": [{token, logprob, bytes, top_logprobs}]}``."""
+    content = []
+    for tid, lp, top in _content(s, tok):
+        text, raw = _token(tok, tid)
+        alts = []
+        for aid, alp in top:
+            atext, araw = _token(tok, aid)
+            alts.append({"token": atext, "logprob": alp, "bytes": araw})
+        content.append({"token": text, "logprob": lp, "bytes": raw, "top_logprobs": alts})
+    return {"content": content, "refusal": None}
+
+
+def completion_logprobs(s: Sequence, tok: Any) -> dict[str, Any]:
+    """OpenAI's legacy ``logprobs`` object: tokens, token_logprobs, top_logprobs, text_offset."""
+    tokens, lps, tops, offsets = [], [], [], []
+    at = 0
+    for tid, lp, top in _content(s, tok):
+        text, _ = _token(tok, tid)
+        tokens.append(text)
+        lps.append(lp)
+        offsets.append(at)
+        at += len(text)
+        alts: dict[str, float] = {}
+        for aid, alp in top:
+            alts.setdefault(_token(tok, aid)[0], alp)
+        tops.append(alts)
+    return {"tokens": tokens, "token_logprobs": lps, "top_logprobs": tops, "text_offset": offsets}
+
+
 def final_body(
-    ref: str, body: Any, seqs: list[Sequence], rid: str, chat: bool, echo: list[str], info: dict[str, Any]
+    ref: str, body: Any, prepared: Any, rid: str, chat: bool, info: dict[str, Any], tok: Any
 ) -> dict[str, Any]:
-    u = record(info, seqs, body.n)
+    """The non-streamed response: the ``n`` best choices of each prompt, usage over all
+    sequences generated (with ``best_of``, more than are returned, as OpenAI counts)."""
+    u = record(info, prepared.seqs, prepared.per_prompt)
+    seqs, echo = prepared.best(), prepared.echo_texts
     if chat:
+        want = bool(body.logprobs)
         choices = [
-            {"index": i, "message": {"role": "assistant", "content": s.text}, "logprobs": None,
-             "finish_reason": s.finish_reason}
+            {"index": i, "message": {"role": "assistant", "content": s.text},
+             "logprobs": chat_logprobs(s, tok) if want else None, "finish_reason": s.finish_reason}
             for i, s in enumerate(seqs)
         ]
         obj = "chat.completion"
     else:
+        want = body.logprobs is not None
         choices = [
-            {"index": i, "text": echo[i // body.n] + s.text, "logprobs": None, "finish_reason": s.finish_reason}
+            {"index": i, "text": echo[i // body.n] + s.text,
+             "logprobs": completion_logprobs(s, tok) if want else None, "finish_reason": s.finish_reason}
             for i, s in enumerate(seqs)
         ]
         obj = "text_completion"

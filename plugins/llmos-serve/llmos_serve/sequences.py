@@ -24,11 +24,66 @@ _token_bytes: weakref.WeakKeyDictionary[Any, int] = weakref.WeakKeyDictionary()
 
 @dataclass
 class Prepared:
-    """What a request becomes: its sequences (prompts × n), prompt tokens, echo texts."""
+    """What a request becomes: its sequences (prompts × ``per_prompt``), prompt tokens,
+    echo texts. ``per_prompt`` is ``best_of`` when given, else ``n``."""
 
     seqs: list[Sequence]
     prompt_tokens: int
     echo_texts: list[str]
+    per_prompt: int = 1
+    n: int = 1
+
+    def best(self) -> list[Sequence]:
+        """The ``n`` sequences of each prompt with the highest log-probability (``best_of``),
+        in prompt order; all of them without ``best_of``."""
+        if self.per_prompt == self.n:
+            return self.seqs
+        out: list[Sequence] = []
+        for k in range(0, len(self.seqs), self.per_prompt):
+            group = self.seqs[k : k + self.per_prompt]
+            out += sorted(group, key=lambda s: -sum(s.token_logprobs))[: self.n]
+        return out
+
+
+def check_features(body: Any, *, chat: bool) -> None:
+    """Refuse, with a 400 naming the field, what this server does not do."""
+    if not chat and body.suffix:
+        raise ApiError(400, "suffix (insertion) is not supported by this server; remove the field", param="suffix")
+    if chat and body.tools:
+        raise ApiError(400, "tools are not supported by this server; remove the field", param="tools")
+    if chat and body.response_format is not None and body.response_format.type != "text":
+        raise ApiError(
+            400, f"response_format {body.response_format.type!r} is not supported by this server (it has no "
+            f"constrained decoding); remove the field or use {{'type': 'text'}}",
+            param="response_format", code="unsupported_parameter",
+        )
+    wants_logprobs = (body.logprobs is True) if chat else (body.logprobs is not None)
+    if chat and body.top_logprobs is not None and not body.logprobs:
+        raise ApiError(400, "top_logprobs needs logprobs: true", param="top_logprobs")
+    if wants_logprobs and body.stream:
+        raise ApiError(400, "logprobs are not supported with stream: true yet; send stream: false",
+                       param="logprobs", code="unsupported_parameter")
+    if not chat and wants_logprobs and body.echo:
+        raise ApiError(400, "logprobs of the prompt (echo with logprobs) are not supported; drop echo",
+                       param="echo", code="unsupported_parameter")
+    if not chat and body.best_of is not None:
+        if body.best_of < body.n:
+            raise ApiError(400, f"best_of ({body.best_of}) must be at least n ({body.n})", param="best_of")
+        if body.stream and body.best_of > body.n:
+            raise ApiError(400, "best_of cannot be used with stream: true", param="best_of")
+
+
+def logit_bias(body: Any, vocab: int) -> dict[int, float]:
+    """``logit_bias`` with integer token ids, each checked against the vocabulary."""
+    out: dict[int, float] = {}
+    for key, value in (body.logit_bias or {}).items():
+        if not key.isdigit() or not 0 <= int(key) < vocab:
+            raise ApiError(
+                400, f"logit_bias keys are token ids in [0, {vocab}) written as strings, got {key[:20]!r}",
+                param="logit_bias", code="invalid_value",
+            )
+        out[int(key)] = float(value)
+    return out
 
 
 def max_bytes_per_token(tok: Any) -> int:
@@ -122,6 +177,7 @@ def _default(gen: dict[str, Any], key: str, fallback: float) -> float:
 def build_sequences(model: Any, body: Any, *, chat: bool, config: Any) -> Prepared:
     """Tokenize ``body`` for ``model`` (a :class:`~llmos_serve.loader.LoadedModel`)
     and make its sequences; every limit of ``config`` is checked here."""
+    check_features(body, chat=chat)
     check_sizes(model, body, chat=chat)
     tok = model.tokenizer
     prompts, echo_texts = _tokenize(model, body, chat)
@@ -165,14 +221,21 @@ def build_sequences(model: Any, body: Any, *, chat: bool, config: Any) -> Prepar
     temperature = body.temperature if body.temperature is not None else _default(gen, "temperature", 1.0)
     top_p = body.top_p if body.top_p is not None else _default(gen, "top_p", 1.0)
     top_k = body.top_k if body.top_k is not None else int(_default(gen, "top_k", 0))
+    bias = logit_bias(body, len(tok))
+    best_of = getattr(body, "best_of", None) or body.n
+    if chat:
+        logprobs = (body.top_logprobs or 0) if body.logprobs else None
+    else:
+        logprobs = body.logprobs if body.logprobs is not None else (0 if best_of > body.n else None)
     seqs = []
     for ids in prompts:
-        for j in range(body.n):
+        for j in range(best_of):
             seed = None if body.seed is None else (body.seed + j) % (2**63)
             params = SamplingParams(
                 max_tokens=requested, temperature=temperature, top_p=top_p,
                 top_k=max(0, top_k), seed=seed, stop=stop,
                 presence_penalty=body.presence_penalty or 0.0, frequency_penalty=body.frequency_penalty or 0.0,
+                logit_bias=bias, logprobs=logprobs,
             )
             seqs.append(Sequence(list(ids), params))
-    return Prepared(seqs, sum(len(p) for p in prompts), echo_texts)
+    return Prepared(seqs, sum(len(p) for p in prompts), echo_texts, per_prompt=best_of, n=body.n)

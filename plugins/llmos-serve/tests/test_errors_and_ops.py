@@ -41,7 +41,7 @@ def test_error_shapes_and_codes(start_server, tiny_dir, _is_openai_error):
     )
     assert err["code"] == "context_length_exceeded"
     _is_openai_error(httpx.post(u + "/v1/completions", json={**ok, "prompt": [10**6]}), 400)
-    _is_openai_error(httpx.post(u + "/v1/completions", json={**ok, "logprobs": 2}), 400)
+    _is_openai_error(httpx.post(u + "/v1/completions", json={**ok, "suffix": "tail"}), 400)  # unsupported
     err = _is_openai_error(httpx.post(u + "/v1/completions", json={**ok, "prompt": ["a"] * 16, "n": 16}), 400)
     assert err["param"] == "n"  # more sequences than the server can ever hold: not a 429
     # body size limit -> 413, announced or streamed (chunked, no content-length)

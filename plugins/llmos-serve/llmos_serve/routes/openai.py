@@ -21,7 +21,7 @@ from llmos_serve.errors import ERROR_RESPONSES, ApiError, error_body
 from llmos_serve.middleware import VERSION_HEADER
 from llmos_serve.pool import Lease, NotReady
 from llmos_serve.protocol import ChatCompletionRequest, CompletionRequest, ModelCard, ModelList
-from llmos_serve.sequences import build_sequences, check_sizes
+from llmos_serve.sequences import build_sequences, check_features, check_sizes
 
 router = APIRouter(prefix="/v1", tags=["openai"], responses=ERROR_RESPONSES)
 
@@ -65,21 +65,12 @@ async def chat_completions(body: ChatCompletionRequest, request: Request) -> Any
     return await _generate(request, body, chat=True)
 
 
-def _refuse_unsupported(body: Any, chat: bool) -> None:
-    if body.logprobs not in (None, False, 0):
-        raise ApiError(400, "logprobs are not supported by this server; remove the field", param="logprobs")
-    if not chat and body.suffix:
-        raise ApiError(400, "suffix (insertion) is not supported by this server; remove the field", param="suffix")
-    if chat and body.tools:
-        raise ApiError(400, "tools are not supported by this server; remove the field", param="tools")
-
-
 async def _generate(request: Request, body: Any, *, chat: bool) -> Any:
     st = request.app.state.llmos
     pool, config = st.pool, st.config
     info: dict[str, Any] = request.scope.get("llmos.info", {})
     info["stream"] = body.stream
-    _refuse_unsupported(body, chat)
+    check_features(body, chat=chat)
     try:
         lease = pool.acquire(body.model)
     except NotFoundError as exc:
@@ -95,7 +86,7 @@ async def _generate(request: Request, body: Any, *, chat: bool) -> Any:
         # tokenizing and templating run in a worker thread: the event loop keeps answering
         prepared = await run_in_threadpool(build_sequences, lease.model, body, chat=chat, config=config)
         seqs, echo_texts = prepared.seqs, prepared.echo_texts
-        info["prompt_tokens"] = sum(len(s.prompt_ids) for s in seqs[:: body.n])
+        info["prompt_tokens"] = prepared.prompt_tokens
         loop = asyncio.get_running_loop()
         events: asyncio.Queue[tuple[str, Any, int]] = asyncio.Queue()
         for i, s in enumerate(seqs):
@@ -128,7 +119,8 @@ async def _generate(request: Request, body: Any, *, chat: bool) -> Any:
                 headers={**headers, "Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
             )
         await _wait_all(request, seqs, events, config.timeout)
-        return JSONResponse(responses.final_body(lease.ref, body, seqs, rid, chat, echo_texts, info), headers=headers)
+        out = responses.final_body(lease.ref, body, prepared, rid, chat, info, lease.model.tokenizer)
+        return JSONResponse(out, headers=headers)
     finally:
         if not handed_over:
             for s in seqs:
