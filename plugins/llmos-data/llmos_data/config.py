@@ -57,6 +57,11 @@ class CorpusConfig(BaseModel):
     validation_fraction: float = Field(
         0.05, ge=0.0, lt=1.0, description="Fraction of documents (chosen by document hash) put in validation."
     )
+    test_fraction: float = Field(
+        0.0, ge=0.0, lt=1.0,
+        description="Fraction of documents (by hash) held out as a test split: model selection uses validation, "
+        "reports use test (model.evaluate scores both).",
+    )
 
     # -- tokenizer -------------------------------------------------------------
     vocab_size: int = Field(4096, ge=300, le=1_000_000, description="BPE vocabulary size (incl. special tokens).")
@@ -86,6 +91,8 @@ class CorpusConfig(BaseModel):
 
     @model_validator(mode="after")
     def _check(self) -> CorpusConfig:
+        if self.validation_fraction + self.test_fraction >= 1:
+            raise ValueError("validation_fraction + test_fraction must be below 1 (some documents must train)")
         if self.max_chars is not None and self.max_chars < self.min_chars:
             raise ValueError(f"max_chars ({self.max_chars}) is smaller than min_chars ({self.min_chars})")
         specials = [self.bos_token, self.eos_token, self.pad_token]

@@ -41,7 +41,7 @@ from llmos_data.sources import (
     stdlib_fingerprint,
 )
 
-SPLITS = ("train", "validation")
+SPLITS = ("train", "validation", "test")
 _LEN = struct.Struct("<I")
 _FORMAT_VERSION = 1
 
@@ -58,6 +58,7 @@ _SOURCE_FIELDS = {"format", "text_field", "split_paragraphs", "stdlib_parts"}
 _CLEAN_FIELDS = _SOURCE_FIELDS | {
     "max_bytes", "max_documents", "normalize", "clean_whitespace", "min_chars", "max_chars",
     "dedup", "near_dedup", "near_dedup_threshold", "shingle_size", "num_perm", "validation_fraction",
+    "test_fraction",
 }
 _TOKENIZER_FIELDS = _CLEAN_FIELDS | {
     "vocab_size", "min_frequency", "tokenizer_train_bytes", "bos_token", "eos_token", "pad_token",
@@ -136,6 +137,11 @@ def build_dataset(
             raise ValidationError(
                 f"the validation split is empty ({stats.documents_kept} documents kept): "
                 f"raise validation_fraction or add more documents"
+            )
+        if cfg.test_fraction > 0 and stats.split_documents["test"] == 0:
+            raise ValidationError(
+                f"the test split is empty ({stats.documents_kept} documents kept): raise test_fraction or add "
+                f"more documents"
             )
         if stats.split_documents["train"] == 0:
             raise ValidationError("the train split is empty: lower validation_fraction or add more documents")
@@ -269,7 +275,12 @@ def _spool_documents(cfg: CorpusConfig, files: list, tmp: Path, stats: Stats, pr
                     stats.dropped[reason] += 1
                     continue
                 data = text.encode("utf-8")
-                split = "validation" if is_validation(digest, cfg.validation_fraction) else "train"
+                if is_validation(digest, cfg.validation_fraction):
+                    split = "validation"
+                elif cfg.test_fraction and is_validation(digest, cfg.validation_fraction + cfg.test_fraction):
+                    split = "test"  # held out: selection uses validation, reports use test
+                else:
+                    split = "train"
                 outs[split].write(_LEN.pack(len(data)))
                 outs[split].write(data)
                 stats.documents_kept += 1
@@ -437,6 +448,7 @@ class CorpusStep:
             "validation_tokens": float(s["tokens"]["validation"]),
             "train_blocks": float(s["blocks"]["train"]),
             "validation_blocks": float(s["blocks"]["validation"]),
+            "test_blocks": float(s["blocks"].get("test", 0)),
             "cached": float(bool(ds.meta.get("cached"))),
         }
         ctx.log_metrics(None, summary, kind="data")

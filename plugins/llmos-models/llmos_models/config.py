@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
@@ -84,6 +84,14 @@ class EvaluateConfig(BaseModel):
         description="Generation settings for the samples (seed defaults to the run's seed).",
     )
     quiet: bool = Field(False, description="Do not print the metrics and samples.")
+    bits_per_byte: bool = Field(
+        True, description="Also report bits per byte (val_bpb, test_bpb): comparable across tokenizers."
+    )
+    tasks: list[str | dict[str, Any]] = Field(
+        default_factory=list,
+        description="Eval tasks to run (registered names, e.g. 'stdlib-docstrings', or {name = 'multiple-choice', "
+        "path = 'task.yaml'}); results become metrics task.<name>.v<version>.<metric>.",
+    )
 
 
 class RegisterConfig(BaseModel):

@@ -90,6 +90,28 @@ def unigram_perplexity(train_blocks: Any, eval_blocks: Any, vocab_size: int, *, 
     return math.exp(total / count)
 
 
+def bits_per_byte(loss: float, blocks: Any, tokenizer: Any, *, max_blocks: int | None = None) -> float:
+    """Bits per byte of UTF-8 text: ``loss`` (mean nats per predicted token, as
+    :func:`perplexity` returns it) times the predicted tokens, over the bytes those
+    tokens decode to, in bits. Unlike perplexity it compares models with different
+    tokenizers (special tokens decode to no bytes; their prediction still costs)."""
+    n = len(blocks) if max_blocks is None else min(len(blocks), max_blocks)
+    if n == 0:
+        raise ValidationError("no blocks to measure bits per byte on")
+    rows = [list(map(int, blocks[i][1:])) for i in range(n)]
+    n_bytes = sum(len(t.encode("utf-8")) for t in tokenizer.batch_decode(rows, skip_special_tokens=True))
+    if n_bytes == 0:
+        raise ValidationError("the evaluated tokens decode to no text: bits per byte is undefined")
+    return loss * sum(len(r) for r in rows) / (n_bytes * math.log(2))
+
+
+def _n_blocks(ds: Any, split: str) -> int:
+    try:
+        return int(ds.n_blocks(split)) if split in getattr(ds, "splits", ()) else 0
+    except Exception:  # noqa: BLE001 - a dataset without that split
+        return 0
+
+
 def model_size_bytes(model: Any) -> int:
     """Bytes of the model's tensors (parameters and buffers, tied/shared storage counted
     once; packed quantized weights included when they appear in ``state_dict``)."""
@@ -211,6 +233,21 @@ class EvaluateStep:
         }
         if uni is not None:
             metrics.update(unigram_ppl=uni, ppl_vs_unigram=uni / ppl)
+        prefix = "val" if cfg.split == "validation" else cfg.split
+        if cfg.bits_per_byte and not labeled:
+            metrics[f"{prefix}_bpb"] = bits_per_byte(loss, blocks, tokenizer, max_blocks=cfg.max_blocks)
+        if cfg.split == "validation" and _n_blocks(ds, "test"):  # the held-out split reports use
+            test = ds.split("test")
+            n_test = len(test) if cfg.max_blocks is None else min(len(test), cfg.max_blocks)
+            with ctx.progress(n_test, "evaluating on test", unit="block") as bar:
+                t_loss, t_ppl = perplexity(model, test, cfg.batch_size, max_blocks=cfg.max_blocks, progress=bar)
+            metrics.update(test_loss=t_loss, test_ppl=t_ppl)
+            if cfg.bits_per_byte and test.ndim == 2:
+                metrics["test_bpb"] = bits_per_byte(t_loss, test, tokenizer, max_blocks=cfg.max_blocks)
+        if cfg.tasks:
+            from llmos_models.tasks import run_tasks
+
+            metrics.update(run_tasks(cfg.tasks, model, tokenizer))
         settings = cfg.sample.model_copy(update={"seed": cfg.sample.seed if cfg.sample.seed is not None else ctx.seed})
         samples = [(p, generate(model, tokenizer, p, settings).text) for p in cfg.prompts]
         METRICS.set(ctx, dict(metrics))
@@ -230,7 +267,14 @@ def _print_report(metrics: dict[str, float], samples: list[tuple[str, str]]) -> 
     if "unigram_ppl" in metrics:
         line += (f" | unigram baseline {metrics['unigram_ppl']:.2f} | {metrics['ppl_vs_unigram']:.2f}x better "
                  f"than unigram")
+    if "val_bpb" in metrics:
+        line += f" | {metrics['val_bpb']:.3f} bits/byte"
     click.echo(line)
+    if "test_ppl" in metrics:
+        click.echo(f"test (held out) perplexity {metrics['test_ppl']:.2f}"
+                   + (f" | {metrics['test_bpb']:.3f} bits/byte" if "test_bpb" in metrics else ""))
+    for key in sorted(k for k in metrics if k.startswith("task.")):
+        click.echo(f"{key} = {metrics[key]:.4g}")
     click.echo(
         f"{int(metrics['params']):,} parameters, {metrics['size_bytes'] / 1e6:.2f} MB | greedy generation "
         f"{metrics['tokens_per_s']:.1f} tokens/s ({metrics['latency_ms_per_token']:.1f} ms/token)"

@@ -33,6 +33,24 @@ def llmos_register_model_loaders(register):
 
 
 @hookimpl
+def llmos_register_eval_tasks(register):
+    from llmos_models.tasks import MultipleChoiceConfig, StdlibConfig
+
+    register("multiple-choice", "llmos_models.tasks:MultipleChoiceTask", config=MultipleChoiceConfig,
+             description="Multiple-choice log-likelihood task from a local lm-eval-harness task YAML (JSON Lines data)")
+    register("stdlib-docstrings", "llmos_models.tasks:MultipleChoiceTask", config=StdlibConfig,
+             description="Pick the true next sentence of a held-out stdlib docstring among 4 (shipped, built offline)")
+
+
+@hookimpl
+def llmos_register_eval_metrics(register):
+    register("acc", "llmos_models.tasks:accuracy_metric",
+             description="Multiple choice: 1 when the most likely choice is the gold one")
+    register("acc_norm", "llmos_models.tasks:accuracy_norm_metric",
+             description="Multiple choice: acc with log-likelihoods divided by each choice's length in bytes")
+
+
+@hookimpl
 def llmos_register_commands(cli):
     from llmos_models.cli import generate
     from llmos_models.merge_cmd import add_commands
