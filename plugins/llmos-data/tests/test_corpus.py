@@ -260,8 +260,9 @@ def test_memmap_packing_round_trip(tmp_path):
     from transformers import AutoTokenizer
 
     assert AutoTokenizer.from_pretrained(str(ds.tokenizer_dir)).encode("the fox") == tok.encode("the fox")
-    with pytest.raises(NotFoundError, match="no split 'test'"):
-        ds.split("test")
+    assert ds.split("test").shape == (0, 16)  # test_fraction = 0: an empty held-out split
+    with pytest.raises(NotFoundError, match="no split 'tset'"):
+        ds.split("tset")
 
 
 def test_uncached_build_goes_to_workdir(tmp_path):
