@@ -87,7 +87,7 @@
       }
       const lx = L + 8 + k * 150;  // legend row under the title
       el("rect", { x: lx, y: 23, width: 10, height: 3, fill: color }, g);
-      el("text", { x: lx + 14, y: 28, class: "legend" }, g).textContent = s.label;
+      el("text", { x: lx + 14, y: 28, class: "legend" }, g).textContent = s.short || s.label;
       npts += pts.length;
     });
     svg.setAttribute("data-points", String(npts));
@@ -176,7 +176,9 @@
       const panel = box.dataset.panel;
       const s = [];
       for (const [id, data] of all) {
-        for (const one of seriesFor(panel, data)) s.push({ ...one, label: `${id} ${one.label}` });
+        for (const one of seriesFor(panel, data)) {
+          s.push({ ...one, label: `${id} ${one.label}`, short: `${id.slice(-6)} ${one.label}` });
+        }
       }
       box.hidden = s.length === 0 && box.dataset.optional === "1";
       total += draw(box, box.dataset.title || panel, s);
