@@ -228,6 +228,42 @@ def versions(name: str, show_all: bool, as_json: bool) -> None:
     echo_table(rows, ["version", "status", "created", "size", "aliases", "metrics", "description"])
 
 
+@model.command("search")
+@click.argument("query")
+@click.option("--limit", default=100, show_default=True, type=click.IntRange(1, 100_000), help="At most this many.")
+@click.option("--all", "show_all", is_flag=True, help="Also match deleted versions (tombstones).")
+@json_option
+def search(query: str, limit: int, show_all: bool, as_json: bool) -> None:
+    """Find versions of any model by metrics, tags, aliases, name, status or date,
+    newest first.
+
+    \b
+    QUERY: comparisons joined by and / or / not and parentheses, e.g.
+      metrics.val_ppl < 50 and tags.team = 'nlp'
+      name = 'quickstart' and (aliases = 'production' or version >= 10)
+      created_at >= '2026-11-01' and not status = 'archived'
+    Fields: name, version, status, description, run_id, created_at, size_bytes,
+    metrics.<name>, tags.<key>, aliases. Operators: = != < <= > >= like ('%' and '_').
+    Text is quoted; numbers are not.
+    \b
+    Example:
+      llmos model search "metrics.val_ppl < 50 and tags.team = 'nlp'" --json
+    """
+    infos = _registry().search(query, limit=limit, include_deleted=show_all)
+    if as_json:
+        echo_json([i.to_dict() for i in infos])
+        return
+    if not infos:
+        click.echo("No version matches.")
+        return
+    rows = [
+        (i.ref, i.status, f"{i.created_at:%Y-%m-%d %H:%M}" if i.created_at else "", ", ".join(i.aliases) or "-",
+         _fmt_metrics(i.metrics), ", ".join(f"{k}={v}" for k, v in sorted(i.tags.items())) or "-")
+        for i in infos
+    ]
+    echo_table(rows, ["version", "status", "created", "aliases", "metrics", "tags"])
+
+
 @model.group("alias")
 def alias() -> None:
     """Move or remove aliases (NAME@ALIAS references), e.g. production, canary."""

@@ -23,7 +23,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from llmos.registry import compare, events, files, ingest, maintenance, runs, versions
+from llmos.registry import compare, events, files, ingest, maintenance, runs, search, versions
 from llmos.registry.refs import check_alias, check_name, parse_ref
 from llmos.registry.store import Store
 from llmos.registry.types import (
@@ -101,6 +101,11 @@ class Registry(Store):
         go; ``gc`` later frees blobs nothing else uses.
         """
         return versions.delete(self, ref)
+
+    def search(self, query: str, *, limit: int = 100, include_deleted: bool = False) -> list[VersionInfo]:
+        """Versions matching a filter such as ``"metrics.val_ppl < 50 and tags.team = 'nlp'"``,
+        newest first (grammar and fields: :mod:`llmos.registry.search`)."""
+        return search.search(self, query, limit=limit, include_deleted=include_deleted)
 
     # -- ingest --------------------------------------------------------------------------
 

@@ -105,6 +105,7 @@ class ModelVersion(Base):
     __table_args__ = (
         UniqueConstraint("model_id", "number", name="uq_model_versions_model_number"),
         Index("ix_model_versions_model_status_number", "model_id", "status", "number"),
+        Index("ix_model_versions_created_at", "created_at"),  # search results, newest first
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
@@ -166,7 +167,10 @@ class FilePart(Base):
 
 class Alias(Base):
     __tablename__ = "aliases"
-    __table_args__ = (UniqueConstraint("model_id", "name", name="uq_aliases_model_name"),)
+    __table_args__ = (
+        UniqueConstraint("model_id", "name", name="uq_aliases_model_name"),
+        Index("ix_aliases_name", "name"),  # search: aliases = 'production'
+    )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     model_id: Mapped[int] = mapped_column(ForeignKey("models.id", ondelete="CASCADE"))
@@ -177,7 +181,10 @@ class Alias(Base):
 
 class Tag(Base):
     __tablename__ = "tags"
-    __table_args__ = (UniqueConstraint("version_id", "key", name="uq_tags_version_key"),)
+    __table_args__ = (
+        UniqueConstraint("version_id", "key", name="uq_tags_version_key"),
+        Index("ix_tags_key", "key"),  # search: tags.<key> ... (values may be long text: not indexed)
+    )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     version_id: Mapped[int] = mapped_column(ForeignKey("model_versions.id", ondelete="CASCADE"))
@@ -187,7 +194,10 @@ class Tag(Base):
 
 class VersionMetric(Base):
     __tablename__ = "version_metrics"
-    __table_args__ = (UniqueConstraint("version_id", "name", name="uq_version_metrics_version_name"),)
+    __table_args__ = (
+        UniqueConstraint("version_id", "name", name="uq_version_metrics_version_name"),
+        Index("ix_version_metrics_name_value", "name", "value"),  # search: metrics.<name> < value
+    )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     version_id: Mapped[int] = mapped_column(ForeignKey("model_versions.id", ondelete="CASCADE"))

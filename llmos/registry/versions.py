@@ -7,7 +7,7 @@ as their first argument; the ``Registry`` facade exposes them as methods.
 from __future__ import annotations
 
 import shutil
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import delete as sql_delete
@@ -307,3 +307,43 @@ def delete(store: Store, ref: str) -> VersionInfo:
     info.status = "deleted"
     return info
 
+
+
+_PARENT_VERSION = aliased(ModelVersion)
+_PARENT_MODEL = aliased(Model)
+
+
+def version_infos(s: Session, rows: Sequence[Any]) -> list[VersionInfo]:
+    """:class:`VersionInfo` of many versions at once (without files), in ``rows``' order:
+    rows of ``(model name, id, number, status, lineage, created_at, size_bytes,
+    description, run_id)``; four queries per 500 versions, not four per version."""
+    ids = [r.id for r in rows]
+    metrics: dict[int, dict[str, float]] = {}
+    tags: dict[int, dict[str, str]] = {}
+    aliases: dict[int, list[str]] = {}
+    parents: dict[int, list[str]] = {}
+    parent_version, parent_model = _PARENT_VERSION, _PARENT_MODEL
+    conn = s.connection()  # Core execution: these run for every search
+    for chunk in (ids[i : i + 500] for i in range(0, len(ids), 500)):
+        for vid, key, value in conn.execute(
+            select(VersionMetric.version_id, VersionMetric.name, VersionMetric.value)
+            .where(VersionMetric.version_id.in_(chunk))
+        ).all():
+            metrics.setdefault(vid, {})[key] = value
+        for vid, key, value in conn.execute(select(Tag.version_id, Tag.key, Tag.value).where(Tag.version_id.in_(chunk))):
+            tags.setdefault(vid, {})[key] = value
+        for vid, alias in conn.execute(select(Alias.version_id, Alias.name).where(Alias.version_id.in_(chunk))):
+            aliases.setdefault(vid, []).append(alias)
+        for vid, pname, pnum in conn.execute(
+            select(LineageEdge.child_id, parent_model.name, parent_version.number)
+            .join(parent_version, parent_version.id == LineageEdge.parent_id)
+            .join(parent_model, parent_model.id == parent_version.model_id)
+            .where(LineageEdge.child_id.in_(chunk))
+            .order_by(parent_model.name, parent_version.number)
+        ).all():
+            parents.setdefault(vid, []).append(f"{pname}:{pnum}")
+    return [
+        version_info(r.name, r, metrics=metrics.get(r.id), tags=tags.get(r.id), parents=parents.get(r.id),
+                     aliases=aliases.get(r.id))
+        for r in rows
+    ]
