@@ -51,8 +51,11 @@ def save_tokenizer(tok: Any, directory: Path, *, bos: str, eos: str, pad: str, m
         model_max_length=model_max_length,
         clean_up_tokenization_spaces=False,
     )
+    from llmos_models.chat import with_chat_template
+
     directory.mkdir(parents=True, exist_ok=True)
-    hf.save_pretrained(str(directory))
+    # the default chat template, in tokenizer_config.json: models trained on this tokenizer chat with it
+    with_chat_template(hf).save_pretrained(str(directory), save_jinja_files=False)
     if not (directory / "tokenizer.json").exists():  # pragma: no cover - older transformers
         tok.save(str(directory / "tokenizer.json"))
     return hf

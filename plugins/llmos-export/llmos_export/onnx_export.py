@@ -225,7 +225,11 @@ def export_onnx(model: Any, tokenizer: Any, out_dir: Path | str, cfg: Any = None
             report["check"]["int8"] = check_against_pytorch(eager, q_path, cfg.check_tokens)
         eager.config.save_pretrained(str(tmp))
         if tokenizer is not None:
-            tokenizer.save_pretrained(str(tmp))
+            from llmos_models.chat import with_chat_template
+
+            # the version's chat template (the default if none) in tokenizer_config.json:
+            # apply_chat_template works on the export
+            with_chat_template(tokenizer).save_pretrained(str(tmp), save_jinja_files=False)
         (tmp / "onnx.json").write_text(json.dumps(report, indent=2))
         meta = {"format": 1, "architecture": "onnx", "loader": "onnx",
                 "onnx": FILES["fp32"], "generation": generation or {}}

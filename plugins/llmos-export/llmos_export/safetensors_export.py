@@ -38,7 +38,11 @@ def export_safetensors(model: Any, tokenizer: Any, out_dir: Path | str, dtype: s
     try:
         m.save_pretrained(str(tmp), safe_serialization=True)
         if tokenizer is not None:
-            tokenizer.save_pretrained(str(tmp))
+            from llmos_models.chat import with_chat_template
+
+            # the version's chat template (the default if none) in tokenizer_config.json:
+            # apply_chat_template works on the export
+            with_chat_template(tokenizer).save_pretrained(str(tmp), save_jinja_files=False)
         (tmp / "llmos.json").write_text(json.dumps({"format": 1, "architecture": type(m).__name__,
                                                     "exported": {"format": "safetensors", "dtype": dtype}}, indent=2))
         out_dir.mkdir(parents=True, exist_ok=True)

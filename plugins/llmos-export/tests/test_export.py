@@ -143,3 +143,32 @@ def test_int8_model_dequantizes_for_portable_safetensors(registry, tmp_path: Pat
     with pytest.raises(ValidationError, match="needs a model"):
         SafetensorsExporter().run(RunContext(run_id=None, spec=None, workdir=tmp_path))
     assert np.isfinite(qlogits.numpy()).all()
+
+
+def test_exported_tokenizer_carries_the_chat_template(standard_plugins, registry, tmp_path: Path) -> None:
+    """tiny:1 was saved by save_model from a tokenizer without a chat template: the version
+    carries the default one in tokenizer_config.json, so apply_chat_template works on its
+    exports (hf as registered, onnx through the exporter)."""
+    from click.testing import CliRunner
+    from transformers import AutoTokenizer
+
+    from llmos.cli import main
+    from llmos_models.chat import DEFAULT_CHAT_TEMPLATE
+
+    standard_plugins("llmos-models", "llmos-export")
+    dest = tmp_path / "hf"
+    r = CliRunner().invoke(main, ["model", "export", "tiny:1", str(dest), "--format", "hf"], catch_exceptions=False)
+    assert r.exit_code == 0, r.output
+    assert json.loads((dest / "tokenizer_config.json").read_text())["chat_template"] == DEFAULT_CHAT_TEMPLATE
+    tok = AutoTokenizer.from_pretrained(dest)
+    text = tok.apply_chat_template([{"role": "user", "content": "hi"}], tokenize=False, add_generation_prompt=True)
+    assert text == "<|user|>\nhi\n<|assistant|>\n"
+    # a tokenizer without one gets the default when an exporter writes it
+    from llmos_export.safetensors_export import export_safetensors
+    from transformers import AutoModelForCausalLM
+
+    bare = AutoTokenizer.from_pretrained(dest)
+    bare.chat_template = None
+    out = tmp_path / "st"
+    export_safetensors(AutoModelForCausalLM.from_pretrained(dest), bare, out)
+    assert AutoTokenizer.from_pretrained(out).chat_template == DEFAULT_CHAT_TEMPLATE

@@ -59,6 +59,16 @@ def template_of(tokenizer: Any, template: str | None = None) -> str:
     return template or getattr(tokenizer, "chat_template", None) or DEFAULT_CHAT_TEMPLATE
 
 
+def with_chat_template(tokenizer: Any, template: str | None = None) -> Any:
+    """Give ``tokenizer`` its chat template for saving (``template``, its own, else
+    :data:`DEFAULT_CHAT_TEMPLATE`), so ``save_pretrained`` writes it to
+    ``tokenizer_config.json`` and ``apply_chat_template`` works wherever it is loaded.
+    Every saved tokenizer (data stage, registered versions, exports) goes through here."""
+    if tokenizer is not None:
+        tokenizer.chat_template = template_of(tokenizer, template)
+    return tokenizer
+
+
 def render(tokenizer: Any, messages: list[dict[str, str]], template: str | None = None, *,
            add_generation_prompt: bool = False) -> str:
     if not messages and not add_generation_prompt:
@@ -105,3 +115,24 @@ def encode_chat(tokenizer: Any, messages: list[dict[str, str]], template: str | 
         ids += toks
         labels += toks if trained else [IGNORE] * len(toks)
     return ids, labels
+
+
+def encode_prompt(tokenizer: Any, messages: list[dict[str, str]], template: str | None = None, *,
+                  bos: bool = True) -> list[int]:
+    """The ids a model trained with :func:`encode_chat` sees before its reply: the
+    conversation, then the generation prompt, tokenized piece by piece exactly as in
+    training (a server's chat prompt). Templates that do not render a growing prefix
+    are tokenized whole, as Hugging Face's ``apply_chat_template(tokenize=True)`` does."""
+    ids: list[int] = []
+    if bos and getattr(tokenizer, "bos_token_id", None) is not None:
+        ids.append(int(tokenizer.bos_token_id))
+    try:
+        parts = pieces(tokenizer, [*messages, {"role": "assistant", "content": ""}], template)
+    except ValidationError:
+        text = render(tokenizer, messages, template, add_generation_prompt=True)
+        return tokenizer(text, add_special_tokens=False)["input_ids"]
+    if parts and parts[-1][1]:
+        parts = parts[:-1]  # the empty reply's closing token: the model is to write it
+    for text, _ in parts:
+        ids += tokenizer(text, add_special_tokens=False)["input_ids"]
+    return ids

@@ -165,9 +165,9 @@ def save_model(model: Any, tokenizer: Any, path: Path | str, *, generation: dict
         except Exception:  # noqa: BLE001 - a model without parameters()
             pass
         if tokenizer is not None:
-            if chat_template is not None:
-                tokenizer.chat_template = chat_template
-            # the chat template inside tokenizer_config.json (read by every transformers version)
+            from llmos_models.chat import with_chat_template
+
+            with_chat_template(tokenizer, chat_template)  # the version carries its template (the default if none)
             tokenizer.save_pretrained(str(tmp), save_jinja_files=False)
         meta["chat_template"] = chat_template if chat_template is not None else getattr(tokenizer, "chat_template", None)
         if generation is not None:  # only what was chosen: servers apply their own defaults otherwise

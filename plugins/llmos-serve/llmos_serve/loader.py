@@ -28,13 +28,6 @@ log = logging.getLogger("llmos.serve")
 
 _REF_RE = re.compile(r"^(?P<name>[A-Za-z0-9][A-Za-z0-9._-]*)(?:(?P<sep>[:@])(?P<tail>[A-Za-z0-9][A-Za-z0-9._-]*))?$")
 
-#: the chat template used when a model ships none (plain role markers)
-DEFAULT_CHAT_TEMPLATE = (
-    "{% for m in messages %}<|{{ m['role'] }}|>\n{{ m['content'] }}\n{% endfor %}"
-    "{% if add_generation_prompt %}<|assistant|>\n{% endif %}"
-)
-
-
 @dataclass(frozen=True)
 class ModelSpec:
     """A parsed model spec. ``follows`` is true when the version it names can change
@@ -91,12 +84,15 @@ class LoadedModel:
     def ref(self) -> str:
         return f"{self.name}:{self.version}"
 
-    def render_chat(self, messages: list[dict[str, str]]) -> str:
-        """The prompt text for ``messages`` (the model's chat template, else a default)."""
-        template = self.chat_template or getattr(self.tokenizer, "chat_template", None) or DEFAULT_CHAT_TEMPLATE
-        return self.tokenizer.apply_chat_template(
-            messages, chat_template=template, tokenize=False, add_generation_prompt=True
-        )
+    def chat_prompt_ids(self, messages: list[dict[str, str]]) -> list[int]:
+        """The prompt ids for ``messages``: the version's chat template (``llmos.json``, else
+        its tokenizer's, else :data:`llmos_models.chat.DEFAULT_CHAT_TEMPLATE`), encoded
+        exactly as ``llmos_models.chat.encode_chat`` encodes training conversations."""
+        try:
+            from llmos_models.chat import encode_prompt
+        except ImportError as exc:  # pragma: no cover - llmos-models ships with the standard plugins
+            raise NotFoundError("chat needs the llmos-models plugin (its chat templates): pip install llmos-models") from exc
+        return encode_prompt(self.tokenizer, messages, self.chat_template)
 
 
 def open_registry() -> Any:

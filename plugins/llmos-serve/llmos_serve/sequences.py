@@ -144,10 +144,10 @@ def _tokenize(model: Any, body: Any, chat: bool) -> tuple[list[list[int]], list[
     if chat:
         messages = [{"role": m.role, "content": m.text()} for m in body.messages]
         try:
-            text = model.render_chat(messages)
+            ids = model.chat_prompt_ids(messages)
         except Exception as exc:  # noqa: BLE001 - a template error is the request's fault
             raise ApiError(400, f"could not apply the chat template: {exc}", param="messages") from exc
-        return [tok(text).input_ids], [""]
+        return [list(ids)], [""]
     p = body.prompt
     if isinstance(p, str):
         prompts = [tok(p).input_ids]
