@@ -244,13 +244,21 @@ def bench_search(work: Path) -> dict:
     out: dict = {"versions": len(ids), "queries": {}}
     for q in SEARCH_QUERIES:
         found = len(reg.search(q))
-        times = []
+        times, cpu = [], []
         for _ in range(50):
-            t = time.perf_counter()
+            t, c = time.perf_counter(), time.process_time()
             reg.search(q)
             times.append(time.perf_counter() - t)
+            cpu.append(time.process_time() - c)
         out["queries"][q] = {"found": found, "median_ms": statistics.median(times) * 1000,
-                             "p95_ms": sorted(times)[int(len(times) * 0.95)] * 1000}
+                             "p95_ms": sorted(times)[int(len(times) * 0.95)] * 1000,
+                             "cpu_ms": statistics.median(cpu) * 1000}
+    times = []
+    for _ in range(50):  # context: one resolve (target < 5 ms on an idle machine) in the same run
+        t = time.perf_counter()
+        reg.resolve("model3@production")
+        times.append(time.perf_counter() - t)
+    out["resolve_ms"] = statistics.median(times) * 1000
     dispose_engines()
     return out
 
@@ -272,13 +280,19 @@ def search_lines(sr: dict) -> list[str]:
         f"assembled as full `VersionInfo`s; median and p95 of 50 runs per filter. Load average during the run "
         f"(1/5/15 min): {load} on {os.cpu_count()} CPUs, shared with other work: the figures are pessimistic.",
         "",
-        "| filter | matches (≤ 100 returned) | median | p95 | target |",
-        "|---|---|---|---|---|",
+        "| filter | matches (≤ 100 returned) | median (wall) | p95 (wall) | median CPU time | target (wall) |",
+        "|---|---|---|---|---|---|",
     ]
     for q, r in sr["queries"].items():
         lines.append(f"| `{q}` | {r['found']} | **{r['median_ms']:.1f} ms** | {r['p95_ms']:.1f} ms | "
-                     f"≤ 20 ms {ok(r['median_ms'] <= 20)} |")
-    lines.append("")
+                     f"{r['cpu_ms']:.1f} ms | ≤ 20 ms {ok(r['median_ms'] <= 20)} |")
+    lines += [
+        "",
+        f"For scale, in the same run one `resolve('model3@production')` took {sr['resolve_ms']:.1f} ms median "
+        f"(its target, < 5 ms, is met on a quiet machine: see the resolve rows above). CPU time is this "
+        f"process's own, which the machine's load inflates far less than wall time.",
+        "",
+    ]
     return lines
 
 
