@@ -91,6 +91,9 @@ class GridSearchConfig(BaseModel):
     )
     train: dict[str, Any] = Field(default_factory=dict, description="Settings shared by every trial (TrainConfig).")
     metric: Literal["val_loss", "val_ppl"] = Field("val_loss", description="What the best trial minimises.")
+    parallel: int = Field(
+        1, ge=1, description="Trials trained at once, each in its own process (capped at the machine's cores)."
+    )
 
     @model_validator(mode="after")
     def _check(self) -> GridSearchConfig:
