@@ -167,7 +167,8 @@ def test_deploy_promote_and_rollback(standard_plugins, registry):
     standard_plugins("llmos-serve")
     r = _cli("deploy", "promote", "tiny:2", "--json")
     assert r.exit_code == 0, r.output
-    assert json.loads(r.output) == {"model": "tiny", "alias": "production", "version": 2, "previous": 1}
+    assert json.loads(r.output) == {"model": "tiny", "alias": "production", "version": 2, "previous": 1,
+                                    "promoted": True, "checks": []}  # no --require: nothing to check
     assert registry.resolve("tiny@production").number == 2
     r = _cli("deploy", "status", "tiny", "--json")
     assert json.loads(r.output) == {"model": "tiny", "alias": "production", "version": 2, "previous": 1}
