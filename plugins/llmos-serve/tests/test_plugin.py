@@ -95,6 +95,8 @@ def test_model_saved_by_model_plugin_uses_its_defaults(start_server, tiny_models
     assert a["choices"][0]["text"] == b["choices"][0]["text"]  # temperature 0 recorded: greedy
     chat = httpx.post(srv.url + "/v1/chat/completions",
                       json={"model": "saved", "messages": [{"role": "user", "content": "hello"}], "max_tokens": 2})
-    rendered = tok.apply_chat_template([{"role": "user", "content": "hello"}], chat_template=template,
-                                       tokenize=False, add_generation_prompt=True)
-    assert chat.json()["usage"]["prompt_tokens"] == len(tok(rendered).input_ids)
+    from llmos_models.chat import encode_prompt
+
+    # the template recorded with the model, encoded as training encodes (a leading bos, then the pieces)
+    expected = encode_prompt(tok, [{"role": "user", "content": "hello"}], template)
+    assert chat.json()["usage"]["prompt_tokens"] == len(expected)
