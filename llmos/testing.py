@@ -21,8 +21,11 @@ Fixtures:
   for the duration of the test.
 - ``standard_plugins`` — a manager with only the named entry-point plugins
   loaded: ``standard_plugins("llmos-data", "llmos-models")``.
-- ``postgres_url`` / ``postgres_database`` — a real PostgreSQL server started for the
-  session / a fresh database on it (see :mod:`llmos.testing_pg`).
+- PostgreSQL fixtures (``postgres_url`` / ``postgres_database``: a real server started
+  for the session / a fresh database on it) are opt-in, so that this pytest11 plugin,
+  loaded into every pytest session wherever llmos is installed, stays small: load
+  :mod:`llmos.testing_pg` with ``pytest -p llmos.testing_pg`` or
+  ``pytest_plugins = ["llmos.testing_pg"]`` in your root ``conftest.py``.
 """
 
 from __future__ import annotations
@@ -33,7 +36,6 @@ from typing import Any
 
 import pytest
 
-from llmos.testing_pg import postgres_database, postgres_server, postgres_url  # noqa: F401 - fixtures
 
 
 def check_plugin_contract(obj: Any, name: str | None = None) -> None:

@@ -53,6 +53,8 @@ class LazyGroup(click.Group):
     lazy_help: dict[str, str] = {}
 
     def list_commands(self, ctx: click.Context) -> list[str]:
+        if not isinstance(self, RootGroup):
+            _load_plugins_into(ctx)
         return sorted(set(super().list_commands(ctx)) | set(self.lazy))
 
     def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
@@ -73,7 +75,11 @@ class LazyGroup(click.Group):
             from llmos.components import import_object
 
             click.Group.add_command(self, import_object(self.lazy[name]), name)
-        return super().get_command(ctx, name)
+        cmd = super().get_command(ctx, name)
+        if cmd is None and not isinstance(self, RootGroup):
+            _load_plugins_into(ctx)  # a sub-command a plugin adds to this core group
+            cmd = super().get_command(ctx, name)
+        return cmd
 
     def add_command(self, cmd: click.Command, name: str | None = None) -> None:
         name = name or cmd.name
@@ -91,10 +97,31 @@ class LazyGroup(click.Group):
             raise CliError(exc.message, exc.exit_code) from exc
 
 
+def _load_plugins_into(ctx: click.Context | None) -> None:
+    """Let plugins add their commands (to the root or to core groups) before a core
+    group looks a sub-command up."""
+    root = ctx.find_root().command if ctx is not None else None
+    if isinstance(root, RootGroup):
+        root._load_plugin_commands()
+
+
 class RootGroup(LazyGroup):
     """The root group: also collects plugin commands (once, guarded)."""
 
     _loaded_for: object = None
+
+    def core_group(self, name: str) -> click.Group:
+        """The core command group ``name`` (``plugin``, ``model``, ``runs``, ``db``), for a
+        plugin's ``llmos_register_commands`` to add sub-commands to with
+        ``.add_command(cmd)``. This is the documented way: plugins never import
+        ``llmos.cli`` modules. Existing commands cannot be replaced (a warning is shown)."""
+        if name not in self.lazy:
+            raise LlmosError(f"no core command group {name!r}: core groups are "
+                             f"{', '.join(sorted(self.lazy))}")
+        group = super().get_command(None, name)  # type: ignore[arg-type]
+        if not isinstance(group, click.Group):
+            raise LlmosError(f"llmos {name} is a command, not a group: add a command of your own instead")
+        return group
 
     def _load_plugin_commands(self) -> None:
         """Let every plugin add its commands — once per plugin manager, so a process
@@ -131,8 +158,6 @@ class RootGroup(LazyGroup):
 CORE_COMMANDS = {
     "plugin": "llmos.cli.plugin_cmds:plugin",
     "components": "llmos.cli.components_cmd:components",
-    "index": "llmos.cli.index:index",
-    "contrib": "llmos.cli.contrib:contrib",
     "run": "llmos.cli.run:run",
     "runs": "llmos.cli.run:runs",
     "model": "llmos.cli.model:model",
@@ -143,11 +168,9 @@ CORE_COMMANDS = {
 #: one-line help of the core commands, so ``llmos --help`` imports none of their modules
 CORE_HELP = {
     "components": "Components by stage, with the plugin of each.",
-    "contrib": "Contribute to the index: keys, submit, review.",
     "db": "The registry database: upgrade, info.",
-    "index": "The community plugin index: check rules, schema.",
     "model": "Model versions: register, alias, diff, lineage, export.",
-    "plugin": "Plugins: list, enable/disable, search, install, scaffold.",
+    "plugin": "Plugins: list, info, enable/disable, and what plugins add.",
     "run": "Run a pipeline file (stages in order, recorded).",
     "runs": "Recorded pipeline runs: list, show, compare.",
 }

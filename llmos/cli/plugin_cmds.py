@@ -7,19 +7,15 @@ import click
 from llmos.cli import LazyGroup
 from llmos.cli._output import echo_json, echo_table, json_option
 
-#: sub-commands provided by other core modules (imported on use)
-LAZY: dict[str, str] = {
-    name: f"llmos.cli.plugin_community:{name}" for name in ("search", "install", "upgrade", "uninstall", "new", "test")
-}
-
-
-@click.group(cls=LazyGroup, lazy=LAZY)
+@click.group(cls=LazyGroup)
 def plugin() -> None:
     """Installed plugins: list, inspect, enable and disable them.
 
     \b
     Plugins are Python distributions with an entry point in the `llmos` group.
     LLMOS_PLUGINS=a,b loads only those plugins (empty: none).
+    Plugins add sub-commands here: search, install, upgrade, uninstall, new and
+    test come from the standard plugin llmos-community.
     """
 
 
@@ -43,10 +39,10 @@ def list_(as_json: bool, show_all: bool) -> None:
     counts = _component_counts(manager)
     rows = [(i.name, i.version or "-", i.status, counts.get(i.name, 0), len(i.hooks), i.error or "") for i in infos]
     echo_table(rows, ["name", "version", "status", "components", "hooks", "problem"])
-    from llmos.cli.plugin_community import index_notices
-
-    for line in index_notices([(i.dist or i.name, i.version) for i in infos]):
-        click.echo(f"Warning: {line}", err=True)
+    installed = [(i.dist or i.name, i.version) for i in infos]
+    for _plugin, lines in manager.call_each("llmos_after_plugin_list", plugins=installed):
+        for line in lines or []:
+            click.echo(f"Warning: {line}", err=True)
     click.echo("(llmos plugin info NAME shows a plugin's hooks and components)")
 
 
@@ -68,9 +64,7 @@ def info(name: str, as_json: bool) -> None:
     comps = [c for c in manager.components() if c.plugin == name]
     data = manager.info(name).to_dict()
     data["components"] = [c.to_dict() for c in comps]
-    from llmos.cli.plugin_community import index_info
-
-    data.update(index_info(data.get("dist") or name))
+    manager.call_each("llmos_after_plugin_info", info=data)  # e.g. the index entry (llmos-community)
     if as_json:
         echo_json(data)
         return

@@ -23,7 +23,8 @@ def test_without_postgres_skips_locally_and_fails_under_ci(tmp_path: Path) -> No
     (tmp_path / "test_pg.py").write_text("def test_needs_pg(postgres_url):\n    assert postgres_url\n")
     env = dict(os.environ, LLMOS_POSTGRES_BINDIR=str(tmp_path / "no-such-bin"))
     env.pop("CI", None)
-    args = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-p", "no:randomly", str(tmp_path)]
+    args = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-p", "no:randomly", "-p", "llmos.testing_pg",
+            str(tmp_path)]
     local = subprocess.run(args, capture_output=True, text=True, env=env, cwd=tmp_path, timeout=120)
     assert local.returncode == 0 and "1 skipped" in local.stdout, local.stdout[-1500:]
     ci = subprocess.run(args, capture_output=True, text=True, env=dict(env, CI="true"), cwd=tmp_path, timeout=120)

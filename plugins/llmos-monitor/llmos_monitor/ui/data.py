@@ -203,12 +203,13 @@ def plugins() -> list[dict[str, Any]]:
 def community(index_dir: Path | None = None) -> tuple[str, list[dict[str, Any]], str | None]:
     """``(where, entries, problem)`` for the community plugin index.
 
-    Read with :func:`llmos.community.index.load_index` from ``index_dir`` (default:
+    Read with :func:`llmos_community.index.load_index` (plugin llmos-community) from
+    ``index_dir`` (default:
     the index ``llmos plugin install`` uses — ``$LLMOS_INDEX``, ``./registry``, the
     checkout's ``registry/``). Entries: ``name``, ``summary``, ``versions`` (yanked
     ones marked), ``status``, ``stages``.
     """
-    from llmos.community.index import default_index_path, load_index
+    from llmos_community.index import default_index_path, load_index
 
     root = Path(index_dir) if index_dir is not None else default_index_path()
     if not root.is_dir():

@@ -1,0 +1,61 @@
+"""``llmos plugin new`` makes a project whose generated tests pass, for every stage;
+``llmos plugin test`` checks any plugin directory."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+from community_helpers import llmos
+
+from llmos_community.scaffold import STAGE_COMPONENTS, scaffold
+from llmos.errors import ConflictError, ValidationError
+
+
+def test_every_stage_scaffold_passes_its_own_tests(tmp_path):
+    import os
+
+    projects = {}
+    for stage in STAGE_COMPONENTS:
+        project = scaffold(f"llmos-demo-{stage}", stage, tmp_path)
+        assert (project / "LICENSE").exists() and (project / "README.md").exists()
+        hook = (project / "src" / f"llmos_demo_{stage}" / "plugin.py").read_text()
+        assert "LLMOS_API = 2" in hook and "import torch" not in hook
+        projects[stage] = project
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    env.pop("LLMOS_PLUGINS", None)
+    # as a plugin author runs them: `pytest` inside the project (its pyproject sets pythonpath)
+    data = subprocess.run([sys.executable, "-m", "pytest", "-q"], cwd=projects["data"], capture_output=True,
+                          text=True, env=env, timeout=300)
+    assert data.returncode == 0 and "3 passed" in data.stdout, data.stdout[-2000:]
+    # all six stages' generated tests in one interpreter (one torch import on a busy CI machine)
+    env["PYTHONPATH"] = os.pathsep.join(str(p / "src") for p in projects.values())
+    proc = subprocess.run([sys.executable, "-m", "pytest", "-q", "--import-mode=importlib", "-p", "no:cacheprovider",
+                           *(str(p / "tests") for p in projects.values())], cwd=tmp_path, capture_output=True,
+                          text=True, env=env, timeout=300)
+    assert proc.returncode == 0 and f"{3 * len(projects)} passed" in proc.stdout, proc.stdout[-3000:]
+
+
+def test_plugin_test_command(tmp_path):
+    project = scaffold("llmos-checked", "monitoring", tmp_path)
+    out = llmos("plugin", "test", str(project), "--json", check=True)
+    assert '"ok": true' in out.stdout
+    hook = project / "src" / "llmos_checked" / "plugin.py"
+    hook.write_text(hook.read_text().replace("LLMOS_API = 2", "LLMOS_API = 7"))
+    out = llmos("plugin", "test", str(project))
+    assert out.returncode == 1 and "LLMOS_API = 7 is not supported" in out.stdout
+
+
+def test_bad_names_and_existing_directory(tmp_path):
+    with pytest.raises(ValidationError, match="standard-library"):
+        scaffold("asyncio", "data", tmp_path)
+    with pytest.raises(ValidationError, match="valid distribution name"):
+        scaffold("-bad-", "data", tmp_path)
+    with pytest.raises(ValidationError, match="unknown stage"):
+        scaffold("llmos-x", "cooking", tmp_path)
+    scaffold("llmos-x", "data", tmp_path)
+    with pytest.raises(ConflictError, match="already exists"):
+        scaffold("llmos-x", "data", tmp_path)
+    out = llmos("plugin", "new", "llmos-x", "--stage", "data", "--dir", str(tmp_path))
+    assert out.returncode != 0 and out.stderr.startswith("Error: ") and "Traceback" not in out.stderr
