@@ -445,7 +445,7 @@ def release_in_tree(dist: str, index_root: Path, *, commit: str = "HEAD", wheelh
         "origin": "in-tree",
         "urls": {"homepage": urls.get("homepage"), "source": ".", "issues": urls.get("issues")},
         "keywords": list(meta.get("keywords", [])),
-        "stages": stages or ["monitoring"],
+        "stages": stages,
         "components": comps,
         "api_versions": apis,
         "status": existing.manifest.status if existing is not None and existing.manifest else "active",

@@ -79,7 +79,8 @@ class PluginManifest(_Strict):
                                           "community entry; an in-tree entry is maintained by the core maintainers)")
     urls: Urls
     keywords: list[str] = []
-    stages: list[Stage] = Field(min_length=1)
+    stages: list[Stage] = Field(default=[], description="stages it provides components for (none for a plugin "
+                                "that only adds commands or lifecycle hooks)")
     components: list[str] = Field(default=[], description="component references it provides: stage.name")
     api_versions: list[int] = Field(min_length=1, description="llmos plugin API versions supported (LLMOS_API)")
     status: Literal["active", "deprecated", "archived"] = "active"
