@@ -53,7 +53,7 @@ def bench_install(tmp: Path) -> tuple[float, float]:
     import tarfile
     import tomllib
 
-    from llmos.community.project import build_wheel
+    from llmos_community.project import build_wheel
 
     name = "llmos-jsonl-sink"
     ver = tomllib.loads((REPO / "registry" / "plugins" / name / "versions" / "0.1.0.toml").read_text())
@@ -84,8 +84,8 @@ def bench_install(tmp: Path) -> tuple[float, float]:
 def _synthetic_index(root: Path, n: int) -> None:
     import datetime as dt
 
-    from llmos.community import contrib, signing
-    from llmos.community.index import DirSource, load_index
+    from llmos_community import contrib, signing
+    from llmos_community.index import DirSource, load_index
 
     root.mkdir(parents=True)
     keys = {h: signing.generate_key(h, force=True) for h in ("author", "rev-a", "rev-b")}
@@ -116,8 +116,8 @@ def _synthetic_index(root: Path, n: int) -> None:
 
 
 def bench_check(tmp: Path, n: int, reps: int = 3) -> float:
-    from llmos.community.check import check_index
-    from llmos.community.index import DirSource, load_index
+    from llmos_community.check import check_index
+    from llmos_community.index import DirSource, load_index
 
     root = tmp / f"index-{n}"
     _synthetic_index(root, n)
