@@ -178,10 +178,11 @@ def submit(target: Path, handle: str, index_root: Path, *, wheel: Path | None = 
     else:
         kind = "new-plugin"
         stages, comps = proj.describe_components(project)
-        if not stages:
-            raise ValidationError(f"{name} registers no component: its hook module must implement a "
-                                  "llmos_register_* hook (check with: llmos plugin test PATH)")
-        apis = sorted({getattr(m, "LLMOS_API", 1) for m in proj.load_hook_modules(project).values()})
+        modules = proj.load_hook_modules(project)
+        if not stages and not any(n.startswith("llmos_") for m in modules.values() for n in dir(m)):
+            raise ValidationError(f"{name} implements no llmos hook: its hook module must implement a "
+                                  "llmos_register_* or lifecycle hook (check with: llmos plugin test PATH)")
+        apis = sorted({getattr(m, "LLMOS_API", 1) for m in modules.values()})
         authors = [{"name": str(a.get("name") or handle), "email": a.get("email")} for a in meta.get("authors", [])]
         if not authors:
             authors = [{"name": handle}]

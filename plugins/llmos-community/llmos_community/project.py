@@ -202,3 +202,39 @@ def build_from_tree(repo: Path, tree: str, out_dir: Path, epoch: int) -> Path:
     with tempfile.TemporaryDirectory(prefix="llmos-tree-") as tmp:
         src = export_tree(repo, tree, Path(tmp) / "src")
         return build_wheel(src, out_dir, epoch=epoch)
+
+
+#: libraries a hook module must not import at import time (llmos --help would load them)
+HEAVY_MODULES = ("torch", "numpy", "transformers")
+
+
+def heavy_imports(project: Project) -> dict[str, list[str]]:
+    """``{entry-point name: [heavy modules its hook module imports at import time]}``,
+    measured in a fresh interpreter (``-P``, the project's source tree first on the path)."""
+    import json
+
+    roots = [str(r) for r in project.source_roots()]
+    eps = {ep: value.partition(":")[0].strip() for ep, value in project.entry_points.items()}
+    code = (
+        "import importlib, json, sys\n"
+        f"sys.path[:0] = {roots!r}\n"
+        "import llmos\n"
+        f"heavy = {HEAVY_MODULES!r}\n"
+        "out = {}\n"
+        f"for ep, mod in {sorted(eps.items())!r}:\n"
+        "    before = {m for m in heavy if m in sys.modules}\n"
+        "    try:\n"
+        "        importlib.import_module(mod)\n"
+        "    except Exception:\n"
+        "        continue\n"
+        "    out[ep] = sorted(m for m in heavy if m in sys.modules and m not in before)\n"
+        "print(json.dumps(out))\n"
+    )
+    import tempfile
+
+    with tempfile.TemporaryDirectory(prefix="llmos-plugin-test-") as cwd:
+        proc = subprocess.run([sys.executable, "-P", "-c", code], capture_output=True, text=True, cwd=cwd,
+                              timeout=300)
+    if proc.returncode != 0 or not proc.stdout.strip():
+        return {}
+    return json.loads(proc.stdout.strip().splitlines()[-1])

@@ -52,15 +52,32 @@ def component_name(name: str) -> str:
     return names.core(name).replace(".", "-")
 
 
-def scaffold(name: str, stage: str, directory: Path, *, author: str = "Your Name", email: str | None = None,
-             license: str = "Apache-2.0", summary: str | None = None, source_url: str | None = None) -> Path:
+#: ``llmos plugin new --kind``: what kinds of plugin the scaffold writes. ``stage``: a
+#: step of one of the six stages (``--stage``); ``sink``: lifecycle hooks that see every
+#: metric. The extension kinds (optimizer, schedule, reader, ...) are written once the
+#: standard stage that consumes them is in this llmos.
+KINDS = ("stage", "sink")
+PLANNED_KINDS = ("optimizer", "schedule", "reader", "architecture", "eval-task", "quantizer", "export-format",
+                 "engine")
+
+
+def scaffold(name: str, stage: str | None, directory: Path, *, author: str = "Your Name", email: str | None = None,
+             license: str = "Apache-2.0", summary: str | None = None, source_url: str | None = None,
+             kind: str = "stage") -> Path:
     """Write the project into ``directory/<name>``; return its path."""
+    if kind in PLANNED_KINDS:
+        raise ValidationError(f"--kind {kind}: no standard stage of this llmos consumes {kind} plugins yet; "
+                              f"write one from docs/hooks.md, or use --kind {' / '.join(KINDS)}")
+    if kind not in KINDS:
+        raise ValidationError(f"unknown kind {kind!r}: use one of {', '.join(KINDS + PLANNED_KINDS)}")
+    if kind == "stage" and stage is None:
+        raise ValidationError("--kind stage needs --stage data|model|optimizer|compression|deployment|monitoring")
     if not names.is_valid(name):
         raise ValidationError(f"{name!r} is not a valid distribution name: letters, digits and - only "
                               "(e.g. llmos-my-corpus)")
     if names.is_stdlib(name):
         raise ValidationError(f"{name!r} is a standard-library module name; choose another")
-    if stage not in STAGE_COMPONENTS:
+    if kind == "stage" and stage not in STAGE_COMPONENTS:
         raise ValidationError(f"unknown stage {stage!r}: use one of {', '.join(STAGE_COMPONENTS)}")
     if license not in LICENSES:
         raise ValidationError(f"license {license!r}: the scaffold writes {', '.join(LICENSES)}; "
@@ -70,6 +87,9 @@ def scaffold(name: str, stage: str, directory: Path, *, author: str = "Your Name
         raise ConflictError(f"{target} already exists and is not empty: choose another --dir or name")
     pkg = package_name(name)
     comp = component_name(name)
+    if kind == "sink":
+        return _write_sink(name, pkg, target, author=author, email=email, license=license, summary=summary,
+                           source_url=source_url)
     prefix, factory, desc = STAGE_COMPONENTS[stage]
     body = template(f"templates/stages/{stage}/components.py.tmpl")
     if stage in TORCH_STAGES:
@@ -86,6 +106,7 @@ def scaffold(name: str, stage: str, directory: Path, *, author: str = "Your Name
         "__CONFIG__": f"{prefix}Config", "__FACTORY__": factory, "__DESCRIPTION__": desc,
         "__SUMMARY__": summary.replace('"', "'"), "__LICENSE__": license, "__AUTHOR__": author,
         "__EMAIL__": f', email = "{email}"' if email else "", "__DEPS__": ", ".join(deps), "__URLS__": urls,
+        "__TESTDEPS__": '"pytest>=8"',
     }
 
     def fill(text: str) -> str:
@@ -105,8 +126,44 @@ def scaffold(name: str, stage: str, directory: Path, *, author: str = "Your Name
         .replace("{holder}", author),
         ".gitignore": "__pycache__/\n*.egg-info/\nbuild/\ndist/\n",
     }
+    return _write_files(target, files)
+
+
+def _write_files(target: Path, files: dict[str, str]) -> Path:
     for rel, text in files.items():
         path = target / rel
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(text)
     return target
+
+
+def _write_sink(name: str, pkg: str, target: Path, *, author: str, email: str | None, license: str,
+                summary: str | None, source_url: str | None) -> Path:
+    """``--kind sink``: lifecycle hooks appending every metric to a JSON Lines file; its
+    generated test runs the standard tiny pipeline with the sink registered."""
+    summary = summary or "A metric sink: every training step, evaluation and metric sample as JSON lines"
+    subs = {
+        "__NAME__": name, "__PKG__": pkg, "__STAGE__": "sink", "__SUMMARY__": summary.replace('"', "'"),
+        "__LICENSE__": license, "__AUTHOR__": author, "__EMAIL__": f', email = "{email}"' if email else "",
+        "__DEPS__": '"llmos>=0.1"', "__ENV__": f"{pkg.upper()}_PATH",
+        "__URLS__": f'\n[project.urls]\nSource = "{source_url}"\n' if source_url else "",
+        "__TESTDEPS__": '"pytest>=8", "llmos-data", "llmos-models", "llmos-train"',
+    }
+
+    def fill(text: str) -> str:
+        for k, v in subs.items():
+            text = text.replace(k, v)
+        return text
+
+    return _write_files(target, {
+        "pyproject.toml": fill(template("templates/pyproject.toml.tmpl")),
+        f"src/{pkg}/__init__.py": f'"""{name}: an llmos metric sink."""\n',
+        f"src/{pkg}/plugin.py": fill(template("templates/kinds/sink/plugin.py.tmpl")),
+        f"src/{pkg}/sink.py": fill(template("templates/kinds/sink/sink.py.tmpl")),
+        "tests/test_plugin.py": fill(template("templates/kinds/sink/test_plugin.py.tmpl")),
+        "tests/tiny.toml": template("templates/tiny.toml"),
+        "README.md": fill(template("templates/kinds/sink/README.md.tmpl")),
+        "LICENSE": template(f"licenses/{license}.txt").replace("{year}", str(dt.date.today().year))
+        .replace("{holder}", author),
+        ".gitignore": "__pycache__/\n*.egg-info/\nbuild/\ndist/\n",
+    })

@@ -59,3 +59,58 @@ def test_bad_names_and_existing_directory(tmp_path):
         scaffold("llmos-x", "data", tmp_path)
     out = llmos("plugin", "new", "llmos-x", "--stage", "data", "--dir", str(tmp_path))
     assert out.returncode != 0 and out.stderr.startswith("Error: ") and "Traceback" not in out.stderr
+
+
+def test_plugin_test_fails_a_hook_module_that_imports_heavy_libraries(tmp_path):
+    """`llmos plugin test` refuses a hook module importing torch, numpy or transformers at
+    import time (llmos --help imports every hook module); the same import inside a
+    function is fine."""
+    project = scaffold("llmos-heavy", "data", tmp_path)
+    hook = project / "src" / "llmos_heavy" / "plugin.py"
+    light = hook.read_text()
+    assert "OK" in llmos("plugin", "test", str(project), check=True).stdout
+    for lib in ("numpy", "torch"):
+        hook.write_text(light.replace("from llmos import hookimpl", f"import {lib}\nfrom llmos import hookimpl"))
+        out = llmos("plugin", "test", str(project))
+        import re
+
+        assert out.returncode == 1 and re.search(rf"hook module imports [a-z, ]*\b{lib}\b[a-z, ]* at import time",
+                                                 out.stdout), out.stdout
+    hook.write_text(light + "\n\ndef later():\n    import torch\n    return torch\n")
+    assert "OK" in llmos("plugin", "test", str(project), check=True).stdout
+
+
+def test_sink_kind_scaffold_runs_the_tiny_pipeline(tmp_path):
+    """`llmos plugin new --kind sink` writes a sink (lifecycle hooks, not a stage) whose
+    own generated test runs the standard tiny pipeline with it and sees its metrics."""
+    import os
+
+    out = llmos("plugin", "new", "llmos-my-sink", "--kind", "sink", "--dir", str(tmp_path), check=True)
+    project = tmp_path / "llmos-my-sink"
+    assert "Created" in out.stdout and (project / "tests" / "tiny.toml").exists()
+    hook = (project / "src" / "llmos_my_sink" / "plugin.py").read_text()
+    assert "def llmos_after_train_step" in hook and "register" not in hook
+    assert "OK" in llmos("plugin", "test", str(project), check=True).stdout
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    env.pop("LLMOS_PLUGINS", None)
+    proc = subprocess.run([sys.executable, "-m", "pytest", "-q"], cwd=project, capture_output=True, text=True,
+                          env=env, timeout=600)
+    assert proc.returncode == 0 and "2 passed" in proc.stdout, proc.stdout[-3000:]
+
+
+def test_scaffold_ships_the_standard_tiny_pipeline():
+    from pathlib import Path
+
+    from llmos_community.scaffold import template
+
+    repo = Path(__file__).resolve().parents[3]
+    assert template("templates/tiny.toml") == (repo / "pipelines" / "tiny.toml").read_text(), \
+        "copy pipelines/tiny.toml to plugins/llmos-community/llmos_community/templates/tiny.toml"
+
+
+def test_kinds_without_a_consumer_are_refused_in_one_line(tmp_path):
+    out = llmos("plugin", "new", "llmos-lion", "--kind", "quantizer", "--dir", str(tmp_path))
+    assert out.returncode != 0 and len(out.stderr.strip().splitlines()) == 1
+    assert "no standard stage of this llmos consumes quantizer plugins yet" in out.stderr
+    out = llmos("plugin", "new", "llmos-x", "--dir", str(tmp_path))
+    assert out.returncode != 0 and "--kind stage needs --stage" in out.stderr

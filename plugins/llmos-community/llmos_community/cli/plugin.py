@@ -138,8 +138,11 @@ def uninstall(name: str, yes: bool) -> None:
 
 @click.command("new")
 @click.argument("name")
-@click.option("--stage", required=True,
-              type=click.Choice(STAGES))
+@click.option("--kind", default="stage", show_default=True,
+              type=click.Choice(["stage", "sink", "optimizer", "schedule", "reader", "architecture", "eval-task",
+                                 "quantizer", "export-format", "engine"]),
+              help="What the plugin provides: a stage step (with --stage), or a metric sink (lifecycle hooks).")
+@click.option("--stage", type=click.Choice(STAGES), help="The stage of a --kind stage plugin.")
 @click.option("--dir", "directory", default=".", type=click.Path(file_okay=False), show_default=True,
               help="Create the project in DIR/<name>.")
 @click.option("--author", default="Your Name", help="Author name for pyproject.toml and LICENSE.")
@@ -148,13 +151,14 @@ def uninstall(name: str, yes: bool) -> None:
               show_default=True)
 @click.option("--summary", help="One-line description.")
 @click.option("--source-url", help="Source repository URL (written to [project.urls]).")
-def new(name: str, stage: str, directory: str, author: str, email: str | None, license_: str,
+def new(name: str, kind: str, stage: str | None, directory: str, author: str, email: str | None, license_: str,
         summary: str | None, source_url: str | None) -> None:
     """Create a plugin project with a working component and passing tests.
 
     \b
-    Example:
+    Examples:
       llmos plugin new llmos-my-corpus --stage data --author "Ada L." --email ada@example.org
+      llmos plugin new llmos-my-sink --kind sink     (its test runs llmos's tiny pipeline)
       cd llmos-my-corpus && pip install -e '.[test]' && pytest && llmos plugin test .
     """
     from pathlib import Path
@@ -162,7 +166,7 @@ def new(name: str, stage: str, directory: str, author: str, email: str | None, l
     from llmos_community.scaffold import scaffold
 
     path = scaffold(name, stage, Path(directory), author=author, email=email, license=license_, summary=summary,
-                    source_url=source_url)
+                    source_url=source_url, kind=kind)
     click.echo(f"Created {path}")
     for p in sorted(path.rglob("*")):
         if p.is_file():
@@ -180,23 +184,29 @@ def test(path: str, run_file: str | None, as_json: bool) -> None:
     """Run the llmos plugin contract checks on a plugin project directory.
 
     Imports the hook module named by the project's `llmos` entry point from its
-    source tree (no install needed) and checks the API version, hooks and components.
-    With --run, also runs a pipeline using the plugin and checks what each stage
-    leaves in ctx.artifacts (declared keys, values satisfying their protocols).
+    source tree (no install needed) and checks the API version, hooks and components,
+    and that importing it loads none of torch, numpy or transformers. With --run, also
+    runs a pipeline using the plugin and checks what each stage leaves in
+    ctx.artifacts (declared keys, values satisfying their protocols).
 
     \b
     Examples:
       llmos plugin test ./llmos-my-corpus
       llmos plugin test ./llmos-my-corpus --run pipelines/tiny.toml
     """
-    from llmos_community.project import load_hook_modules, read_project
     from llmos.contract import check_outputs, check_plugin
+    from llmos_community.project import heavy_imports, load_hook_modules, read_project
 
     project = read_project(path)
     results = {}
     modules = load_hook_modules(project)
     for ep_name, obj in modules.items():
         results[ep_name] = check_plugin(obj, ep_name)
+    for ep_name, heavy in heavy_imports(project).items():
+        if heavy:
+            results.setdefault(ep_name, []).append(
+                f"hook module imports {', '.join(heavy)} at import time: import {'them' if len(heavy) > 1 else 'it'} "
+                "inside the functions that need it (llmos --help loads every hook module)")
     if run_file and not any(results.values()):
         results[f"run {run_file}"] = check_outputs(modules, run_file)
     if as_json:
