@@ -74,12 +74,21 @@ class LazyGroup(click.Group):
         if name in self.lazy and name not in self.commands:
             from llmos.components import import_object
 
-            click.Group.add_command(self, import_object(self.lazy[name]), name)
-        cmd = super().get_command(ctx, name)
-        if cmd is None and not isinstance(self, RootGroup):
-            _load_plugins_into(ctx)  # a sub-command a plugin adds to this core group
-            cmd = super().get_command(ctx, name)
-        return cmd
+            # a core module imported while plugins add commands (cli.core_group) defines
+            # core commands: they are not recorded as the plugin's
+            active, _plugin_loading.active = _plugin_loading.active, False
+            try:
+                click.Group.add_command(self, import_object(self.lazy[name]), name)
+            finally:
+                _plugin_loading.active = active
+        if not isinstance(self, RootGroup):
+            root = ctx.find_root().command if ctx is not None else None
+            if isinstance(root, RootGroup) and (root._loaded_for is not None or name not in self.commands):
+                # plugins' sub-commands of this core group: added, or (after a change of
+                # plugin manager) replaced; a core command found before any plugin
+                # loaded needs no plugin at all (llmos model list stays light)
+                root._load_plugin_commands()
+        return super().get_command(ctx, name)
 
     def add_command(self, cmd: click.Command, name: str | None = None) -> None:
         name = name or cmd.name

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 
@@ -68,6 +69,48 @@ def test_hook_register_commands_adds_commands_that_cannot_shadow_core(plugin_man
     assert "a plugin tried to replace the command 'plugin'; ignored" in r.stderr
     r = CliRunner().invoke(root, ["plugin", "--help"])
     assert "Installed plugins" in r.output
+
+
+CORE_GROUP_PROBE = """
+import click
+from click.testing import CliRunner
+from llmos import hookimpl
+from llmos.cli import CORE_COMMANDS, RootGroup
+from llmos.plugins import PluginManager, set_manager
+
+class P:
+    LLMOS_API = 2
+
+    @staticmethod
+    @hookimpl
+    def llmos_register_commands(cli):
+        @click.command()
+        def hi():
+            click.echo("hi from a plugin")
+        cli.core_group("plugin").add_command(hi, "hi")
+
+m = PluginManager(load_entrypoints=False)
+m.register(P(), name="p")
+set_manager(m)
+root = RootGroup(name="llmos", lazy=dict(CORE_COMMANDS))
+CliRunner().invoke(root, ["--help"])  # loads the plugins' commands first, as `llmos --help` does
+print(CliRunner().invoke(root, ["plugin", "hi"]).output.strip())
+set_manager(PluginManager(load_entrypoints=False))  # the plugin is gone: so is its command, not the core's
+r = CliRunner().invoke(root, ["plugin", "hi"])
+print(r.exit_code)
+print(CliRunner().invoke(root, ["plugin", "info", "nope"]).output.strip().splitlines()[-1])
+"""
+
+
+def test_hook_register_commands_core_group_adds_subcommands(tmp_path):
+    """A plugin's llmos_register_commands adds `llmos plugin hi` through
+    cli.core_group("plugin"); when the plugin manager changes, its command goes and the
+    core's own (`plugin info`, first imported while plugins were adding commands) stay."""
+    env = dict(os.environ, LLMOS_HOME=str(tmp_path))
+    cp = subprocess.run([sys.executable, "-c", CORE_GROUP_PROBE], capture_output=True, text=True, env=env,
+                        timeout=120)
+    assert cp.returncode == 0, cp.stderr
+    assert cp.stdout.splitlines() == ["hi from a plugin", "2", "Error: no plugin named 'nope' (installed: none)"]
 
 
 def test_subprocess_help_and_json(tmp_path):
