@@ -21,6 +21,35 @@ def is_quantized(model: Any) -> bool:
     return any(isinstance(m, nnqd.Linear) for m in model.modules())
 
 
+def _restore_conv1d(model: Any) -> Any:
+    """Put back ``transformers``' ``Conv1D`` (GPT-2) where int8 quantization had replaced it
+    by ``nn.Linear`` (its weight transposed), so the weights load under the architecture's
+    own names and shapes (in place)."""
+    import torch
+
+    try:
+        from transformers import AutoModelForCausalLM
+        from transformers.pytorch_utils import Conv1D
+    except ImportError:  # pragma: no cover
+        return model
+    with torch.device("meta"):
+        reference = AutoModelForCausalLM.from_config(model.config)
+    for name, ref in reference.named_modules():
+        if not isinstance(ref, Conv1D):
+            continue
+        lin = model.get_submodule(name)
+        if not isinstance(lin, torch.nn.Linear):
+            continue
+        conv = Conv1D(lin.out_features, lin.in_features)
+        with torch.no_grad():
+            conv.weight.copy_(lin.weight.t())
+            if lin.bias is not None:
+                conv.bias.copy_(lin.bias)
+        parent, _, child = name.rpartition(".")
+        setattr(model.get_submodule(parent) if parent else model, child, conv)
+    return model
+
+
 def export_safetensors(model: Any, tokenizer: Any, out_dir: Path | str, dtype: str = "float32") -> list[Path]:
     """Write ``model`` as a plain HF directory into ``out_dir``; returns the files."""
     import torch
@@ -28,9 +57,15 @@ def export_safetensors(model: Any, tokenizer: Any, out_dir: Path | str, dtype: s
     from llmos_export.onnx_export import dequantize
 
     out_dir = Path(out_dir)
+    from llmos_export.runtime import OnnxCausalLM
+
+    if isinstance(model, OnnxCausalLM):
+        raise ValidationError("an ONNX export has no PyTorch weights to write as safetensors: "
+                              "export the version it was made from")
     m = copy.deepcopy(model)
     if is_quantized(m):
         dequantize(m)
+        _restore_conv1d(m)
     m = m.to(getattr(torch, dtype)).eval()
     if hasattr(m, "tie_weights"):
         m.tie_weights()
