@@ -3,9 +3,10 @@
 The graph is produced by PyTorch's current exporter (``torch.onnx.export(...,
 dynamo=True)``, i.e. ``torch.export`` + onnxscript) from a wrapper around the
 ``transformers`` model that takes and returns the KV cache as plain tensors, so one
-graph serves the prompt (empty cache) and every next token (see
-:mod:`llmos_export.runtime`). Attention is exported in its "eager" form (explicit mask),
-which ``torch.export`` traces with a dynamic cache length.
+graph serves the prompt (empty cache) and every next token, with an attention mask and
+position ids so that left-padded batches work (format 2; see :mod:`llmos_export.runtime`).
+Attention is exported in its "eager" form (explicit mask), which ``torch.export`` traces
+with a dynamic cache length.
 
 Before anything is written, ONNX Runtime runs the graph on a random sequence (prompt,
 then one cached next-token step) and its logits are compared with PyTorch's: the
@@ -36,6 +37,8 @@ from llmos.artifacts import MODEL, ONNX_VERSION, TOKENIZER
 from llmos.errors import LlmosError, ValidationError
 
 FILES = {"fp32": "model.onnx", "int8": "model.int8.onnx"}
+#: the graph's inputs (format 2; format-1 graphs, exported before, lack the mask and positions)
+INPUTS = ("input_ids", "attention_mask", "position_ids", "past_keys", "past_values")
 
 
 def dequantize(model: Any) -> Any:
@@ -84,13 +87,13 @@ def _wrapper(model: Any, layers: int) -> Any:
             super().__init__()
             self.lm = lm
 
-        def forward(self, input_ids: Any, past_keys: Any, past_values: Any) -> Any:
+        def forward(self, input_ids: Any, attention_mask: Any, position_ids: Any, past_keys: Any,
+                    past_values: Any) -> Any:
             cache = DynamicCache(config=self.lm.config)
             for i in range(layers):
                 cache.update(past_keys[i], past_values[i], i)
-            start = past_keys.shape[3]
-            positions = torch.arange(start, start + input_ids.shape[1]).unsqueeze(0).expand(input_ids.shape[0], -1)
-            out = self.lm(input_ids=input_ids, past_key_values=cache, position_ids=positions, use_cache=True)
+            out = self.lm(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids,
+                          past_key_values=cache, use_cache=True)
             c = out.past_key_values
             keys = torch.stack([c.layers[i].keys for i in range(layers)])
             values = torch.stack([c.layers[i].values for i in range(layers)])
@@ -119,7 +122,7 @@ def check_against_pytorch(model: Any, onnx_path: Path, tokens: int, seed: int = 
     import numpy as np
     import torch
 
-    from llmos_export.runtime import session
+    from llmos_export.runtime import feeds, session
 
     sess = session(onnx_path)
     dims = _kv_dims(model.config)
@@ -129,8 +132,8 @@ def check_against_pytorch(model: Any, onnx_path: Path, tokens: int, seed: int = 
         ref = model(input_ids=x).logits.float().numpy()
     z = np.zeros((dims["layers"], 1, dims["kv_heads"], 0, dims["head_dim"]), dtype=np.float32)
     prompt = x[:, :-1].numpy()
-    logits, keys, values = sess.run(None, {"input_ids": prompt, "past_keys": z, "past_values": z})
-    nxt, _, _ = sess.run(None, {"input_ids": x[:, -1:].numpy(), "past_keys": keys, "past_values": values})
+    logits, keys, values = sess.run(None, feeds(sess, prompt, z, z))
+    nxt, _, _ = sess.run(None, feeds(sess, x[:, -1:].numpy(), keys, values))
     got = np.concatenate([logits, nxt], axis=1)
     return {
         "max_abs_diff": float(np.abs(got - ref).max()),
@@ -171,6 +174,9 @@ def export_onnx(model: Any, tokenizer: Any, out_dir: Path | str, cfg: Any = None
     wrapper = _wrapper(eager, dims["layers"])
     example_ids = torch.randint(0, int(eager.config.vocab_size), (2, 3))
     past = torch.zeros(dims["layers"], 2, dims["kv_heads"], 5, dims["head_dim"])
+    example_mask = torch.ones(2, 8, dtype=torch.long)
+    example_mask[1, :2] = 0  # a left-padded row, as a batching server sends
+    example_pos = torch.tensor([[5, 6, 7], [3, 4, 5]])
     dyn = torch.export.Dim.DYNAMIC
     tmp = Path(tempfile.mkdtemp(prefix=".onnx-", dir=out_dir.parent if out_dir.parent.exists() else None))
     try:
@@ -180,10 +186,11 @@ def export_onnx(model: Any, tokenizer: Any, out_dir: Path | str, cfg: Any = None
             with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()), _quiet("torch.onnx"):
                 warnings.simplefilter("ignore")
                 torch.onnx.export(
-                    wrapper, (example_ids, past, past.clone()), str(onnx_path), dynamo=True,
-                    opset_version=cfg.opset, external_data=False, verbose=False,
-                    input_names=["input_ids", "past_keys", "past_values"], output_names=["logits", "keys", "values"],
-                    dynamic_shapes={"input_ids": {0: dyn, 1: dyn}, "past_keys": {1: dyn, 3: dyn},
+                    wrapper, (example_ids, example_mask, example_pos, past, past.clone()), str(onnx_path),
+                    dynamo=True, opset_version=cfg.opset, external_data=False, verbose=False,
+                    input_names=list(INPUTS), output_names=["logits", "keys", "values"],
+                    dynamic_shapes={"input_ids": {0: dyn, 1: dyn}, "attention_mask": {0: dyn, 1: dyn},
+                                    "position_ids": {0: dyn, 1: dyn}, "past_keys": {1: dyn, 3: dyn},
                                     "past_values": {1: dyn, 3: dyn}},
                 )
         except Exception as exc:  # noqa: BLE001 - the exporter raises many types
@@ -197,10 +204,12 @@ def export_onnx(model: Any, tokenizer: Any, out_dir: Path | str, cfg: Any = None
                 f"the export is wrong; raise --set tolerance=... only if the difference is expected"
             )
         report: dict[str, Any] = {
-            "format": 1,
+            "format": 2,
             "exporter": f"torch.onnx.export(dynamo=True), torch {torch.__version__}",
             "opset": cfg.opset,
             "inputs": {"input_ids": "int64 (batch, n)",
+                       "attention_mask": "int64 (batch, past + n): 1 for tokens, 0 for (left) padding",
+                       "position_ids": "int64 (batch, n): each token's position, padding not counted",
                        "past_keys": "float32 (layers, batch, kv_heads, past, head_dim)",
                        "past_values": "float32 (layers, batch, kv_heads, past, head_dim)"},
             "outputs": {"logits": "float32 (batch, n, vocab)", "keys": "past_keys with n more positions",

@@ -172,3 +172,43 @@ def test_exported_tokenizer_carries_the_chat_template(standard_plugins, registry
     out = tmp_path / "st"
     export_safetensors(AutoModelForCausalLM.from_pretrained(dest), bare, out)
     assert AutoTokenizer.from_pretrained(out).chat_template == DEFAULT_CHAT_TEMPLATE
+
+
+@pytest.mark.parametrize("arch", ["llama", "gpt2"])
+def test_int8_version_exported_hf_or_safetensors_loads_in_transformers(standard_plugins, registry, tmp_path: Path,
+                                                                        arch: str) -> None:
+    """Regression: ``llmos model export`` of an int8 version used to copy its int8 files,
+    which transformers loaded with random weights (a MISSING/UNEXPECTED report, no error)."""
+    from click.testing import CliRunner
+    from transformers import AutoModelForCausalLM, GPT2Config
+
+    from llmos.cli import main
+    from llmos_compress.int8 import quantize_int8
+    from llmos_models.io import load_model, save_model
+
+    standard_plugins("llmos-models", "llmos-export", "llmos-compress")
+    model, tok = load_model(registry.checkout("tiny:1"))
+    if arch == "gpt2":  # Conv1D projections, which int8 turns into Linear layers
+        torch.manual_seed(0)
+        model = AutoModelForCausalLM.from_config(GPT2Config(vocab_size=len(tok), n_embd=64, n_layer=2, n_head=4,
+                                                            n_positions=64, bos_token_id=1, eos_token_id=2))
+    save_model(quantize_int8(model), tok, tmp_path / "int8")
+    registry.register_version("tiny-int8", tmp_path / "int8")
+    int8, _ = load_model(registry.checkout("tiny-int8:1"))  # what llmos serves and generates with
+    x = torch.randint(0, len(tok), (2, 12), generator=torch.Generator().manual_seed(3))
+    with torch.no_grad():
+        expected = int8(input_ids=x).logits
+    for fmt in ("hf", "safetensors"):
+        dest = tmp_path / f"out-{fmt}"
+        r = CliRunner().invoke(main, ["model", "export", "tiny-int8:1", str(dest), "--format", fmt],
+                               catch_exceptions=False)
+        assert r.exit_code == 0, r.output
+        assert not (dest / "quantization.json").exists()
+        plain, info = AutoModelForCausalLM.from_pretrained(str(dest), output_loading_info=True)
+        assert not any(info.get(k) for k in ("missing_keys", "unexpected_keys", "mismatched_keys")), info
+        with torch.no_grad():
+            got = plain(input_ids=x).logits
+        # the export holds the int8-rounded weights in fp32; dynamic int8 also rounds the
+        # activations, so the logits agree to 0.05 (scale ~1), and the greedy tokens mostly
+        assert (got - expected).abs().max() < 0.05, (got - expected).abs().max()
+        assert (got.argmax(-1) == expected.argmax(-1)).float().mean() >= 0.9

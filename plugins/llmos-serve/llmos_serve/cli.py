@@ -29,6 +29,10 @@ def _echo_json(data: object) -> None:
               help="On SIGTERM or Ctrl-C: seconds in-flight requests get to finish before they are cut.")
 @click.option("--threads", default=None, type=click.IntRange(1, 256),
               help="torch threads per server process [default: all cores, divided between workers].")
+@click.option("--engine", default="auto", show_default=True, metavar="auto|eager|ort",
+              help="Decoding engine: eager (PyTorch), ort (ONNX Runtime: ONNX versions, or a PyTorch version "
+                   "exported once and cached), auto (ort for ONNX versions and cached exports, else eager; "
+                   "a version's tag engine=... decides under auto).")
 @click.option("--max-batch-size", default=16, show_default=True, type=click.IntRange(1, 1024),
               help="Most sequences decoded together in one forward pass.")
 @click.option("--max-queue", default=64, show_default=True, type=click.IntRange(0),
@@ -43,7 +47,7 @@ def _echo_json(data: object) -> None:
               help="Largest request body (413 beyond).")
 @click.option("--no-access-log", is_flag=True, help="Do not log a line per request.")
 def serve(model_ref: str, host: str, port: int, workers: int, canary: str | None, canary_percent: float,
-          admin_token: str | None, api_key: str | None, drain_timeout: float, threads: int | None, max_batch_size: int, max_queue: int, timeout: float,
+          admin_token: str | None, api_key: str | None, drain_timeout: float, threads: int | None, engine: str, max_batch_size: int, max_queue: int, timeout: float,
           max_tokens_limit: int | None, poll_interval: float, max_body_bytes: int, no_access_log: bool) -> None:
     """Serve MODEL_REF with an OpenAI-compatible HTTP API.
 
@@ -81,12 +85,15 @@ def serve(model_ref: str, host: str, port: int, workers: int, canary: str | None
     _hide_secrets(("--api-key", "--admin-token"))
     config = ServeConfig(
         model=model_ref, host=host, port=port, workers=workers, canary=canary, canary_percent=canary_percent,
-        admin_token=admin_token or None, api_key=api_key or None, drain_timeout=drain_timeout, threads=threads, max_batch_size=max_batch_size, max_queue=max_queue, timeout=timeout,
+        admin_token=admin_token or None, api_key=api_key or None, drain_timeout=drain_timeout, threads=threads, engine=engine, max_batch_size=max_batch_size, max_queue=max_queue, timeout=timeout,
         max_tokens_limit=max_tokens_limit, poll_interval=poll_interval, max_body_bytes=max_body_bytes,
         access_log=not no_access_log,
     )
     if canary_percent and not canary:
         raise click.UsageError("--canary-percent needs --canary REF")
+    from llmos_serve.engines import check_kind
+
+    check_kind(engine)
     run(config)
 
 

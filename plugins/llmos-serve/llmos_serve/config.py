@@ -34,6 +34,11 @@ class ServeConfig(BaseModel):
         default=None, ge=1, le=256,
         description="torch threads per server process (default: torch's choice; with workers, cores / workers)",
     )
+    engine: str = Field(
+        default="auto", pattern=r"^[a-z][a-z0-9_-]*$",
+        description="Serving engine: auto (ONNX Runtime where its output is the same, else PyTorch), eager "
+        "(PyTorch), ort (ONNX Runtime; exports a PyTorch version once), or one a plugin registers",
+    )
     max_batch_size: int = Field(default=16, ge=1, le=1024, description="Most sequences decoded in one forward pass")
     max_queue: int = Field(default=64, ge=0, description="Most sequences waiting for a slot before 429")
     timeout: float = Field(default=300.0, gt=0, description="Seconds a request may take before 504")

@@ -116,6 +116,9 @@ class Engine:
         ``on_token(seq, first: bool, interval_s)``, ``on_finish(seq)``.
     """
 
+    #: the serving engine's name (``--engine``); subclasses set their own
+    kind = "eager"
+
     def __init__(
         self,
         model: Any,
@@ -208,6 +211,7 @@ class Engine:
     def stats(self) -> dict[str, Any]:
         return {
             "label": self.label,
+            "engine": self.kind,
             "running": self.num_running,
             "waiting": self.num_waiting,
             "steps": self.steps,

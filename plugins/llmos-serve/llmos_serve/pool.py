@@ -22,6 +22,7 @@ from typing import Any
 
 from llmos.errors import ConflictError, LlmosError, NotFoundError, ValidationError
 
+from llmos_serve import engines
 from llmos_serve.engine import Engine
 from llmos_serve.loader import LoadedModel, ModelSpec, load, open_registry, resolve
 
@@ -86,6 +87,7 @@ class ModelPool:
     :param observer_factory: ``fn(loaded) -> observer`` for engine metrics.
     :param routing_seed: seed of the canary coin (deterministic split in tests).
     :param poll_interval: seconds between alias checks (0 disables the watcher).
+    :param engine: the serving engine (``auto``, ``eager``, ``ort``; see :mod:`llmos_serve.engines`).
     """
 
     def __init__(
@@ -99,6 +101,7 @@ class ModelPool:
         routing_seed: int | None = None,
         poll_interval: float = 2.0,
         registry: Any = None,
+        engine: str = "auto",
     ) -> None:
         if not 0 <= canary_percent <= 100:
             raise ValidationError(f"--canary-percent must be between 0 and 100, got {canary_percent}")
@@ -110,6 +113,7 @@ class ModelPool:
         self.engine_options = dict(engine_options or {})
         self.observer_factory = observer_factory
         self.poll_interval = poll_interval
+        self.engine = engine
         self._rng = random.Random(routing_seed)
         self._lock = threading.RLock()
         self._load_lock = threading.Lock()
@@ -263,9 +267,11 @@ class ModelPool:
         with self._reg_lock:
             reg = self._reg() if spec.path is None else None
             loaded = load(spec, version=version, registry=reg)
+            tags = dict(reg.resolve(loaded.ref).tags or {}) if reg is not None else {}
         observer = self.observer_factory(loaded) if self.observer_factory is not None else None
-        engine = Engine(loaded.model, loaded.tokenizer, label=loaded.ref, observer=observer, **self.engine_options)
-        log.info("loaded %s from %s", loaded.ref, loaded.path)
+        engine = engines.create(self.engine, loaded, tags, label=loaded.ref, observer=observer,
+                                **self.engine_options)
+        log.info("loaded %s from %s (%s engine)", loaded.ref, loaded.path, engine.kind)
         return _Slot(loaded, engine.start())
 
     def _switch(self, target: _Target, slot: _Slot) -> tuple[str, str | None, str]:

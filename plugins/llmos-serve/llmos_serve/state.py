@@ -19,6 +19,7 @@ def build_pool(config: ServeConfig) -> ModelPool:
         engine_options={"max_batch_size": config.max_batch_size, "max_queue": config.max_queue},
         routing_seed=config.routing_seed,
         poll_interval=config.poll_interval,
+        engine=config.engine,
     )
 
 

@@ -168,3 +168,59 @@ def serve_process(llmos_home: Path, free_port: int) -> Iterator[Callable[..., Se
         if p.proc.poll() is None:
             p.proc.kill()
             p.proc.communicate()
+
+
+def train_tiny_model(path: Path, steps: int = 120) -> Path:
+    """:func:`build_tiny_model`, then ``steps`` of Adam on :data:`TEXT` (a second on CPU):
+    its greedy continuations are sentences of TEXT, with clear margins between tokens."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    build_tiny_model(path)
+    tok = AutoTokenizer.from_pretrained(path)
+    model = AutoModelForCausalLM.from_pretrained(path)
+    ids = torch.tensor(tok(TEXT[: len(TEXT) // 3])["input_ids"])
+    g = torch.Generator().manual_seed(0)
+    opt = torch.optim.Adam(model.parameters(), lr=1e-2)
+    model.train()
+    for _ in range(steps):
+        starts = torch.randint(0, len(ids) - 65, (8,), generator=g)
+        batch = torch.stack([ids[s : s + 64] for s in starts.tolist()])
+        loss = model(input_ids=batch, labels=batch).loss
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    model.eval()
+    model.save_pretrained(path)
+    return path
+
+
+@pytest.fixture(scope="session")
+def trained_tiny(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A trained tiny model directory (see :func:`train_tiny_model`)."""
+    import torch
+
+    torch.set_num_threads(1)
+    return train_tiny_model(tmp_path_factory.mktemp("trained") / "tiny")
+
+
+@pytest.fixture(scope="session")
+def engine_cache(tmp_path_factory: pytest.TempPathFactory, trained_tiny: Path) -> tuple[Path, Path]:
+    """``(cache root, ONNX export of trained_tiny in it)``: the ort engine's own export
+    (``llmos_serve.engines.ensure_export``), made once per test session (~30 s)."""
+    import os
+
+    from llmos_serve import engines
+    from llmos_serve.loader import load_directory
+
+    root = tmp_path_factory.mktemp("engine-cache")
+    before = os.environ.get("LLMOS_ENGINE_CACHE")
+    os.environ["LLMOS_ENGINE_CACHE"] = str(root)
+    try:
+        export = engines.ensure_export(load_directory(trained_tiny, name="tiny", version="local"))
+    finally:
+        if before is None:
+            del os.environ["LLMOS_ENGINE_CACHE"]
+        else:
+            os.environ["LLMOS_ENGINE_CACHE"] = before
+    return root, export
