@@ -437,8 +437,13 @@ def llmos_register_export_formats(register: Register) -> None:
 def llmos_register_serving_engines(register: Register) -> None:
     """Provide **serving engines**: what ``llmos serve`` generates with.
 
-    Selected by the server's ``engine`` setting. The factory is called as
-    ``factory(model_dir, config)`` and returns the engine object the server drives.
+    Selected by ``llmos serve --engine NAME`` (or a version's tag ``engine``). The
+    factory is called as ``factory(loaded, max_batch_size=, max_queue=, label=,
+    observer=)`` with the loaded version (``llmos_serve.loader.LoadedModel``: ``model``,
+    ``tokenizer``, ``path``, ``ref``) and returns an engine with the interface of
+    ``llmos_serve.engine.Engine`` (subclassing it keeps the batching and sampling). An
+    optional ``factory.unsupported(loaded) -> str | None`` says why it cannot serve a
+    version. llmos-serve registers ``eager`` (PyTorch) and ``ort`` (ONNX Runtime).
 
     :param register: see :func:`llmos_register_data_steps`.
     :returns: nothing.

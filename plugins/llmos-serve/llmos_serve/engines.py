@@ -10,7 +10,13 @@ Two engines ship with llmos-serve (both continuous batching with a KV cache):
   ``$LLMOS_HOME/cache/engines/onnx/<sha256 of the weights>``; the export is checked
   against PyTorch's logits before it is used).
 
-A factory is ``factory(loaded, **engine_options) -> engine`` and may have
+Plugins add engines with the ``llmos_register_serving_engines`` hook (kind
+``serving_engines``; llmos-serve registers these two through it). A factory is
+``factory(loaded, **engine_options) -> engine``: ``loaded`` is a
+:class:`~llmos_serve.loader.LoadedModel`, the options are ``max_batch_size``,
+``max_queue``, ``label`` and ``observer``, and the engine has the interface of
+:class:`~llmos_serve.engine.Engine` (``start``, ``stop``, ``submit``, ``stats``,
+``num_running``, ``num_waiting``, ``max_batch_size``, ``max_queue``). A factory may have
 ``factory.unsupported(loaded) -> str | None`` (why it cannot serve that version).
 
 Which engine: ``--engine`` (``ServeConfig.engine``) when not ``auto``; else the
@@ -179,8 +185,25 @@ BUILTIN = {"eager": eager_engine, "ort": ort_engine}
 
 
 def available() -> dict[str, Any]:
-    """Engine name -> factory: the built-in ones, and those plugins register."""
-    return dict(BUILTIN)
+    """Engine name -> factory: those plugins register through
+    ``llmos_register_serving_engines`` (llmos-serve registers ``eager`` and ``ort``), and
+    the built-in two when the plugin manager has not loaded llmos-serve itself."""
+    found = dict(BUILTIN)
+    try:
+        from llmos.plugins import get_manager
+
+        extensions = get_manager().extensions("serving_engines")
+    except Exception as exc:  # noqa: BLE001 - a broken plugin must not stop serving
+        log.warning("cannot list serving engines from plugins (%s); using the built-in ones", exc)
+        return found
+    for ext in extensions:
+        if ext.name in found and ext.plugin == "llmos-serve":
+            continue
+        try:
+            found[ext.name] = ext.load_factory()
+        except Exception as exc:  # noqa: BLE001
+            log.warning("serving engine %s of plugin %s does not import: %s", ext.name, ext.plugin, exc)
+    return found
 
 
 def check_kind(kind: str) -> None:

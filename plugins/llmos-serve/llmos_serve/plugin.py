@@ -1,7 +1,7 @@
 """llmos-serve hook module (light: imports only llmos and click).
 
-Provides the ``deployment.openai-server`` and ``deployment.promote`` components and the ``llmos serve`` /
-``llmos deploy`` commands.
+Provides the ``deployment.openai-server`` and ``deployment.promote`` components, the ``eager``
+and ``ort`` serving engines and the ``llmos serve`` / ``llmos deploy`` commands.
 """
 
 from __future__ import annotations
@@ -29,6 +29,15 @@ def llmos_register_deployment_steps(register):  # type: ignore[no-untyped-def]
         config=PromoteConfig,
         description="Move an alias to the version the run registered, if a rule on its metrics holds",
     )
+
+
+@hookimpl
+def llmos_register_serving_engines(register):  # type: ignore[no-untyped-def]
+    register("eager", "llmos_serve.engines:eager_engine",
+             description="PyTorch: continuous batching with a KV cache; every PyTorch version (int8 included)")
+    register("ort", "llmos_serve.engines:ort_engine",
+             description="ONNX Runtime: continuous batching with a KV cache; ONNX versions, and PyTorch versions "
+             "exported once into the engine cache (needs llmos-export)")
 
 
 @hookimpl
