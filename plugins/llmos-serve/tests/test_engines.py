@@ -21,11 +21,14 @@ PROMPTS = ["the quick brown", "once upon a time there", "numbers one two three",
 
 
 @pytest.fixture
-def versions(llmos_home: Path, trained_tiny: Path, engine_cache: tuple[Path, Path], monkeypatch) -> Any:
+def versions(llmos_home: Path, trained_tiny: Path, engine_cache: tuple[Path, Path], monkeypatch,
+             plugin_manager, standard_plugins) -> Any:
     """A registry with tiny:1 (PyTorch) and tiny-onnx:1 (its ONNX export); the engine
-    cache holds the export of tiny:1's weights."""
+    cache holds the export of tiny:1's weights. The plugins that load ONNX and int8
+    versions (and register the serving engines) are loaded."""
     from llmos.registry import open_registry
 
+    standard_plugins("llmos-models", "llmos-export", "llmos-compress", "llmos-serve")
     monkeypatch.setenv("LLMOS_ENGINE_CACHE", str(engine_cache[0]))
     reg = open_registry()
     reg.register_version("tiny", trained_tiny)
@@ -65,7 +68,7 @@ def test_onnx_version_gives_the_eager_text_in_generate_and_the_server(versions, 
     from llmos_models.cli import generate
 
     llmos = str(Path(sys.executable).with_name("llmos"))
-    env = {**os.environ, "LLMOS_HOME": str(llmos_home), "LLMOS_PLUGINS": "llmos-models"}
+    env = {**os.environ, "LLMOS_HOME": str(llmos_home), "LLMOS_PLUGINS": "llmos-models,llmos-export"}
     proc = subprocess.Popen([llmos, "generate", "tiny-onnx:1", PROMPTS[1], "-n", "20"], env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     # ... and the command itself in this process, for both versions, streamed and not
