@@ -10,6 +10,8 @@ have_postgres || need+=(postgresql)
 # the dashboard's browser tests (plugins/llmos-monitor) drive Debian's Chromium through
 # Playwright; Playwright's own browser download is never used
 [ -x /usr/bin/chromium ] || need+=(chromium fonts-liberation)
+# the scale-out test (plugins/llmos-serve) puts real `llmos serve` replicas behind haproxy
+command -v haproxy >/dev/null 2>&1 || need+=(haproxy)
 if [ ${#need[@]} -gt 0 ]; then
   if [ "$(id -u)" != 0 ]; then
     echo "sysdeps: missing ${need[*]}; install them (sudo apt-get install ${need[*]})" >&2

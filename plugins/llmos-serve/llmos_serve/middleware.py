@@ -14,6 +14,16 @@ from llmos_serve.errors import BodyTooLarge, error_response
 access_log = logging.getLogger("llmos.serve.access")
 
 VERSION_HEADER = "X-Llmos-Model-Version"
+#: which server process answered (``$LLMOS_REPLICA_ID``, else ``host-pid``): spreads and
+#: failovers behind a load balancer show in the responses
+REPLICA_HEADER = "X-Llmos-Replica"
+
+
+def replica_id() -> str:
+    import os
+    import socket
+
+    return os.environ.get("LLMOS_REPLICA_ID") or f"{socket.gethostname()}-{os.getpid()}"
 
 
 def bearer_matches(headers: list[tuple[bytes, bytes]] | Any, expected: str) -> bool:
@@ -34,6 +44,7 @@ class ServeMiddleware:
     def __init__(self, app: Any, *, state: Any) -> None:
         self.app = app
         self.state = state
+        self.replica = replica_id()
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         if scope["type"] != "http":
@@ -45,6 +56,7 @@ class ServeMiddleware:
         scope["llmos.info"] = info
         status: list[int] = [0]
         limit = st.config.max_body_bytes
+        replica = self.replica
 
         async def send_wrapper(message: dict[str, Any]) -> None:
             if message["type"] == "http.response.start":
@@ -54,6 +66,7 @@ class ServeMiddleware:
                     ref = info.get("version") or st.pool.current_ref()
                     if ref:
                         headers.append(VERSION_HEADER, ref)
+                headers.append(REPLICA_HEADER, replica)
             await send(message)
 
         length = next((v for k, v in scope.get("headers", []) if k == b"content-length"), None)
