@@ -49,6 +49,7 @@ def haproxy_config(servers: list[tuple[str, str, int]], bind: str = "127.0.0.1:8
         "    timeout client 300s",
         f"    timeout server {timeout_server}  # a long generation is one request",
         "    timeout http-keep-alive 30s",
+        "    timeout check 5s      # a busy replica answers /ready late, not never",
         "    # re-send a request that never reached a replica or got no response at all (the",
         "    # replica died): completions change no state; once a response has started it is not retried",
         "    retry-on conn-failure empty-response",
@@ -64,7 +65,7 @@ def haproxy_config(servers: list[tuple[str, str, int]], bind: str = "127.0.0.1:8
         "    option httpchk",
         "    http-check send meth GET uri /ready   # 200 once the model is loaded; 503 while loading or draining",
         "    http-check expect status 200",
-        f"    default-server check inter {check_interval} fall 2 rise 1",
+        f"    default-server check inter {check_interval} fall 3 rise 1",
     ]
     lines += [f"    server {name} {host}:{port}" for name, host, port in servers]
     return "\n".join(lines) + "\n"
