@@ -38,7 +38,7 @@ def main() -> str:
     from conftest import build_tiny_model  # type: ignore[import-not-found]
 
     from llmos.testing_pg import PostgresServer
-    from llmos_serve.scaleout import Cluster, Load, promote_and_wait, version_mismatches
+    from llmos_serve.scaleout import Cluster, Load, in_flight_at, promote_and_wait, version_mismatches
 
     work = Path(tempfile.mkdtemp(prefix="llmos-bench-scale-"))
     pg = PostgresServer().start()
@@ -79,13 +79,13 @@ def main() -> str:
         pg.stop()
     records = load.records
     assert killed_at is not None
-    in_flight = [r for r in records if r.start <= killed_at <= r.end]
+    in_flight = [r for r in records if in_flight_at(r, killed_at)]
     failed = [r for r in records if r.status != 200]
-    excused = [r for r in failed if r.start <= killed_at <= r.end and r.status in (0, 502, 503)]
+    excused = [r for r in failed if in_flight_at(r, killed_at) and r.status in (0, 502, 503)]
     other = len(failed) - len(excused)
     mismatched = version_mismatches(records, moves, "tiny:1")
     spread = Counter(r.replica for r in records if r.status == 200)
-    after_kill = Counter(r.replica for r in records if r.status == 200 and r.start > killed_at + 1.0)
+    after_kill = Counter(r.replica for r in records if r.status == 200 and r.start > killed_at[1] + 1.0)
     ok = other == 0 and mismatched == 0 and len(records) == TOTAL
     load_avg = ", ".join(f"{x:.1f}" for x in os.getloadavg())
     lines = [

@@ -138,26 +138,28 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def single_stream(url: str, generate: Any, tokenizer: Any, rounds: int = 3) -> dict[str, float]:
-    """Alternate: in-process ``generate(ids) -> new token count`` and one HTTP request,
-    same prompt and length."""
+def single_stream(sides: dict[str, tuple[str, Any]], tokenizer: Any, rounds: int = 3) -> dict[str, dict[str, float]]:
+    """For each prompt, alternate over the engines ``sides`` (``name -> (url, generate)``,
+    ``generate(ids) -> new token count`` in process): in-process generation, then one HTTP
+    request, same prompt and length. Median tokens/s per engine and side."""
     import httpx
     import torch
 
-    local_tps, http_tps = [], []
+    tps: dict[str, dict[str, list[float]]] = {e: {"local": [], "http": []} for e in sides}
     with httpx.Client(timeout=300) as client, torch.inference_mode():
-        for r in range(rounds):
+        for _ in range(rounds):
             for prompt in PROMPTS[:4]:
                 ids = tokenizer(prompt, return_tensors="pt").input_ids
-                t0 = time.perf_counter()
-                n = generate(ids)
-                local_tps.append(n / (time.perf_counter() - t0))
-                t0 = time.perf_counter()
-                resp = client.post(url + "/v1/completions", json={
-                    "model": "bench", "prompt": prompt, "max_tokens": NEW_TOKENS, "temperature": 0,
-                }).json()
-                http_tps.append(resp["usage"]["completion_tokens"] / (time.perf_counter() - t0))
-    return {"local": statistics.median(local_tps), "http": statistics.median(http_tps)}
+                for e, (url, generate) in sides.items():
+                    t0 = time.perf_counter()
+                    n = generate(ids)
+                    tps[e]["local"].append(n / (time.perf_counter() - t0))
+                    t0 = time.perf_counter()
+                    resp = client.post(url + "/v1/completions", json={
+                        "model": "bench", "prompt": prompt, "max_tokens": NEW_TOKENS, "temperature": 0,
+                    }).json()
+                    tps[e]["http"].append(resp["usage"]["completion_tokens"] / (time.perf_counter() - t0))
+    return {e: {k: statistics.median(v) for k, v in d.items()} for e, d in tps.items()}
 
 
 def eager_generate(model: Any, tokenizer: Any) -> Any:
@@ -327,10 +329,10 @@ def main() -> str:
     token = "bench-token"
     servers: dict[str, tuple[str, subprocess.Popen]] = {}
 
-    def start(engine: str) -> None:
+    def start(engine: str, ref: str) -> None:
         port = _free_port()
         proc = subprocess.Popen(
-            [str(VENV_BIN / "llmos"), "serve", "bench@production", "--port", str(port), "--admin-token", token,
+            [str(VENV_BIN / "llmos"), "serve", ref, "--port", str(port), "--admin-token", token,
              "--max-batch-size", "32", "--max-queue", "256", "--no-access-log", "--poll-interval", "1",
              "--threads", str(THREADS), "--engine", engine],
             env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
@@ -338,8 +340,8 @@ def main() -> str:
         servers[engine] = (f"http://127.0.0.1:{port}", proc)
 
     try:
-        start("eager")
-        start("ort")  # exports bench:1 to ONNX into the engine cache first (once)
+        start("eager", "bench@production")  # follows the alias in the load test
+        start("ort", "bench:1")  # exports bench:1 to ONNX into the engine cache first (once)
         _wait_ready(servers["eager"][0], servers["eager"][1])
         _say("ort server: exporting bench:1 to ONNX, then loading")
         _wait_ready(servers["ort"][0], servers["ort"][1], timeout=1800)
@@ -351,19 +353,16 @@ def main() -> str:
         tokenizer = AutoTokenizer.from_pretrained(paths[0])
         onnx = OnnxCausalLM(cache_root() / "onnx" / weights_key(reg.checkout("bench:1")), threads=THREADS)
         params = sum(p.numel() for p in model.parameters())
-        gens = {"eager": eager_generate(model, tokenizer), "ort": ort_generate(onnx)}
-        urls = {"eager": eager_url, "ort": ort_url}
+        sides = {"eager": (eager_url, eager_generate(model, tokenizer)), "ort": (ort_url, ort_generate(onnx))}
         _say("single stream: warm-up")
-        for e in ("eager", "ort"):
-            single_stream(urls[e], gens[e], tokenizer, rounds=1)
-        ss: dict[str, dict[str, float]] = {}
-        for e in ("eager", "ort"):
-            _say(f"single stream ({e}): HTTP vs in-process generate, alternating")
-            ss[e] = single_stream(urls[e], gens[e], tokenizer, rounds=3)
+        single_stream(sides, tokenizer, rounds=1)
+        _say("single stream: HTTP vs in-process generate, both engines, alternating")
+        ss = single_stream(sides, tokenizer, rounds=3)
+        urls = {"eager": eager_url, "ort": ort_url}
         del model, onnx
         conc: dict[str, dict[str, float]] = {}
         for e in ("eager", "ort"):
-            _say(f"single stream: {ss[e]}; {e}: 8 clients vs one by one")
+            _say(f"single stream: {ss}; {e}: 8 clients vs one by one")
             conc[e] = concurrency(urls[e])
         _say(f"concurrency: {conc}; load test (2000 requests, 32 clients, 10 alias switches)")
         load = load_test(eager_url, token, reg)
@@ -397,7 +396,7 @@ def main() -> str:
         "",
         f"Model: `small`-preset Llama, {params / 1e6:.1f}M parameters, untrained (built from config; "
         "throughput does not depend on the weights), 4096-token BPE. Servers: `llmos serve bench@production "
-        "--engine eager` and `--engine ort`, each in its own process on 127.0.0.1; "
+        "--engine eager` and `llmos serve bench:1 --engine ort`, each in its own process on 127.0.0.1; "
         f"{THREADS} thread on each side (`--threads {THREADS}`; ONNX Runtime intra-op threads = torch's).",
         "",
         "| measure | result | target | |",
@@ -424,7 +423,8 @@ def main() -> str:
         f"version mismatches {load['mismatched']}; versions seen {', '.join(load['versions'])} "
         f"| all 0 | {mark(ok3)} |",
         "",
-        "Single stream alternates the two sides on the same prompts (median of 12 each). The load test moves "
+        "Single stream alternates the four sides (each engine in process and over HTTP) prompt by prompt (median of "
+        "12 each); the concurrency figures run eager then ort. The load test moves "
         "`bench@production` between versions 1 and 2, alternately through `POST /admin/alias` (which loads the "
         "new version beside the old one and switches atomically before answering) and directly in the registry "
         "(as `llmos deploy promote` does; the server's watcher, polling every second, loads and switches). A "

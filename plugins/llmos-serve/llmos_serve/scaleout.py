@@ -196,14 +196,16 @@ class Cluster:
                 out[cols["svname"]] = cols.get("status", "").split(" ")[0]
         return out
 
-    def kill(self, name: str) -> float:
-        """SIGKILL replica ``name`` (no draining: its in-flight requests are cut); the time."""
+    def kill(self, name: str) -> tuple[float, float]:
+        """SIGKILL replica ``name`` (no draining: its in-flight requests are cut);
+        ``(signal sent, process gone)``: a request in flight on it is one that started
+        before it was gone and ended after the signal (:func:`in_flight_at`)."""
         r = next(r for r in self.replicas if r.name == name)
         assert r.proc is not None
         t = time.monotonic()
         r.proc.kill()
         r.proc.wait(30)
-        return t
+        return t, time.monotonic()
 
     def live(self) -> list[Replica]:
         return [r for r in self.replicas if r.proc is not None and r.proc.poll() is None]
@@ -302,6 +304,11 @@ class Load:
                     rec = Record(t0, time.monotonic(), 0, "", "")
                 with self._lock:
                     self.records.append(rec)
+
+
+def in_flight_at(rec: Record, killed: tuple[float, float]) -> bool:
+    """Was ``rec`` in flight while a replica was being killed (``Cluster.kill``'s times)?"""
+    return rec.start <= killed[1] and rec.end >= killed[0]
 
 
 def version_mismatches(records: list[Record], moves: list[tuple[float, float, str, str]], first: str) -> int:
