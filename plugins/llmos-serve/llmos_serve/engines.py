@@ -23,7 +23,7 @@ Which engine: ``--engine`` (``ServeConfig.engine``) when not ``auto``; else the
 version's registry tag ``engine`` (``llmos model tag NAME:N engine=eager``); else
 ``auto``: ``ort`` for ONNX versions (the only engine that runs them) and for PyTorch
 versions whose ONNX export is already in the engine cache (its greedy output is the
-eager engine's, and it is ~2x faster per token on CPU), ``eager`` for the rest —
+eager engine's, and it is faster for few concurrent streams on CPU), ``eager`` for the rest —
 exporting on first load takes tens of seconds, so ``auto`` never starts one:
 ``--engine ort`` does, once per set of weights.
 """
