@@ -107,7 +107,10 @@ def save_checkpoint(
     opt_tensors, opt_meta = _flatten_optimizer(optimizer.state_dict())
     save_file(opt_tensors, str(tmp / "optimizer.safetensors"))
     save_file({"torch_cpu": torch.get_rng_state()}, str(tmp / "rng.safetensors"))
-    sched = scheduler.state_dict()  # plain numbers; schedule functions are rebuilt from the config
+    # plain numbers; schedule functions (and a plugin's callable objects) are rebuilt from the config
+    sched = scheduler.state_dict()
+    if "lr_lambdas" in sched:
+        sched["lr_lambdas"] = [None] * len(sched["lr_lambdas"])
     state = {
         "step": step,
         "loop": loop_state,

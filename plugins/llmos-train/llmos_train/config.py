@@ -5,10 +5,104 @@ from __future__ import annotations
 import itertools
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
-OPTIMIZERS = ("adamw", "adam", "sgd", "lamb")
-SCHEDULES = ("constant", "linear-warmup", "cosine", "noam")
+class AdamConfig(BaseModel):
+    """Settings of the ``adamw`` and ``adam`` optimizers (torch.optim.AdamW / Adam)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    betas: tuple[float, float] = Field((0.9, 0.95), description="Moment decay rates (β1, β2).")
+    eps: float = Field(1e-8, gt=0, description="Denominator epsilon.")
+    fused: bool | None = Field(
+        None, description="torch's fused CUDA kernel (None: on when the parameters are on a CUDA device)."
+    )
+
+    @field_validator("betas")
+    @classmethod
+    def _betas(cls, v: tuple[float, float]) -> tuple[float, float]:
+        if not all(0 <= b < 1 for b in v):
+            raise ValueError("both betas must be in [0, 1)")
+        return v
+
+
+class LambConfig(BaseModel):
+    """Settings of the ``lamb`` optimizer (:class:`llmos_train.optim.Lamb`)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    betas: tuple[float, float] = Field((0.9, 0.95), description="Moment decay rates (β1, β2).")
+    eps: float = Field(1e-8, gt=0, description="Denominator epsilon.")
+    max_trust_norm: float | None = Field(10.0, gt=0, description="Upper clip of ‖p‖ in the trust ratio (None: none).")
+
+    _betas = field_validator("betas")(AdamConfig._betas.__func__)
+
+
+class SgdConfig(BaseModel):
+    """Settings of the ``sgd`` optimizer (torch.optim.SGD)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    momentum: float = Field(0.9, ge=0, lt=1, description="Momentum (0: plain SGD).")
+    nesterov: bool = Field(False, description="Nesterov momentum (needs momentum > 0).")
+
+    @model_validator(mode="after")
+    def _check(self) -> SgdConfig:
+        if self.nesterov and self.momentum == 0:
+            raise ValueError("nesterov needs momentum > 0")
+        return self
+
+
+def _warmup(info: ValidationInfo) -> tuple[int, int]:
+    ctx = info.context or {}
+    return int(ctx.get("warmup_steps", 0)), int(ctx.get("max_steps", 1 << 62))
+
+
+class NoSettings(BaseModel):
+    """Schedules ``constant`` and ``linear-warmup`` take no settings of their own."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    @model_validator(mode="after")
+    def _check(self, info: ValidationInfo) -> NoSettings:
+        warmup, total = _warmup(info)
+        if warmup > total:
+            raise ValueError(f"warmup_steps ({warmup}) must not exceed max_steps ({total})")
+        return self
+
+
+class CosineConfig(BaseModel):
+    """Settings of the ``cosine`` schedule (linear warmup, then cosine decay to a floor)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    min_lr_ratio: float = Field(0.1, ge=0, le=1, description="Final lr as a fraction of the peak.")
+
+    @model_validator(mode="after")
+    def _check(self, info: ValidationInfo) -> CosineConfig:
+        warmup, total = _warmup(info)
+        if warmup > total:
+            raise ValueError(f"warmup_steps ({warmup}) must not exceed max_steps ({total})")
+        return self
+
+
+class NoamConfig(BaseModel):
+    """Settings of the ``noam`` schedule (Vaswani et al. 2017)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    d_model: int | None = Field(None, ge=1, description="Model width (default: the model's hidden size).")
+
+    @model_validator(mode="after")
+    def _check(self, info: ValidationInfo) -> NoamConfig:
+        if _warmup(info)[0] < 1:
+            raise ValueError("schedule 'noam' needs warmup_steps ≥ 1")
+        return self
+
+
+#: settings that moved into optimizer_config / schedule_config (named in the error)
+_MOVED = {"betas": "optimizer_config", "eps": "optimizer_config", "momentum": "optimizer_config",
+          "min_lr_ratio": "schedule_config", "d_model": "schedule_config"}
 
 
 class TrainConfig(BaseModel):
@@ -17,23 +111,32 @@ class TrainConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     # -- optimizer -------------------------------------------------------------
-    optimizer: Literal["adamw", "adam", "sgd", "lamb"] = Field("adamw", description="adamw, adam, sgd or lamb.")
+    optimizer: str = Field(
+        "adamw",
+        description="Optimizer by name: adamw, adam, sgd, lamb, or one a plugin registers with "
+        "llmos_register_optimizers (llmos components --json lists them).",
+    )
+    optimizer_config: dict[str, Any] = Field(
+        default_factory=dict, validate_default=True, description="Settings of that optimizer (e.g. betas, eps for adamw; momentum for sgd)."
+    )
     lr: float = Field(1e-3, gt=0, description="Peak learning rate (for noam: a factor on the noam formula).")
-    weight_decay: float = Field(0.01, ge=0, description="Weight decay (decoupled for adamw and lamb).")
-    betas: tuple[float, float] = Field((0.9, 0.95), description="Adam/LAMB moment decay rates.")
-    eps: float = Field(1e-8, gt=0, description="Adam/LAMB denominator epsilon.")
-    momentum: float = Field(0.9, ge=0, lt=1, description="SGD momentum.")
+    weight_decay: float = Field(
+        0.01, ge=0, description="Weight decay of matrices (decoupled for adamw and lamb; biases and norms: none)."
+    )
 
     # -- schedule --------------------------------------------------------------
-    schedule: Literal["constant", "linear-warmup", "cosine", "noam"] = Field(
-        "cosine", description="constant, linear-warmup, cosine (with warmup) or noam."
+    max_steps: int = Field(100, ge=1, description="Optimizer updates to run.")
+    schedule: str = Field(
+        "cosine",
+        description="LR schedule by name: constant, linear-warmup, cosine (with warmup), noam, or one a plugin "
+        "registers with llmos_register_lr_schedules.",
     )
     warmup_steps: int = Field(0, ge=0, description="Linear warmup steps (noam: its warmup parameter, ≥ 1).")
-    min_lr_ratio: float = Field(0.1, ge=0, le=1, description="cosine: final lr as a fraction of the peak.")
-    d_model: int | None = Field(None, ge=1, description="noam: model width (default: the model's hidden size).")
+    schedule_config: dict[str, Any] = Field(
+        default_factory=dict, validate_default=True, description="Settings of that schedule (e.g. min_lr_ratio for cosine)."
+    )
 
     # -- loop ------------------------------------------------------------------
-    max_steps: int = Field(100, ge=1, description="Optimizer updates to run.")
     batch_size: int = Field(8, ge=1, description="Blocks per micro-batch, summed over all DDP processes.")
     grad_accum: int = Field(1, ge=1, description="Micro-batches accumulated per optimizer update.")
     clip_grad_norm: float | None = Field(1.0, gt=0, description="Clip the global gradient norm (None: no clipping).")
@@ -65,20 +168,51 @@ class TrainConfig(BaseModel):
     )
     threads: int | None = Field(None, ge=1, description="torch intra-op threads per process (default: torch's).")
 
-    @field_validator("betas")
+    @model_validator(mode="before")
     @classmethod
-    def _betas(cls, v: tuple[float, float]) -> tuple[float, float]:
-        if not all(0 <= b < 1 for b in v):
-            raise ValueError("both betas must be in [0, 1)")
-        return v
+    def _moved(cls, data: Any) -> Any:
+        if isinstance(data, dict):
+            moved = [k for k in data if k in _MOVED]
+            if moved:
+                k = moved[0]
+                raise ValueError(f"{k!r} is a setting of the optimizer or schedule now: write "
+                                 f"{_MOVED[k]} = {{ {k} = ... }}")
+        return data
 
-    @model_validator(mode="after")
-    def _check(self) -> TrainConfig:
-        if self.schedule == "noam" and self.warmup_steps < 1:
-            raise ValueError("schedule 'noam' needs warmup_steps ≥ 1")
-        if self.schedule in ("cosine", "linear-warmup") and self.warmup_steps > self.max_steps:
-            raise ValueError(f"warmup_steps ({self.warmup_steps}) must not exceed max_steps ({self.max_steps})")
-        return self
+    @field_validator("optimizer")
+    @classmethod
+    def _optimizer(cls, name: str) -> str:
+        from llmos_train.extensions import OPTIMIZERS, lookup
+
+        lookup(OPTIMIZERS, name)
+        return name
+
+    @field_validator("schedule")
+    @classmethod
+    def _schedule(cls, name: str) -> str:
+        from llmos_train.extensions import SCHEDULES, lookup
+
+        lookup(SCHEDULES, name)
+        return name
+
+    @field_validator("optimizer_config")
+    @classmethod
+    def _optimizer_config(cls, value: dict[str, Any], info: ValidationInfo) -> dict[str, Any]:
+        from llmos_train.extensions import OPTIMIZERS, validate_settings
+
+        if "optimizer" not in info.data:  # the name itself is wrong: reported there
+            return value
+        return validate_settings(OPTIMIZERS, info.data["optimizer"], value)
+
+    @field_validator("schedule_config")
+    @classmethod
+    def _schedule_config(cls, value: dict[str, Any], info: ValidationInfo) -> dict[str, Any]:
+        from llmos_train.extensions import SCHEDULES, validate_settings
+
+        if not {"schedule", "warmup_steps", "max_steps"} <= set(info.data):
+            return value
+        return validate_settings(SCHEDULES, info.data["schedule"], value,
+                                 context={k: info.data[k] for k in ("warmup_steps", "max_steps")})
 
 
 class GridSearchConfig(BaseModel):

@@ -180,15 +180,10 @@ def train(
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     net = ddp_model if ddp_model is not None else model
-    optimizer = make_optimizer(
-        cfg.optimizer, model, lr=cfg.lr, weight_decay=cfg.weight_decay, betas=cfg.betas, eps=cfg.eps,
-        momentum=cfg.momentum,
-    )
-    d_model = cfg.d_model or model_width(model)
-    if cfg.schedule == "noam" and d_model is None:
-        raise ValueError("schedule 'noam' needs d_model: the model's config has no hidden size, set d_model")
-    fn = make_schedule(cfg.schedule, warmup=cfg.warmup_steps, total=cfg.max_steps, min_ratio=cfg.min_lr_ratio,
-                       d_model=d_model)
+    optimizer = make_optimizer(cfg.optimizer, model, lr=cfg.lr, weight_decay=cfg.weight_decay,
+                               settings=cfg.optimizer_config)
+    fn = make_schedule(cfg.schedule, warmup=cfg.warmup_steps, total=cfg.max_steps, settings=cfg.schedule_config,
+                       model_width=model_width(model))
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, fn)
 
     step, epoch, cursor, saved_step = 0, 0, 0, -1

@@ -84,9 +84,9 @@ class Lamb(torch.optim.Optimizer):
         return loss
 
 
-def param_groups(model: torch.nn.Module, weight_decay: float) -> list[dict[str, Any]]:
+def param_groups(model: torch.nn.Module, weight_decay: float, lr: float | None = None) -> list[dict[str, Any]]:
     """Two groups: matrices decay, vectors (biases, norms) do not. Shared (tied)
-    parameters appear once."""
+    parameters appear once. With ``lr``, each group carries it too."""
     decay, no_decay, seen = [], [], set()
     for _, p in model.named_parameters():
         if not p.requires_grad or id(p) in seen:
@@ -96,21 +96,49 @@ def param_groups(model: torch.nn.Module, weight_decay: float) -> list[dict[str, 
     groups = [{"params": decay, "weight_decay": weight_decay}]
     if no_decay:
         groups.append({"params": no_decay, "weight_decay": 0.0})
+    if lr is not None:
+        for g in groups:
+            g["lr"] = lr
     return groups
 
 
+def _on_cuda(params: list[dict[str, Any]]) -> bool:
+    return any(p.is_cuda for g in params for p in g["params"])
+
+
+# -- the factories llmos-train registers (llmos_register_optimizers): factory(params, config) --
+
+
+def adamw(params: list[dict[str, Any]], config: Any) -> torch.optim.Optimizer:
+    fused = _on_cuda(params) if config.fused is None else config.fused
+    kw: dict[str, Any] = {"fused": True} if fused else {"foreach": True}
+    return torch.optim.AdamW(params, betas=tuple(config.betas), eps=config.eps, **kw)
+
+
+def adam(params: list[dict[str, Any]], config: Any) -> torch.optim.Optimizer:
+    # Adam's weight decay is L2 added to the gradient (torch semantics)
+    fused = _on_cuda(params) if config.fused is None else config.fused
+    kw: dict[str, Any] = {"fused": True} if fused else {"foreach": True}
+    return torch.optim.Adam(params, betas=tuple(config.betas), eps=config.eps, **kw)
+
+
+def sgd(params: list[dict[str, Any]], config: Any) -> torch.optim.Optimizer:
+    return torch.optim.SGD(params, momentum=config.momentum, nesterov=config.nesterov, foreach=True)
+
+
+def lamb(params: list[dict[str, Any]], config: Any) -> torch.optim.Optimizer:
+    return Lamb(params, betas=tuple(config.betas), eps=config.eps, max_trust_norm=config.max_trust_norm)
+
+
 def make_optimizer(name: str, model: torch.nn.Module, *, lr: float, weight_decay: float = 0.0,
-                   betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8,
-                   momentum: float = 0.0) -> torch.optim.Optimizer:
-    """Build the optimizer called ``name`` (adamw, adam, sgd, lamb) for ``model``."""
-    groups = param_groups(model, weight_decay)
-    if name == "adamw":
-        return torch.optim.AdamW(groups, lr=lr, betas=betas, eps=eps, foreach=True)
-    if name == "adam":
-        # Adam's weight decay is L2 added to the gradient (torch semantics)
-        return torch.optim.Adam(groups, lr=lr, betas=betas, eps=eps, foreach=True)
-    if name == "sgd":
-        return torch.optim.SGD(groups, lr=lr, momentum=momentum, foreach=True)
-    if name == "lamb":
-        return Lamb(groups, lr=lr, betas=betas, eps=eps)
-    raise ValueError(f"unknown optimizer {name!r}: use adamw, adam, sgd or lamb")
+                   settings: dict[str, Any] | None = None) -> torch.optim.Optimizer:
+    """Build the registered optimizer ``name`` for ``model`` (``settings``: its
+    ``optimizer_config``), looked up through the plugin manager."""
+    from llmos_train.extensions import OPTIMIZERS, lookup
+
+    ext = lookup(OPTIMIZERS, name)
+    opt = ext.load()(param_groups(model, weight_decay, lr), ext.settings(settings))
+    if not isinstance(opt, torch.optim.Optimizer):
+        raise TypeError(f"optimizer {name!r} (plugin {ext.plugin}) returned {type(opt).__name__}, "
+                        f"not a torch.optim.Optimizer")
+    return opt

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
+from typing import Any
 
 Schedule = Callable[[int], float]
 
@@ -60,17 +61,39 @@ def noam(d_model: int, warmup: int) -> Schedule:
     return f
 
 
-def make_schedule(name: str, *, warmup: int = 0, total: int = 1, min_ratio: float = 0.0,
-                  d_model: int | None = None) -> Schedule:
-    """The schedule called ``name`` (``constant``, ``linear-warmup``, ``cosine``, ``noam``)."""
-    if name == "constant":
-        return constant()
-    if name == "linear-warmup":
-        return linear_warmup(warmup)
-    if name == "cosine":
-        return cosine(warmup, total, min_ratio)
-    if name == "noam":
-        if d_model is None:
-            raise ValueError("noam needs d_model")
-        return noam(d_model, warmup)
-    raise ValueError(f"unknown schedule {name!r}: use constant, linear-warmup, cosine or noam")
+# -- the factories llmos-train registers (llmos_register_lr_schedules) ------------------------
+# factory(config, *, max_steps, warmup_steps, model_width) -> f
+
+
+def constant_schedule(config: Any, **_: Any) -> Schedule:
+    return constant()
+
+
+def linear_warmup_schedule(config: Any, *, warmup_steps: int, **_: Any) -> Schedule:
+    return linear_warmup(warmup_steps)
+
+
+def cosine_schedule(config: Any, *, warmup_steps: int, max_steps: int, **_: Any) -> Schedule:
+    return cosine(warmup_steps, max_steps, config.min_lr_ratio)
+
+
+def noam_schedule(config: Any, *, warmup_steps: int, model_width: int | None = None, **_: Any) -> Schedule:
+    d_model = config.d_model or model_width
+    if d_model is None:
+        raise ValueError("schedule 'noam' needs d_model: the model's config has no hidden size, "
+                         "set schedule_config = { d_model = ... }")
+    return noam(d_model, warmup_steps)
+
+
+def make_schedule(name: str, *, warmup: int = 0, total: int = 1, settings: dict[str, Any] | None = None,
+                  model_width: int | None = None) -> Schedule:
+    """The registered schedule ``name`` (``settings``: its ``schedule_config``), looked up
+    through the plugin manager."""
+    from llmos_train.extensions import SCHEDULES, lookup
+
+    ext = lookup(SCHEDULES, name)
+    cfg = ext.settings(settings, {"warmup_steps": warmup, "max_steps": total})
+    fn = ext.load()(cfg, max_steps=total, warmup_steps=warmup, model_width=model_width)
+    if not callable(fn):
+        raise TypeError(f"schedule {name!r} (plugin {ext.plugin}) returned {type(fn).__name__}, not f(step) -> float")
+    return fn

@@ -139,7 +139,7 @@ def test_early_stopping(make_ctx, model_factory, dataset) -> None:
 def test_early_stopping_restores_the_best_weights(make_ctx, model_factory, dataset, tmp_path) -> None:
     # a learning rate that diverges after the first evaluations
     cfg = TrainConfig(max_steps=60, batch_size=4, lr=0.3, schedule="constant", eval_every=2, log_every=2,
-                      early_stopping_patience=2, clip_grad_norm=None, optimizer="sgd", momentum=0.0)
+                      early_stopping_patience=2, clip_grad_norm=None, optimizer="sgd", optimizer_config={"momentum": 0.0})
     ctx = make_ctx(model_factory(), dataset)
     out = TrainStep(cfg).run(ctx)
     evals = [m["val_loss"] for kind, _, m in ctx.logged if kind == "eval"]
@@ -157,7 +157,7 @@ def test_early_stopping_restores_the_best_weights(make_ctx, model_factory, datas
 def test_clipping_bounds_the_update(make_ctx, model_factory, dataset, tmp_path) -> None:
     ctx = make_ctx(model_factory(), dataset)
     TrainStep(TrainConfig(max_steps=3, batch_size=4, log_every=1, clip_grad_norm=1e-3, optimizer="sgd",
-                          momentum=0.0, weight_decay=0.0, schedule="constant", lr=1.0)).run(ctx)
+                          optimizer_config={"momentum": 0.0}, weight_decay=0.0, schedule="constant", lr=1.0)).run(ctx)
     m0, m1 = params(model_factory()), params(ctx.artifacts["model"])
     moved = torch.sqrt(sum(((m1[k] - m0[k]) ** 2).sum() for k in m0 if k != "lm_head.weight"))
     assert float(moved) <= 3 * 1e-3 * 1.0001  # 3 SGD steps of norm ≤ lr·clip
@@ -182,7 +182,13 @@ def test_config_validation() -> None:
         TrainConfig(schedule="noam", warmup_steps=0)
     with pytest.raises(pydantic.ValidationError, match="warmup_steps"):
         TrainConfig(max_steps=5, warmup_steps=10)
-    with pytest.raises(pydantic.ValidationError):
-        TrainConfig(betas=(0.9, 1.5))
+    with pytest.raises(pydantic.ValidationError, match="betas"):
+        TrainConfig(optimizer_config={"betas": (0.9, 1.5)})
+    with pytest.raises(pydantic.ValidationError, match="momentum"):
+        TrainConfig(optimizer="adamw", optimizer_config={"momentum": 0.9})  # an SGD setting
+    with pytest.raises(pydantic.ValidationError, match="optimizer_config = { betas"):
+        TrainConfig(betas=(0.9, 0.99))  # moved: the message says where
+    with pytest.raises(pydantic.ValidationError, match="unknown optimizer 'lion': installed are adam, adamw"):
+        TrainConfig(optimizer="lion")
     with pytest.raises(pydantic.ValidationError):
         TrainConfig(lr="fast")

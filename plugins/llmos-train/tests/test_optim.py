@@ -65,7 +65,10 @@ def test_factory_and_groups() -> None:
     assert groups[1]["weight_decay"] == 0.0
     assert isinstance(make_optimizer("adamw", model, lr=1e-3), torch.optim.AdamW)
     assert isinstance(make_optimizer("adam", model, lr=1e-3), torch.optim.Adam)
-    assert isinstance(make_optimizer("sgd", model, lr=1e-3, momentum=0.9), torch.optim.SGD)
-    assert isinstance(make_optimizer("lamb", model, lr=1e-3), Lamb)
-    with pytest.raises(ValueError, match="unknown optimizer"):
+    sgd = make_optimizer("sgd", model, lr=1e-3, settings={"momentum": 0.5})
+    assert isinstance(sgd, torch.optim.SGD) and sgd.param_groups[0]["momentum"] == 0.5
+    lamb = make_optimizer("lamb", model, lr=2e-3, weight_decay=0.1)
+    assert isinstance(lamb, Lamb)
+    assert [(g["lr"], g["weight_decay"]) for g in lamb.param_groups] == [(2e-3, 0.1), (2e-3, 0.0)]
+    with pytest.raises(ValueError, match="unknown optimizer 'rmsprop': installed are adam, adamw, lamb, sgd"):
         make_optimizer("rmsprop", model, lr=1e-3)

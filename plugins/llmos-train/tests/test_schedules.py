@@ -24,7 +24,7 @@ def lrs(name: str, steps: int, base_lr: float = 1.0, **kw) -> list[float]:
 
 @pytest.mark.parametrize("d_model,warmup", [(512, 4000), (64, 10), (32, 1)])
 def test_noam_matches_formula(d_model: int, warmup: int) -> None:
-    got = lrs("noam", 3 * warmup + 5, base_lr=2.0, warmup=warmup, d_model=d_model)
+    got = lrs("noam", 3 * warmup + 5, base_lr=2.0, warmup=warmup, settings={"d_model": d_model})
     for i, lr in enumerate(got):
         step = i + 1
         want = 2.0 * d_model**-0.5 * min(step**-0.5, step * warmup**-1.5)
@@ -35,7 +35,7 @@ def test_noam_matches_formula(d_model: int, warmup: int) -> None:
 
 @pytest.mark.parametrize("warmup,total,r", [(10, 100, 0.1), (0, 50, 0.0), (5, 6, 0.5)])
 def test_cosine_matches_formula(warmup: int, total: int, r: float) -> None:
-    got = lrs("cosine", total, base_lr=3e-3, warmup=warmup, total=total, min_ratio=r)
+    got = lrs("cosine", total, base_lr=3e-3, warmup=warmup, total=total, settings={"min_lr_ratio": r})
     for i, lr in enumerate(got):
         step = i + 1
         if step <= warmup:
@@ -48,13 +48,17 @@ def test_cosine_matches_formula(warmup: int, total: int, r: float) -> None:
 
 
 def test_linear_warmup_and_constant() -> None:
-    got = lrs("linear-warmup", 12, base_lr=0.5, warmup=8)
+    got = lrs("linear-warmup", 12, base_lr=0.5, warmup=8, total=12)
     assert got == pytest.approx([0.5 * min(1.0, s / 8) for s in range(1, 13)])
     assert lrs("constant", 5, base_lr=0.25) == [0.25] * 5
 
 
 def test_unknown_schedule_and_bad_noam() -> None:
-    with pytest.raises(ValueError, match="unknown schedule"):
+    import pydantic
+
+    with pytest.raises(ValueError, match="unknown schedule 'step': installed are constant, cosine, linear-warmup, noam"):
         make_schedule("step")
+    with pytest.raises(pydantic.ValidationError, match="warmup_steps"):
+        make_schedule("noam", warmup=0, settings={"d_model": 64})
     with pytest.raises(ValueError, match="d_model"):
-        make_schedule("noam", warmup=0, d_model=64)
+        make_schedule("noam", warmup=4)  # no width given, none from the model
