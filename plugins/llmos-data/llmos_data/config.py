@@ -2,11 +2,86 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
-FORMATS = ("auto", "txt", "md", "jsonl", "wikitext")
+
+# -- settings of the readers llmos-data registers (llmos_register_data_readers) ---------------
+# Fields named like a corpus setting (text_field, split_paragraphs) are filled from it.
+
+
+class TextReaderConfig(BaseModel):
+    """``txt`` and ``md``: the whole file is a document, or each paragraph."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    split_paragraphs: bool = Field(False, description="Each blank-line separated paragraph is a document.")
+
+
+class FieldReaderConfig(BaseModel):
+    """``jsonl`` (a field of each record) and ``parquet`` (a string column)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    text_field: str = Field("text", description="Field (jsonl, dots for nesting) or column holding the text.")
+
+
+class CsvReaderConfig(BaseModel):
+    """``csv``: one document per row, from a column chosen by its header."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    text_field: str = Field("text", description="Header of the column holding the text.")
+    delimiter: str = Field(",", min_length=1, max_length=1, description="Field delimiter (one character).")
+
+
+class NoReaderSettings(BaseModel):
+    """A reader without settings (``wikitext``)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+# -- settings of the tokenizer trainer llmos-data registers (llmos_register_tokenizer_trainers) --
+
+
+class BpeTrainerConfig(BaseModel):
+    """``bpe``: byte-level BPE (Hugging Face tokenizers). Fields named like a corpus setting
+    (vocab_size, min_frequency, the special tokens) are filled from it."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    vocab_size: int = Field(4096, ge=300, le=1_000_000, description="Vocabulary size (incl. special tokens).")
+    min_frequency: int = Field(2, ge=1, description="Minimum pair frequency for a merge.")
+    bos_token: str = "<|bos|>"
+    eos_token: str = "<|eos|>"
+    pad_token: str = "<|pad|>"
+
+
+def _extension_settings(kind: str, name: str, data: dict[str, Any], shared: dict[str, Any]) -> dict[str, Any]:
+    """``data`` validated by the config of extension ``name`` (ValueError for pydantic),
+    with the ``shared`` corpus settings its model declares as defaults."""
+    import pydantic
+
+    from llmos.errors import LlmosError
+    from llmos.plugins import get_manager
+
+    try:
+        ext = get_manager().get_extension(kind, name)
+    except LlmosError as exc:
+        raise ValueError(exc.message) from None
+    if ext.config is None:
+        if data:
+            raise ValueError(f"{name!r} takes no settings, got {sorted(data)}")
+        return {}
+    merged = {k: v for k, v in shared.items() if k in ext.config.model_fields}
+    merged.update(data or {})
+    try:
+        return ext.config.model_validate(merged).model_dump(mode="json")
+    except pydantic.ValidationError as exc:
+        from llmos.components import format_validation_error
+
+        raise ValueError(format_validation_error(exc)) from None
 
 
 class CorpusConfig(BaseModel):
@@ -20,14 +95,20 @@ class CorpusConfig(BaseModel):
         description="Files, folders (searched recursively) or glob patterns of .txt/.md/.jsonl/WikiText "
         "files; empty = the default offline corpus (Python standard library docstrings).",
     )
-    format: Literal["auto", "txt", "md", "jsonl", "wikitext"] = Field(
+    format: str = Field(
         "auto",
-        description="File format: auto (by extension; WikiText detected by its '= Heading =' lines), txt, md, "
-        "jsonl, wikitext.",
+        description="Data reader by name: auto (by file extension; WikiText detected by its '= Heading =' lines), "
+        "txt, md, jsonl, wikitext, csv, parquet, or one a plugin registers with llmos_register_data_readers.",
     )
-    text_field: str = Field("text", description="Field holding the text in .jsonl records (dots for nesting).")
+    text_field: str = Field(
+        "text", description="Field (.jsonl, dots for nesting) or column (.csv, .parquet) holding the text."
+    )
     split_paragraphs: bool = Field(
         False, description="Treat each blank-line separated paragraph of a .txt/.md file as its own document."
+    )
+    reader_config: dict[str, Any] = Field(
+        default_factory=dict, validate_default=True,
+        description="Settings of the reader named by format (e.g. delimiter for csv); needs a format other than auto.",
     )
     stdlib_parts: list[Literal["docstrings", "comments"]] = Field(
         default_factory=lambda: ["docstrings"],
@@ -77,6 +158,13 @@ class CorpusConfig(BaseModel):
     tokenizer: str | None = Field(
         None, description="Use this existing tokenizer directory (with tokenizer.json) instead of training one."
     )
+    tokenizer_trainer: str = Field(
+        "bpe", description="Tokenizer trainer by name: bpe, or one a plugin registers with "
+        "llmos_register_tokenizer_trainers.",
+    )
+    tokenizer_trainer_config: dict[str, Any] = Field(
+        default_factory=dict, validate_default=True, description="Settings of that trainer beyond vocab_size and the special tokens."
+    )
 
     # -- packing ---------------------------------------------------------------
     block_size: int = Field(128, ge=2, le=1_048_576, description="Tokens per training block.")
@@ -88,6 +176,40 @@ class CorpusConfig(BaseModel):
         if not value or any(not part for part in value.split(".")):
             raise ValueError("text_field must be a field name like 'text' or 'meta.body'")
         return value
+
+    @field_validator("format")
+    @classmethod
+    def _format(cls, name: str) -> str:
+        if name != "auto":
+            _exists("data_readers", name)
+        return name
+
+    @field_validator("tokenizer_trainer")
+    @classmethod
+    def _trainer(cls, name: str) -> str:
+        _exists("tokenizer_trainers", name)
+        return name
+
+    @field_validator("reader_config")
+    @classmethod
+    def _reader_config(cls, value: dict[str, Any], info: ValidationInfo) -> dict[str, Any]:
+        if not {"format", "text_field", "split_paragraphs"} <= set(info.data):
+            return value
+        if info.data["format"] == "auto":
+            if value:
+                raise ValueError("reader_config needs a format: set format to the reader it configures")
+            return value
+        shared = {k: info.data[k] for k in ("text_field", "split_paragraphs")}
+        return _extension_settings("data_readers", info.data["format"], value, shared)
+
+    @field_validator("tokenizer_trainer_config")
+    @classmethod
+    def _trainer_config(cls, value: dict[str, Any], info: ValidationInfo) -> dict[str, Any]:
+        keys = ("vocab_size", "min_frequency", "bos_token", "eos_token", "pad_token")
+        if not {"tokenizer_trainer", "tokenizer", *keys} <= set(info.data) or info.data["tokenizer"] is not None:
+            return value
+        return _extension_settings("tokenizer_trainers", info.data["tokenizer_trainer"], value,
+                                   {k: info.data[k] for k in keys})
 
     @model_validator(mode="after")
     def _check(self) -> CorpusConfig:
@@ -101,6 +223,16 @@ class CorpusConfig(BaseModel):
         if self.num_perm % _bands(self.num_perm, self.near_dedup_threshold)[0]:
             raise ValueError("num_perm must be divisible into LSH bands")  # pragma: no cover - _bands ensures it
         return self
+
+
+def _exists(kind: str, name: str) -> None:
+    from llmos.errors import LlmosError
+    from llmos.plugins import get_manager
+
+    try:
+        get_manager().get_extension(kind, name)
+    except LlmosError as exc:
+        raise ValueError(exc.message) from None
 
 
 def _bands(num_perm: int, threshold: float) -> tuple[int, int]:

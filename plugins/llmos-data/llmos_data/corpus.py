@@ -54,7 +54,7 @@ def _settings_hash(cfg: CorpusConfig, fields: set[str]) -> str:
     return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()
 
 
-_SOURCE_FIELDS = {"format", "text_field", "split_paragraphs", "stdlib_parts"}
+_SOURCE_FIELDS = {"format", "text_field", "split_paragraphs", "reader_config", "stdlib_parts"}
 _CLEAN_FIELDS = _SOURCE_FIELDS | {
     "max_bytes", "max_documents", "normalize", "clean_whitespace", "min_chars", "max_chars",
     "dedup", "near_dedup", "near_dedup_threshold", "shingle_size", "num_perm", "validation_fraction",
@@ -62,8 +62,31 @@ _CLEAN_FIELDS = _SOURCE_FIELDS | {
 }
 _TOKENIZER_FIELDS = _CLEAN_FIELDS | {
     "vocab_size", "min_frequency", "tokenizer_train_bytes", "bos_token", "eos_token", "pad_token",
+    "tokenizer_trainer", "tokenizer_trainer_config",
 }
 _DATASET_FIELDS = _TOKENIZER_FIELDS | {"block_size"}
+
+
+def _reader_names() -> list[str]:
+    from llmos.plugins import get_manager
+
+    return [e.name for e in get_manager().extensions("data_readers")]
+
+
+def _provenance(readers: list[str]) -> str:
+    """Which plugin (and version) provides each reader: part of the cache key, so that
+    another reader of the same name never reuses a cached corpus. llmos-data's own
+    readers are covered by _FORMAT_VERSION and left out (cache keys stay as they were)."""
+    from llmos.plugins import get_manager
+
+    manager = get_manager()
+    out = []
+    for name in readers:
+        ext = manager.get_extension("data_readers", name)
+        if ext.plugin != "llmos-data":
+            info = manager.plugins.get(ext.plugin)
+            out.append(f"{name}={ext.plugin}@{getattr(info, 'version', None)}")
+    return ",".join(out)
 
 
 def _null_progress(**_: Any) -> Any:
@@ -92,8 +115,10 @@ def build_dataset(
     if not cfg.cache:
         cache_root = None
     if cfg.paths:
-        files = resolve_sources(cfg.paths, cfg.format)
-        corpus = corpus_sha256(files, f"{cfg.format}|{cfg.text_field}|{cfg.split_paragraphs}")
+        files = resolve_sources(cfg.paths, cfg.format, readers=_reader_names())
+        readers = sorted({sf.format for sf in files})
+        corpus = corpus_sha256(files, f"{cfg.format}|{cfg.text_field}|{cfg.split_paragraphs}|"
+                                      f"{json.dumps(cfg.reader_config, sort_keys=True)}|{_provenance(readers)}")
     else:
         files = stdlib_files()
         corpus = corpus_sha256(files, f"{stdlib_fingerprint()}|{sorted(cfg.stdlib_parts)}")
@@ -236,7 +261,9 @@ def _documents(cfg: CorpusConfig, files: list) -> Iterator[tuple[str, int]]:
                 yield doc, 0
             yield "", sf.size  # marks the end of a file for progress
         else:
-            for doc in iter_file(sf, text_field=cfg.text_field, split_paragraphs=cfg.split_paragraphs):
+            rc = cfg.reader_config if sf.format == cfg.format else None
+            for doc in iter_file(sf, text_field=cfg.text_field, split_paragraphs=cfg.split_paragraphs,
+                                 reader_config=rc):
                 yield doc, len(doc.encode("utf-8"))
 
 
@@ -320,7 +347,11 @@ def read_spool(path: Path, max_bytes: int | None = None) -> Iterator[str]:
 
 
 def _train_tokenizer(cfg: CorpusConfig, tmp: Path, out_dir: Path, progress: ProgressFactory) -> None:
-    from llmos_data.tokenizer import save_tokenizer, train_bpe
+    """Train the tokenizer named ``cfg.tokenizer_trainer`` (``llmos_register_tokenizer_trainers``:
+    ``factory(texts, config) -> PreTrainedTokenizerFast``) and save it to ``out_dir``."""
+    from llmos.plugins import get_manager
+
+    ext = get_manager().get_extension("tokenizer_trainers", cfg.tokenizer_trainer)
 
     def counted(docs: Iterator[str], bar: Any) -> Iterator[str]:
         n = 0
@@ -331,15 +362,20 @@ def _train_tokenizer(cfg: CorpusConfig, tmp: Path, out_dir: Path, progress: Prog
             yield doc
         bar.update(n % 1000)
 
-    with progress(total=None, description=f"training BPE tokenizer ({cfg.vocab_size} tokens)", unit="doc") as bar:
-        tok = train_bpe(
-            counted(read_spool(tmp / "train.docs", cfg.tokenizer_train_bytes), bar),
-            vocab_size=cfg.vocab_size,
-            min_frequency=cfg.min_frequency,
-            special_tokens=[cfg.pad_token, cfg.bos_token, cfg.eos_token],
+    with progress(total=None, description=f"training {cfg.tokenizer_trainer} tokenizer ({cfg.vocab_size} tokens)",
+                  unit="doc") as bar:
+        tok = ext.load_factory()(counted(read_spool(tmp / "train.docs", cfg.tokenizer_train_bytes), bar),
+                                 ext.validate_config(cfg.tokenizer_trainer_config))
+    if not hasattr(tok, "save_pretrained"):
+        raise ValidationError(
+            f"tokenizer trainer {cfg.tokenizer_trainer!r} (plugin {ext.plugin}) returned {type(tok).__name__}, "
+            f"not a transformers PreTrainedTokenizerFast"
         )
-    save_tokenizer(tok, out_dir, bos=cfg.bos_token, eos=cfg.eos_token, pad=cfg.pad_token,
-                   model_max_length=max(cfg.block_size, 1024))
+    tok.model_max_length = max(cfg.block_size, 1024)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    tok.save_pretrained(str(out_dir))
+    if not (out_dir / "tokenizer.json").is_file():
+        raise ValidationError(f"tokenizer trainer {cfg.tokenizer_trainer!r} saved no tokenizer.json (not a fast tokenizer)")
 
 
 def _cached_tokenizer(cfg: CorpusConfig, final: Path, tmp: Path, progress: ProgressFactory) -> Path:

@@ -32,7 +32,7 @@ class SourceFile:
     """One input file and the format it is read with."""
 
     path: Path
-    format: str  # txt | md | jsonl | wikitext
+    format: str  # the data reader's name (txt, md, jsonl, wikitext, csv, parquet, a plugin's), or python
 
     @property
     def size(self) -> int:
@@ -44,11 +44,14 @@ class SourceFile:
 # ---------------------------------------------------------------------------
 
 
-def resolve_sources(paths: Iterable[str], fmt: str = "auto") -> list[SourceFile]:
+def resolve_sources(paths: Iterable[str], fmt: str = "auto", readers: Iterable[str] = ()) -> list[SourceFile]:
     """Expand files, folders (recursive) and glob patterns into an ordered list of files.
 
+    :param readers: names of the installed data readers: a reader named ``x`` reads ``.x``
+        files when ``fmt`` is ``auto`` (besides the built-in suffixes).
     :raises NotFoundError: a path does not exist or a pattern/folder matches no text file.
     """
+    suffixes = {**{f".{r}": r for r in readers}, **KNOWN_SUFFIXES}
     out: list[SourceFile] = []
     seen: set[Path] = set()
     for raw in paths:
@@ -63,10 +66,10 @@ def resolve_sources(paths: Iterable[str], fmt: str = "auto") -> list[SourceFile]
             if not p.exists():
                 raise NotFoundError(f"data path {raw!r} does not exist: fix the path in the corpus 'paths' setting")
             if p.is_dir():
-                files = sorted(f for f in p.rglob("*") if f.is_file() and f.suffix.lower() in KNOWN_SUFFIXES)
+                files = sorted(f for f in p.rglob("*") if f.is_file() and f.suffix.lower() in suffixes)
                 if not files:
                     raise NotFoundError(
-                        f"folder {raw!r} holds no .txt, .md, .jsonl or WikiText (.raw/.tokens) file"
+                        f"folder {raw!r} holds no file a data reader reads ({', '.join(sorted(suffixes))})"
                     )
             else:
                 files = [p]
@@ -75,14 +78,14 @@ def resolve_sources(paths: Iterable[str], fmt: str = "auto") -> list[SourceFile]
             if key in seen:
                 continue
             seen.add(key)
-            out.append(SourceFile(f, _format_of(f, fmt)))
+            out.append(SourceFile(f, _format_of(f, fmt, suffixes)))
     return out
 
 
-def _format_of(path: Path, fmt: str) -> str:
+def _format_of(path: Path, fmt: str, suffixes: dict[str, str] | None = None) -> str:
     if fmt != "auto":
         return fmt
-    kind = KNOWN_SUFFIXES.get(path.suffix.lower(), "txt")
+    kind = (suffixes or KNOWN_SUFFIXES).get(path.suffix.lower(), "txt")
     if kind == "txt" and _looks_like_wikitext(path):
         return "wikitext"
     return kind
@@ -118,14 +121,23 @@ def corpus_sha256(files: list[SourceFile], extra: str = "") -> str:
 # ---------------------------------------------------------------------------
 
 
-def iter_file(sf: SourceFile, *, text_field: str = "text", split_paragraphs: bool = False) -> Iterator[str]:
-    """Yield the documents of one file."""
-    if sf.format == "jsonl":
-        yield from _iter_jsonl(sf.path, text_field)
-    elif sf.format == "wikitext":
-        yield from _iter_wikitext(sf.path)
-    else:
-        yield from _iter_text(sf.path, split_paragraphs)
+def iter_file(sf: SourceFile, *, text_field: str = "text", split_paragraphs: bool = False,
+              reader_config: dict | None = None) -> Iterator[str]:
+    """Yield the documents of one file, read by the data reader named ``sf.format``
+    (looked up through the plugin manager: ``llmos_register_data_readers``).
+
+    The reader's config gets ``text_field`` / ``split_paragraphs`` when its model declares
+    them, then ``reader_config``.
+    """
+    from llmos.plugins import get_manager
+
+    ext = get_manager().get_extension("data_readers", sf.format)
+    settings = None
+    if ext.config is not None:
+        shared = {"text_field": text_field, "split_paragraphs": split_paragraphs}
+        settings = {k: v for k, v in shared.items() if k in ext.config.model_fields}
+        settings.update(reader_config or {})
+    yield from ext.load_factory()(sf.path, ext.validate_config(settings))
 
 
 def _open_text(path: Path) -> io.TextIOWrapper:

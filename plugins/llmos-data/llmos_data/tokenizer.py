@@ -39,6 +39,17 @@ def train_bpe(
     return tok
 
 
+def train_bpe_tokenizer(texts: Iterator[str], config: Any) -> Any:
+    """The ``bpe`` tokenizer trainer llmos-data registers (``llmos_register_tokenizer_trainers``):
+    byte-level BPE with pad, bos and eos as its first ids, as a ``PreTrainedTokenizerFast``."""
+    from transformers import PreTrainedTokenizerFast
+
+    tok = train_bpe(texts, vocab_size=config.vocab_size, min_frequency=config.min_frequency,
+                    special_tokens=[config.pad_token, config.bos_token, config.eos_token])
+    return PreTrainedTokenizerFast(tokenizer_object=tok, bos_token=config.bos_token, eos_token=config.eos_token,
+                                   pad_token=config.pad_token, clean_up_tokenization_spaces=False)
+
+
 def save_tokenizer(tok: Any, directory: Path, *, bos: str, eos: str, pad: str, model_max_length: int) -> Any:
     """Write ``tok`` as a PreTrainedTokenizerFast directory; return the HF tokenizer."""
     from transformers import PreTrainedTokenizerFast

@@ -55,7 +55,7 @@ class SgdConfig(BaseModel):
 
 def _warmup(info: ValidationInfo) -> tuple[int, int]:
     ctx = info.context or {}
-    return int(ctx.get("warmup_steps", 0)), int(ctx.get("max_steps", 1 << 62))
+    return int(ctx.get("warmup", 0)), int(ctx.get("total", 1 << 62))
 
 
 class NoSettings(BaseModel):
@@ -212,7 +212,7 @@ class TrainConfig(BaseModel):
         if not {"schedule", "warmup_steps", "max_steps"} <= set(info.data):
             return value
         return validate_settings(SCHEDULES, info.data["schedule"], value,
-                                 context={k: info.data[k] for k in ("warmup_steps", "max_steps")})
+                                 context={"warmup": info.data["warmup_steps"], "total": info.data["max_steps"]})
 
 
 class GridSearchConfig(BaseModel):

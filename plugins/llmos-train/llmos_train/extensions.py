@@ -7,11 +7,12 @@ Two extension points of the plugin API (see ``docs/hooks.md``):
   ``params`` are parameter groups that already carry ``lr`` and ``weight_decay`` (matrices
   decay, biases and norms do not), so the factory passes them straight to its optimizer;
   ``config`` is the validated ``optimizer_config`` (an instance of ``Model``, or ``None``).
-- ``llmos_register_lr_schedules(register)``: ``factory(config, *, max_steps, warmup_steps,
-  model_width) -> f`` where ``f(i) -> float`` multiplies ``lr`` for update ``i + 1``
-  (``torch.optim.lr_scheduler.LambdaLR``'s convention). The schedule's config model is
-  validated with the context ``{"warmup_steps", "max_steps"}`` (pydantic's
-  ``ValidationInfo.context``), so it can refuse combinations at ``llmos run --check``.
+- ``llmos_register_lr_schedules(register)``: ``factory(config, *, warmup, total) -> f``
+  (plus ``model_width=``, the model's hidden size, when the factory accepts it) where
+  ``f(i) -> float`` multiplies ``lr`` for update ``i + 1`` (``LambdaLR``'s convention).
+  The schedule's config model is validated with the context ``{"warmup", "total"}``
+  (pydantic's ``ValidationInfo.context``), so it can refuse combinations at
+  ``llmos run --check``.
 
 llmos-train registers adamw, adam, sgd and lamb, and constant, linear-warmup, cosine and
 noam, through the same hooks. The table is read from the process-wide plugin manager,

@@ -62,38 +62,51 @@ def noam(d_model: int, warmup: int) -> Schedule:
 
 
 # -- the factories llmos-train registers (llmos_register_lr_schedules) ------------------------
-# factory(config, *, max_steps, warmup_steps, model_width) -> f
+# factory(config, *, warmup, total[, model_width]) -> f
 
 
 def constant_schedule(config: Any, **_: Any) -> Schedule:
     return constant()
 
 
-def linear_warmup_schedule(config: Any, *, warmup_steps: int, **_: Any) -> Schedule:
-    return linear_warmup(warmup_steps)
+def linear_warmup_schedule(config: Any, *, warmup: int, **_: Any) -> Schedule:
+    return linear_warmup(warmup)
 
 
-def cosine_schedule(config: Any, *, warmup_steps: int, max_steps: int, **_: Any) -> Schedule:
-    return cosine(warmup_steps, max_steps, config.min_lr_ratio)
+def cosine_schedule(config: Any, *, warmup: int, total: int, **_: Any) -> Schedule:
+    return cosine(warmup, total, config.min_lr_ratio)
 
 
-def noam_schedule(config: Any, *, warmup_steps: int, model_width: int | None = None, **_: Any) -> Schedule:
+def noam_schedule(config: Any, *, warmup: int, model_width: int | None = None, **_: Any) -> Schedule:
     d_model = config.d_model or model_width
     if d_model is None:
         raise ValueError("schedule 'noam' needs d_model: the model's config has no hidden size, "
                          "set schedule_config = { d_model = ... }")
-    return noam(d_model, warmup_steps)
+    return noam(d_model, warmup)
+
+
+def _accepts(fn: Any, name: str) -> bool:
+    import inspect
+
+    try:
+        params = inspect.signature(fn).parameters.values()
+    except (TypeError, ValueError):
+        return False
+    return any(p.name == name or p.kind is inspect.Parameter.VAR_KEYWORD for p in params)
 
 
 def make_schedule(name: str, *, warmup: int = 0, total: int = 1, settings: dict[str, Any] | None = None,
                   model_width: int | None = None) -> Schedule:
     """The registered schedule ``name`` (``settings``: its ``schedule_config``), looked up
-    through the plugin manager."""
+    through the plugin manager. Its factory is called as ``factory(config, warmup=,
+    total=)``, plus ``model_width=`` (the model's hidden size) when it accepts it."""
     from llmos_train.extensions import SCHEDULES, lookup
 
     ext = lookup(SCHEDULES, name)
-    cfg = ext.settings(settings, {"warmup_steps": warmup, "max_steps": total})
-    fn = ext.load()(cfg, max_steps=total, warmup_steps=warmup, model_width=model_width)
+    cfg = ext.settings(settings, {"warmup": warmup, "total": total})
+    factory = ext.load()
+    extra = {"model_width": model_width} if _accepts(factory, "model_width") else {}
+    fn = factory(cfg, warmup=warmup, total=total, **extra)
     if not callable(fn):
         raise TypeError(f"schedule {name!r} (plugin {ext.plugin}) returned {type(fn).__name__}, not f(step) -> float")
     return fn
