@@ -136,7 +136,7 @@ max_steps = {STEPS}
 batch_size = {BATCH}
 log_every = {log_every}
 eval_every = 0
-eval_batches = 1
+eval_blocks = {BATCH}
 schedule = "constant"
 threads = 1
 """)

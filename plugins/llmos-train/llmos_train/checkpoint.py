@@ -4,7 +4,8 @@ A checkpoint is a directory ``step-0000050/`` holding
 
 - ``model.safetensors``     the model's weights (shared/tied tensors stored once),
 - ``optimizer.safetensors`` the optimizer state flattened to ``state.<param>.<key>`` tensors,
-- ``rng.safetensors``       torch's CPU RNG state (a uint8 tensor),
+- ``rng.safetensors``       torch's CPU RNG state and, when CUDA is in use, every GPU's
+                            (uint8 tensors),
 - ``state.json``            loop counters, scheduler, optimizer scalars and param groups,
                             Python's and NumPy's RNG states.
 
@@ -31,10 +32,10 @@ PREFIX = "step-"
 def _flatten_optimizer(sd: dict[str, Any]) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
     tensors: dict[str, torch.Tensor] = {}
     scalars: dict[str, Any] = {}
-    for idx, st in sd["state"].items():
+    for idx, st in sd["state"].items():  # idx: a parameter's index, or its name (FSDP's full state)
         for key, value in st.items():
             if isinstance(value, torch.Tensor):
-                tensors[f"state.{idx}.{key}"] = value.detach().contiguous()
+                tensors[f"state.{idx}.{key}"] = value.detach().contiguous().cpu()
             else:
                 scalars[f"{idx}.{key}"] = value
     return tensors, {"scalars": scalars, "param_groups": sd["param_groups"]}
@@ -42,12 +43,15 @@ def _flatten_optimizer(sd: dict[str, Any]) -> tuple[dict[str, torch.Tensor], dic
 
 def _unflatten_optimizer(tensors: dict[str, torch.Tensor], meta: dict[str, Any]) -> dict[str, Any]:
     state: dict[int, dict[str, Any]] = {}
+    def index(idx: str) -> Any:
+        return int(idx) if idx.isdigit() else idx
+
     for name, value in tensors.items():
-        _, idx, key = name.split(".", 2)
-        state.setdefault(int(idx), {})[key] = value
+        idx, key = name[len("state."):].rsplit(".", 1)
+        state.setdefault(index(idx), {})[key] = value
     for name, value in meta["scalars"].items():
-        idx, key = name.split(".", 1)
-        state.setdefault(int(idx), {})[key] = value
+        idx, key = name.rsplit(".", 1)
+        state.setdefault(index(idx), {})[key] = value
     groups = []
     for g in meta["param_groups"]:
         g = dict(g)
@@ -96,17 +100,33 @@ def save_checkpoint(
     scheduler: Any,
     loop_state: dict[str, Any],
     keep: int = 2,
+    *,
+    states: tuple[dict[str, Any], dict[str, Any]] | None = None,
 ) -> Path:
-    """Write checkpoint ``step`` under ``directory`` and keep only the ``keep`` newest."""
+    """Write checkpoint ``step`` under ``directory`` and keep only the ``keep`` newest.
+
+    :param states: ``(model state, optimizer state)`` to write instead of the objects' own
+        (FSDP: the full states gathered from the shards).
+    """
     directory.mkdir(parents=True, exist_ok=True)
     final = directory / f"{PREFIX}{step:07d}"
     tmp = directory / f".{PREFIX}{step:07d}.tmp"
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir()
-    save_model(model, str(tmp / "model.safetensors"))
-    opt_tensors, opt_meta = _flatten_optimizer(optimizer.state_dict())
+    if states is None:
+        save_model(model, str(tmp / "model.safetensors"))
+        opt_tensors, opt_meta = _flatten_optimizer(optimizer.state_dict())
+    else:
+        drop = _tied_aliases(model)
+        save_file({k: v.detach().contiguous().cpu() for k, v in states[0].items() if k not in drop},
+                  str(tmp / "model.safetensors"))
+        opt_tensors, opt_meta = _flatten_optimizer(states[1])
     save_file(opt_tensors, str(tmp / "optimizer.safetensors"))
-    save_file({"torch_cpu": torch.get_rng_state()}, str(tmp / "rng.safetensors"))
+    rng = {"torch_cpu": torch.get_rng_state()}
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        for i, st in enumerate(torch.cuda.get_rng_state_all()):
+            rng[f"torch_cuda_{i}"] = st
+    save_file(rng, str(tmp / "rng.safetensors"))
     # plain numbers; schedule functions (and a plugin's callable objects) are rebuilt from the config
     sched = scheduler.state_dict()
     if "lr_lambdas" in sched:
@@ -132,6 +152,15 @@ def save_checkpoint(
     return final
 
 
+def _tied_aliases(model: torch.nn.Module) -> set[str]:
+    """Names of tied (shared) parameters that ``save_model`` leaves out: of each group of
+    names for one tensor, safetensors keeps the first in sorted order."""
+    groups: dict[int, list[str]] = {}
+    for name, p in model.named_parameters(remove_duplicate=False):
+        groups.setdefault(id(p), []).append(name)
+    return {n for names in groups.values() if len(names) > 1 for n in sorted(names)[1:]}
+
+
 def list_checkpoints(directory: Path) -> list[Path]:
     """Complete checkpoints under ``directory``, oldest first."""
     if not directory.is_dir():
@@ -146,16 +175,33 @@ def latest_checkpoint(directory: Path) -> Path | None:
 
 
 def load_checkpoint(
-    path: Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer | None = None, scheduler: Any = None
+    path: Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer | None = None, scheduler: Any = None,
+    *, fsdp: bool = False,
 ) -> dict[str, Any]:
-    """Restore a checkpoint into ``model`` (and optimizer, scheduler, RNGs); returns its loop state."""
-    missing, unexpected = load_model(model, str(path / "model.safetensors"), strict=True)
+    """Restore a checkpoint into ``model`` (and optimizer, scheduler, RNGs); returns its loop state.
+
+    :param fsdp: ``model`` is sharded (FSDP): every rank loads the full states and keeps its shard.
+    """
     state = json.loads((path / "state.json").read_text())
-    if optimizer is not None:
-        optimizer.load_state_dict(_unflatten_optimizer(load_file(str(path / "optimizer.safetensors")), state["optimizer"]))
+    if fsdp:
+        from torch.distributed.checkpoint.state_dict import StateDictOptions, set_state_dict
+
+        opt_state = _unflatten_optimizer(load_file(str(path / "optimizer.safetensors")), state["optimizer"])
+        set_state_dict(model, optimizer, model_state_dict=load_file(str(path / "model.safetensors")),
+                       optim_state_dict=opt_state, options=StateDictOptions(full_state_dict=True))
+    else:
+        load_model(model, str(path / "model.safetensors"), strict=True)
+        if optimizer is not None:
+            optimizer.load_state_dict(
+                _unflatten_optimizer(load_file(str(path / "optimizer.safetensors")), state["optimizer"]))
     if scheduler is not None:
         scheduler.load_state_dict(state["scheduler"])
-    torch.set_rng_state(load_file(str(path / "rng.safetensors"))["torch_cpu"])
+    rng = load_file(str(path / "rng.safetensors"))
+    torch.set_rng_state(rng["torch_cpu"])
+    cuda = sorted((k for k in rng if k.startswith("torch_cuda_")), key=lambda k: int(k.rsplit("_", 1)[1]))
+    if cuda and torch.cuda.is_available():
+        states = [rng[k] for k in cuda][: torch.cuda.device_count()]
+        torch.cuda.set_rng_state_all(states)
     random.setstate(_py_rng_from_json(state["python_rng"]))
     _np_rng_from_json(state["numpy_rng"])
     return {"step": state["step"], **state["loop"]}

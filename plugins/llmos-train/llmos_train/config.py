@@ -103,6 +103,9 @@ class NoamConfig(BaseModel):
 #: settings that moved into optimizer_config / schedule_config (named in the error)
 _MOVED = {"betas": "optimizer_config", "eps": "optimizer_config", "momentum": "optimizer_config",
           "min_lr_ratio": "schedule_config", "d_model": "schedule_config"}
+#: renamed settings
+_RENAMED = {"eval_batches": "eval_blocks (it counts blocks now, so the score does not depend on batch_size: "
+                            "eval_blocks = eval_batches × batch_size gives the old number)"}
 
 
 class TrainConfig(BaseModel):
@@ -139,13 +142,16 @@ class TrainConfig(BaseModel):
     # -- loop ------------------------------------------------------------------
     batch_size: int = Field(8, ge=1, description="Blocks per micro-batch, summed over all DDP processes.")
     grad_accum: int = Field(1, ge=1, description="Micro-batches accumulated per optimizer update.")
-    clip_grad_norm: float | None = Field(1.0, gt=0, description="Clip the global gradient norm (None: no clipping).")
+    clip_grad_norm: float | None = Field(
+        1.0, gt=0, description="Clip the global gradient norm at this value (0 or false: no clipping)."
+    )
     seed: int | None = Field(None, description="Seed of data order and dropout (default: the pipeline's seed).")
 
     # -- evaluation, logging, checkpoints -------------------------------------
     eval_every: int = Field(0, ge=0, description="Evaluate on the validation split every N steps (0: only at the end).")
-    eval_batches: int | None = Field(
-        None, ge=1, description="Evaluate on at most this many validation batches (None: the whole split)."
+    eval_blocks: int | None = Field(
+        None, ge=1, description="Evaluate on the first N validation blocks (omit: the whole split); the score "
+        "does not depend on batch_size.",
     )
     log_every: int = Field(10, ge=1, description="Record train metrics (loss, lr, grad_norm, tokens/s) every N steps.")
     checkpoint_every: int = Field(
@@ -162,11 +168,39 @@ class TrainConfig(BaseModel):
         True, description="When early stopping ends training, continue with the weights of the best evaluation."
     )
 
+    # -- devices -----------------------------------------------------------------
+    device: str = Field("auto", description="Where to train: auto (cuda, then mps, then cpu), cpu, cuda, cuda:N, mps. "
+                        "Under DDP each process takes the GPU of its LOCAL_RANK.")
+    precision: Literal["auto", "fp32", "bf16", "fp16"] = Field(
+        "auto", description="auto: bf16 autocast on CUDA GPUs that support it, fp32 elsewhere; or fp32, bf16 (CPU "
+        "too), fp16 (GPU; no loss scaling)."
+    )
+    compile: bool = Field(False, description="torch.compile the model (faster steps after a compilation pause).")
+    compile_backend: str = Field(
+        "inductor", pattern=r"^[a-z_]+$",
+        description="torch.compile backend: inductor (generated kernels), aot_eager (traced, no codegen: a quick "
+        "check), cudagraphs...",
+    )
+    gradient_checkpointing: bool = Field(
+        False, description="Recompute activations in the backward pass: less memory, about 30% more compute."
+    )
+
     # -- parallelism -----------------------------------------------------------
     nproc: int | None = Field(
         None, ge=1, description="Data-parallel processes (DDP via torchrun, gloo on CPU); default: llmos run --nproc."
     )
     threads: int | None = Field(None, ge=1, description="torch intra-op threads per process (default: torch's).")
+    parallel: Literal["ddp", "fsdp"] = Field(
+        "ddp", description="With nproc > 1: ddp (a full copy per process) or fsdp (parameters, gradients and "
+        "optimizer state sharded over the processes, for models that do not fit one GPU)."
+    )
+
+    @field_validator("device")
+    @classmethod
+    def _device(cls, name: str) -> str:
+        from llmos.devices import check_device_name
+
+        return check_device_name(name)
 
     @model_validator(mode="before")
     @classmethod
@@ -177,6 +211,14 @@ class TrainConfig(BaseModel):
                 k = moved[0]
                 raise ValueError(f"{k!r} is a setting of the optimizer or schedule now: write "
                                  f"{_MOVED[k]} = {{ {k} = ... }}")
+            for old, new in _RENAMED.items():
+                if old in data:
+                    raise ValueError(f"{old!r} was renamed {new}")
+            if data.get("clip_grad_norm") is False or (
+                    not isinstance(data.get("clip_grad_norm"), bool) and data.get("clip_grad_norm") == 0):
+                data = {**data, "clip_grad_norm": None}  # TOML has no None: 0 or false turns clipping off
+            elif data.get("clip_grad_norm") is True:
+                raise ValueError("clip_grad_norm = true is ambiguous: give the norm to clip at (e.g. 1.0), or false")
         return data
 
     @field_validator("optimizer")

@@ -1,4 +1,4 @@
-"""Distributed data-parallel training with ``torchrun`` (gloo on CPU, NCCL on GPUs).
+"""Distributed data-parallel training with ``torchrun`` (gloo on CPU, NCCL on GPUs: one GPU per process, the one of its ``LOCAL_RANK``).
 
 The pipeline stays one process; only the training loop is distributed:
 
@@ -70,6 +70,14 @@ def launch(ctx: Any, io: Any, cfg: Any, model: Any, train_blocks: Any, val_block
 
     if not hasattr(getattr(model, "config", None), "to_json_string"):
         raise ValidationError("DDP (nproc > 1) needs a transformers model (with .config): use a model.* stage")
+    from llmos.devices import resolve_device
+
+    if resolve_device(cfg.device).startswith("cuda"):
+        import torch
+
+        if nproc > torch.cuda.device_count():
+            raise ValidationError(f"nproc={nproc} processes need {nproc} GPUs (one each); {torch.cuda.device_count()} "
+                                  f"are visible: lower nproc or set device = \"cpu\"")
     sid = ctx.stage.id if ctx.stage is not None else "train"
     job = Path(ctx.workdir) / "ddp" / sid
     job.mkdir(parents=True, exist_ok=True)
@@ -168,15 +176,23 @@ def worker(job_path: str) -> int:
     from llmos_train.loop import Dist, TrainIO, train
 
     job = json.loads(Path(job_path).read_text())
-    backend = "nccl" if torch.cuda.is_available() and os.environ.get("LLMOS_DDP_BACKEND") != "gloo" else "gloo"
-    dist.init_process_group(backend)
-    rank, world = dist.get_rank(), dist.get_world_size()
+    # the optimizer and schedule are looked up by name in this process's own plugin manager
+    # (entry points, as in the pipeline process): a plugin's optimizer reaches the workers
     cfg = TrainConfig.model_validate(job["config"])
+    from llmos.devices import resolve_device
+
+    device = resolve_device(cfg.device)
+    if device.startswith("cuda"):  # one GPU per process: the one of this process's LOCAL_RANK
+        local = int(os.environ.get("LOCAL_RANK", "0"))
+        device = f"cuda:{local}"
+        torch.cuda.set_device(local)
+    gloo = not device.startswith("cuda") or os.environ.get("LLMOS_DDP_BACKEND") == "gloo"
+    dist.init_process_group("gloo" if gloo else "nccl")
+    rank, world = dist.get_rank(), dist.get_world_size()
     config = AutoConfig.from_pretrained(job["model_dir"])
     torch.manual_seed(job["seed"])
     model = AutoModelForCausalLM.from_config(config)
     load_model(model, str(Path(job["model_dir"]) / "model.safetensors"))
-    ddp = torch.nn.parallel.DistributedDataParallel(model)
     stop_file = Path(job["stop_file"])
 
     class WorkerIO(TrainIO):
@@ -199,7 +215,7 @@ def worker(job_path: str) -> int:
 
     try:
         result = train(model, _load_data(job["train"]), _load_data(job["validation"]), cfg, WorkerIO(),
-                       seed=job["seed"], dist=Dist(rank, world), ddp_model=ddp)
+                       seed=job["seed"], dist=Dist(rank, world, device, cfg.parallel == "fsdp"))
         if rank == 0:
             out = {"step": result.step, "stopped": result.stopped, "metrics": result.metrics,
                    "history": result.history, "checkpoint": result.checkpoint}

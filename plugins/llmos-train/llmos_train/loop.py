@@ -56,6 +56,8 @@ class Dist:
 
     rank: int = 0
     world: int = 1
+    device: str = "cpu"  # where collective tensors live (NCCL needs them on the GPU)
+    fsdp: bool = False
 
     @property
     def main(self) -> bool:
@@ -71,7 +73,7 @@ class Dist:
     def any(self, flag: bool) -> bool:
         if self.world == 1:
             return flag
-        t = torch.tensor([1.0 if flag else 0.0])
+        t = torch.tensor([1.0 if flag else 0.0], device=self.device)
         return bool(self.all_reduce_sum(t).item() > 0)
 
 
@@ -109,20 +111,38 @@ def lm_loss(model: torch.nn.Module, x: torch.Tensor, reduction: str = "mean") ->
 
 
 @torch.no_grad()
-def evaluate(model: torch.nn.Module, blocks: Any, batch_size: int, max_batches: int | None = None,
-             dist: Dist | None = None) -> dict[str, float]:
-    """Mean next-token loss and perplexity on ``blocks`` (sharded over DDP ranks)."""
+def evaluate(model: torch.nn.Module, blocks: Any, batch_size: int, max_blocks: int | None = None,
+             dist: Dist | None = None, *, device: str | None = None, dtype: Any = None) -> dict[str, float]:
+    """Mean next-token loss and perplexity on the first ``max_blocks`` of ``blocks`` (all by
+    default), sharded over DDP ranks. Which blocks count never depends on ``batch_size``.
+
+    :param device: where the model is (default: its parameters' device).
+    :param dtype: autocast dtype (``None``: float32).
+    """
+    from llmos.devices import autocast
+
     dist = dist or Dist()
+    device = device or str(next(model.parameters()).device)
     was_training = model.training
     model.eval()
     n = len(blocks)
-    if max_batches is not None:
-        n = min(n, max_batches * batch_size * dist.world)
-    totals = torch.zeros(2, dtype=torch.float64)  # nll sum, token count
-    for start in range(dist.rank * batch_size, n, batch_size * dist.world):
-        x = torch.from_numpy(np.asarray(blocks[start:min(start + batch_size, n)], dtype=np.int64))
-        totals[0] += lm_loss(model, x, reduction="sum").double()
-        totals[1] += int((x[:, 1, 1:] != -100).sum()) if x.dim() == 3 else x.numel() - x.size(0)
+    if max_blocks is not None:
+        n = min(n, max_blocks)
+    acc = torch.float32 if device.startswith("mps") else torch.float64
+    totals = torch.zeros(2, dtype=acc, device=device)  # nll sum, token count
+    step = batch_size * dist.world
+    # every rank runs the same number of forward passes (FSDP's are collective); a rank
+    # past the end scores the first block with weight 0
+    for start in range(dist.rank * batch_size, max(n, 1) + (-max(n, 1)) % step, step):
+        end = min(start + batch_size, n)
+        real = end > start
+        rows = blocks[start:end] if real else blocks[0:1]
+        x = torch.from_numpy(np.asarray(rows, dtype=np.int64)).to(device, non_blocking=True)
+        with autocast(device, dtype):
+            nll = lm_loss(model, x, reduction="sum")
+        if real:
+            totals[0] += nll.to(acc)
+            totals[1] += (x[:, 1, 1:] != -100).sum() if x.dim() == 3 else x.numel() - x.size(0)
     dist.all_reduce_sum(totals)
     if was_training:
         model.train()
@@ -159,6 +179,46 @@ class _Batches:
         return torch.from_numpy(np.asarray(self.blocks[np.sort(idx)], dtype=np.int64))
 
 
+def _full_state(model: torch.nn.Module, dist: Dist) -> dict[str, torch.Tensor]:
+    """The model's whole state dict (gathered from the shards under FSDP: collective)."""
+    if dist.fsdp:
+        from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict
+
+        return get_model_state_dict(model, options=StateDictOptions(full_state_dict=True))
+    return model.state_dict()
+
+
+def _prepare(model: torch.nn.Module, cfg: TrainConfig, dist: Dist, device: str) -> torch.nn.Module:
+    """Move ``model`` to ``device``, turn on gradient checkpointing, wrap it for DDP or FSDP
+    and compile it, as ``cfg`` says. Returns what the loop calls forward on."""
+    if cfg.gradient_checkpointing:
+        if hasattr(model, "activation_checkpointing_enable"):  # transformers ≥ 5
+            model.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
+        elif hasattr(model, "gradient_checkpointing_enable"):
+            model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        else:
+            raise ValueError("gradient_checkpointing needs a transformers model (activation_checkpointing_enable)")
+        if getattr(getattr(model, "config", None), "use_cache", None):
+            model.config.use_cache = False  # no KV cache while training with recomputation
+    model.to(device)
+    net: torch.nn.Module = model
+    if dist.world > 1:
+        if dist.fsdp:
+            from torch.distributed.fsdp import fully_shard
+
+            layers = getattr(getattr(model, "model", None), "layers", None) or getattr(
+                getattr(model, "transformer", None), "h", None) or []
+            for layer in layers:
+                fully_shard(layer)
+            fully_shard(model)
+        else:
+            ids = [int(device.split(":")[1])] if device.startswith("cuda:") else None
+            net = torch.nn.parallel.DistributedDataParallel(model, device_ids=ids)
+    if cfg.compile:
+        net = torch.compile(net, backend=cfg.compile_backend)
+    return net
+
+
 def train(
     model: torch.nn.Module,
     train_blocks: Any,
@@ -168,18 +228,25 @@ def train(
     *,
     seed: int,
     dist: Dist | None = None,
-    ddp_model: torch.nn.Module | None = None,
 ) -> TrainResult:
     """Train ``model`` in place; returns where it stopped and the last metrics.
 
-    :param ddp_model: the ``DistributedDataParallel`` wrapper of ``model`` under DDP.
+    Under DDP/FSDP (``dist.world > 1``, inside a torchrun worker) the model is wrapped here.
+    The model ends on the device it came from (the CPU for a pipeline's model).
     """
+    from llmos.devices import autocast, autocast_dtype, resolve_device
+
     dist = dist or Dist()
     if cfg.batch_size % dist.world:
         raise ValueError(f"batch_size={cfg.batch_size} must be divisible by the {dist.world} DDP processes")
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
-    net = ddp_model if ddp_model is not None else model
+    device = dist.device if dist.world > 1 else resolve_device(cfg.device)
+    dtype = autocast_dtype(device, cfg.precision)
+    home = next(model.parameters()).device
+    net = _prepare(model, cfg, dist, device)
+    ddp_model = net if isinstance(net, torch.nn.parallel.DistributedDataParallel) else getattr(net, "_orig_mod", None)
+    ddp_model = ddp_model if isinstance(ddp_model, torch.nn.parallel.DistributedDataParallel) else None
     optimizer = make_optimizer(cfg.optimizer, model, lr=cfg.lr, weight_decay=cfg.weight_decay,
                                settings=cfg.optimizer_config)
     fn = make_schedule(cfg.schedule, warmup=cfg.warmup_steps, total=cfg.max_steps, settings=cfg.schedule_config,
@@ -191,7 +258,7 @@ def train(
     ckpt_dir = io.checkpoint_dir
     last = latest_checkpoint(ckpt_dir) if (io.resume and ckpt_dir is not None) else None
     if last is not None:
-        st = load_checkpoint(last, model, optimizer, scheduler)
+        st = load_checkpoint(last, model, optimizer, scheduler, fsdp=dist.fsdp)
         step, epoch, cursor = st["step"], st["epoch"], st["cursor"]
         best, bad_evals, history = st["best"], st["bad_evals"], st["history"]
         saved_step = step
@@ -205,18 +272,18 @@ def train(
     if last is not None and best_path is not None and best_path.exists():
         from safetensors.torch import load_file
 
-        best_state = load_file(str(best_path))
+        best_state = load_file(str(best_path), device=device)
 
     def remember_best() -> None:
         nonlocal best_state
-        best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+        best_state = {k: v.detach().clone() for k, v in _full_state(model, dist).items()}
         if best_path is not None and dist.main:
             import os
 
             from safetensors.torch import save_file
 
             tmp = best_path.with_suffix(".tmp")
-            save_file(best_state, str(tmp))
+            save_file({k: v.contiguous().cpu() for k, v in best_state.items()}, str(tmp))
             os.replace(tmp, best_path)
     tokens_per_update = cfg.batch_size * cfg.grad_accum * (train_blocks.shape[-1] - 1)
 
@@ -225,12 +292,21 @@ def train(
                 "history": history}
 
     def checkpoint() -> str | None:
-        if ckpt_dir is None or not dist.main:
+        if ckpt_dir is None:
             return None
-        return str(save_checkpoint(ckpt_dir, step, model, optimizer, scheduler, loop_state(), cfg.keep_checkpoints))
+        states = None
+        if dist.fsdp:  # gathered on every rank (collective), written by rank 0
+            from torch.distributed.checkpoint.state_dict import StateDictOptions, get_state_dict
+
+            states = get_state_dict(model, optimizer, options=StateDictOptions(full_state_dict=True))
+        if not dist.main:
+            return None
+        return str(save_checkpoint(ckpt_dir, step, model, optimizer, scheduler, loop_state(), cfg.keep_checkpoints,
+                                   states=states))
 
     def run_eval() -> dict[str, float]:
-        m = evaluate(model, val_blocks, max(1, cfg.batch_size // dist.world), cfg.eval_batches, dist)
+        m = evaluate(net if dist.fsdp else model, val_blocks, max(1, cfg.batch_size // dist.world), cfg.eval_blocks,
+                     dist, device=device, dtype=dtype)
         if m:
             m = {**m, "step": float(step)}
             history.append(m)
@@ -241,7 +317,7 @@ def train(
     net.train()
     stopped: str | None = None
     last_eval_step = -1
-    loss_sum = torch.zeros(())
+    loss_sum = torch.zeros((), device=device)
     window_n, window_t0 = 0, time.perf_counter()
     grad_norm: torch.Tensor | None = None
     while step < cfg.max_steps:
@@ -250,13 +326,15 @@ def train(
             stopped = "interrupted"
             break
         for micro in range(cfg.grad_accum):
-            x = batches.next()
+            x = batches.next().to(device, non_blocking=True)
             if ddp_model is not None and micro < cfg.grad_accum - 1:
                 with ddp_model.no_sync():
-                    loss = lm_loss(net, x)
+                    with autocast(device, dtype):
+                        loss = lm_loss(net, x)
                     (loss / cfg.grad_accum).backward()
             else:
-                loss = lm_loss(net, x)
+                with autocast(device, dtype):
+                    loss = lm_loss(net, x)
                 (loss / cfg.grad_accum if cfg.grad_accum > 1 else loss).backward()
             loss_sum += loss.detach()
         logging = (step + 1) % cfg.log_every == 0 or step + 1 == cfg.max_steps
@@ -273,6 +351,8 @@ def train(
         if logging:
             loss_val = float(dist.all_reduce_sum(loss_sum.clone()).item()) / (window_n * cfg.grad_accum * dist.world)
             elapsed = time.perf_counter() - window_t0
+            if grad_norm is not None and hasattr(grad_norm, "full_tensor"):  # FSDP: a DTensor
+                grad_norm = grad_norm.full_tensor()
             metrics = {
                 "loss": loss_val,
                 "lr": lr,
@@ -319,4 +399,6 @@ def train(
         path = str(found) if found else None
     metrics = {k: v for k, v in final.items() if k != "step"}
     metrics["steps"] = float(step)
+    if dist.world == 1:
+        model.to(home)  # the next stages get the model where it was
     return TrainResult(step=step, stopped=stopped, metrics=metrics, history=history, checkpoint=path)

@@ -81,3 +81,29 @@ def test_ddp_stops_on_request_and_resumes_exactly(make_ctx, model_factory, datas
     want = [(s, m["loss"]) for k, s, m in single.logged if k == "train"]
     assert [s for s, _ in got] == [s for s, _ in want] == list(range(2, 61, 2))
     assert [v for _, v in got] == pytest.approx([v for _, v in want], rel=1e-4)
+
+
+@pytest.mark.slow
+def test_fsdp_two_processes_match_one_and_resume_from_their_checkpoint(make_ctx, model_factory, dataset,
+                                                                       tmp_path) -> None:
+    common = dict(batch_size=8, lr=5e-3, schedule="constant", log_every=2, threads=1)
+    single = make_ctx(model_factory(0), dataset, workdir=tmp_path / "one")
+    TrainStep(TrainConfig(max_steps=12, **common)).run(single)
+
+    sharded = make_ctx(model_factory(0), dataset, workdir=tmp_path / "two")
+    TrainStep(TrainConfig(max_steps=8, checkpoint_every=4, nproc=2, parallel="fsdp", **common)).run(sharded)
+    # the checkpoint holds the full (gathered) model, loadable without FSDP
+    assert sorted(p.name for p in sharded.checkpoint_dir().iterdir()) == ["step-0000004", "step-0000008"]
+    resumed = make_ctx(model_factory(3), dataset, workdir=tmp_path / "two", resume=True)
+    resumed.logged = list(sharded.logged)
+    TrainStep(TrainConfig(max_steps=12, nproc=2, parallel="fsdp", **common)).run(resumed)
+
+    def series(ctx):
+        return [(s, m["loss"]) for k, s, m in ctx.logged if k == "train"]
+
+    got, want = series(resumed), series(single)
+    assert [s for s, _ in got] == [s for s, _ in want] == [2, 4, 6, 8, 10, 12]
+    assert [v for _, v in got] == pytest.approx([v for _, v in want], rel=1e-4)
+    a, b = single.artifacts["model"].state_dict(), resumed.artifacts["model"].state_dict()
+    for k in a:
+        torch.testing.assert_close(b[k], a[k], rtol=1e-3, atol=1e-5)
