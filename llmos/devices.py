@@ -89,3 +89,14 @@ def precision_name(dtype: Any) -> str:
     if dtype is None:
         return "fp32"
     return {"torch.bfloat16": "bf16", "torch.float16": "fp16"}.get(str(dtype), str(dtype))
+
+
+def place_for_inference(model: Any, device: str = "auto", precision: str = "auto") -> str:
+    """Move a model loaded only to generate or serve to ``device`` and, for bf16/fp16, cast
+    its weights (no autocast needed). Returns the resolved device."""
+    resolved = resolve_device(device)
+    dtype = autocast_dtype(resolved, precision)
+    model.to(resolved)
+    if dtype is not None:
+        model.to(dtype)
+    return resolved

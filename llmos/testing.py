@@ -21,6 +21,11 @@ Fixtures:
   for the duration of the test.
 - ``standard_plugins`` — a manager with only the named entry-point plugins
   loaded: ``standard_plugins("llmos-data", "llmos-models")``.
+- ``installed_plugin`` — install a plugin distribution written in the test (files plus a
+  dist-info with its ``llmos`` entry point, what pip writes for a wheel) into a temporary
+  site directory on ``sys.path`` and ``PYTHONPATH``, so this process and the processes it
+  starts (``llmos`` subprocesses, torchrun workers) load it through its entry point:
+  ``installed_plugin("llmos-lion", {"llmos_lion/__init__.py": "..."}, "llmos_lion")``.
 - PostgreSQL fixtures (``postgres_url`` / ``postgres_database``: a real server started
   for the session / a fresh database on it) are opt-in, so that this pytest11 plugin,
   loaded into every pytest session wherever llmos is installed, stays small: load
@@ -89,3 +94,29 @@ def standard_plugins(llmos_home: Path, monkeypatch: pytest.MonkeyPatch) -> Itera
         yield make
     finally:
         set_manager(previous)
+
+
+@pytest.fixture
+def installed_plugin(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Callable[..., Path]:
+    """Factory: ``installed_plugin(dist, files, entry_point, version="0.1")`` → the site dir."""
+    import os
+    import textwrap
+
+    site = tmp_path / "site-packages"
+
+    def install(dist: str, files: dict[str, str], entry_point: str, version: str = "0.1") -> Path:
+        for rel, text in files.items():
+            path = site / rel
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(textwrap.dedent(text).lstrip())
+        info = site / f"{dist.replace('-', '_')}-{version}.dist-info"
+        info.mkdir(parents=True, exist_ok=True)
+        (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {dist}\nVersion: {version}\n")
+        (info / "entry_points.txt").write_text(f"[llmos]\n{dist} = {entry_point}\n")
+        (info / "RECORD").write_text("")
+        if str(site) not in os.environ.get("PYTHONPATH", "").split(os.pathsep):
+            monkeypatch.syspath_prepend(str(site))
+            monkeypatch.setenv("PYTHONPATH", os.pathsep.join(filter(None, [str(site), os.environ.get("PYTHONPATH")])))
+        return site
+
+    return install

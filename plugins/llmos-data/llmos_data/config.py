@@ -166,6 +166,11 @@ class CorpusConfig(BaseModel):
         default_factory=dict, validate_default=True, description="Settings of that trainer beyond vocab_size and the special tokens."
     )
 
+    add_bos: bool = Field(
+        True, description="The trained tokenizer starts every text with bos_token: each packed document begins "
+        "with it, and so does every prompt at generation and serving time (training and generation agree).",
+    )
+
     # -- packing ---------------------------------------------------------------
     block_size: int = Field(128, ge=2, le=1_048_576, description="Tokens per training block.")
     cache: bool = Field(True, description="Reuse tokenizers and packed arrays from $LLMOS_HOME/cache.")

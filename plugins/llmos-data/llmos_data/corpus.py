@@ -62,7 +62,7 @@ _CLEAN_FIELDS = _SOURCE_FIELDS | {
 }
 _TOKENIZER_FIELDS = _CLEAN_FIELDS | {
     "vocab_size", "min_frequency", "tokenizer_train_bytes", "bos_token", "eos_token", "pad_token",
-    "tokenizer_trainer", "tokenizer_trainer_config",
+    "tokenizer_trainer", "tokenizer_trainer_config", "add_bos",
 }
 _DATASET_FIELDS = _TOKENIZER_FIELDS | {"block_size"}
 
@@ -372,10 +372,25 @@ def _train_tokenizer(cfg: CorpusConfig, tmp: Path, out_dir: Path, progress: Prog
             f"not a transformers PreTrainedTokenizerFast"
         )
     tok.model_max_length = max(cfg.block_size, 1024)
+    if cfg.add_bos:
+        _prepend_bos(tok, cfg.bos_token)
     out_dir.mkdir(parents=True, exist_ok=True)
     tok.save_pretrained(str(out_dir))
     if not (out_dir / "tokenizer.json").is_file():
         raise ValidationError(f"tokenizer trainer {cfg.tokenizer_trainer!r} saved no tokenizer.json (not a fast tokenizer)")
+
+
+def _prepend_bos(tok: Any, bos: str) -> None:
+    """Make ``tok`` start every encoded text with ``bos`` (its post-processor, saved in
+    tokenizer.json): the packed documents and any prompt (``llmos generate``, the server)
+    then begin the same way."""
+    from tokenizers.processors import TemplateProcessing
+
+    bos_id = tok.convert_tokens_to_ids(bos)
+    if bos_id is None or bos_id == getattr(tok, "unk_token_id", object()):
+        raise ValidationError(f"the tokenizer has no beginning-of-sequence token {bos!r}: set bos_token or add_bos = false")
+    tok.backend_tokenizer.post_processor = TemplateProcessing(
+        single=f"{bos} $A", pair=f"{bos} $A {bos} $B:1", special_tokens=[(bos, bos_id)])
 
 
 def _cached_tokenizer(cfg: CorpusConfig, final: Path, tmp: Path, progress: ProgressFactory) -> Path:
@@ -417,21 +432,23 @@ def _batches(docs: Iterator[str], max_docs: int = 256, max_chars: int = 1 << 20)
 
 def _pack(tok: Any, docs_path: Path, out_path: Path, eos: int, block_size: int, dtype: str, n_docs: int,
           split: str, progress: ProgressFactory) -> tuple[int, int]:
-    """Tokenize the documents of one split and append them, each followed by ``eos``,
-    to ``out_path``; cut the tail that does not fill a block. Returns (tokens, blocks)."""
+    """Tokenize the documents of one split as the tokenizer encodes any text (with its
+    special-token template: ``<bos> doc`` for the tokenizers trained here) and append
+    them, each followed by ``eos``, to ``out_path``; cut the tail that does not fill a
+    block. Returns (tokens, blocks)."""
     import numpy as np
 
     n_tokens = 0
     with open(out_path, "wb") as out, progress(total=n_docs, description=f"packing {split}", unit="doc") as bar:
         for batch in _batches(read_spool(docs_path)):
-            encodings = tok.encode_batch_fast(batch, add_special_tokens=False) if hasattr(
-                tok, "encode_batch_fast") else tok.encode_batch(batch, add_special_tokens=False)
-            lengths = np.fromiter((len(e.ids) + 1 for e in encodings), dtype=np.int64, count=len(encodings))
+            encodings = tok.encode_batch_fast(batch, add_special_tokens=True) if hasattr(
+                tok, "encode_batch_fast") else tok.encode_batch(batch, add_special_tokens=True)
+            ids = [e.ids if e.ids[-1:] == [eos] else [*e.ids, eos] for e in encodings]
+            lengths = np.fromiter((len(i) for i in ids), dtype=np.int64, count=len(ids))
             arr = np.empty(int(lengths.sum()), dtype=dtype)
             pos = 0
-            for e, n in zip(encodings, lengths):
-                arr[pos : pos + n - 1] = e.ids
-                arr[pos + n - 1] = eos
+            for e, n in zip(ids, lengths):
+                arr[pos : pos + n] = e
                 pos += n
             arr.tofile(out)
             n_tokens += arr.size

@@ -247,12 +247,14 @@ def test_memmap_packing_round_trip(tmp_path):
     assert not train.flags.writeable
     tok = ds.tokenizer()
     assert tok.eos_token == "<|eos|>" and tok.pad_token == "<|pad|>" and tok.bos_token == "<|bos|>"
-    # the blocks are the documents, each followed by eos, cut at a block boundary
+    # the blocks are the documents, each as <bos> doc <eos>, cut at a block boundary (issue 15.5:
+    # the tokenizer prepends bos to any text, so a prompt starts the way documents do in training)
     docs = [prose(i) for i in range(60)]
     train_docs = [d for d in docs if not is_validation(doc_hash(d), 0.1)]
     stream: list[int] = []
     for d in train_docs:
-        stream += tok(d, add_special_tokens=False)["input_ids"] + [tok.eos_token_id]
+        stream += [tok.bos_token_id] + tok(d, add_special_tokens=False)["input_ids"] + [tok.eos_token_id]
+    assert tok("Return the")["input_ids"][0] == tok.bos_token_id
     n = len(stream) // 16 * 16
     assert ds.stats["tokens"]["train"] == len(stream)
     assert np.asarray(train).ravel().tolist() == stream[:n]

@@ -26,10 +26,15 @@ import click
 @click.option("--stop", "stop", multiple=True, help="Stop before this string (repeatable).")
 @click.option("--seed", type=int, default=None, help="Random seed (same seed, same text).")
 @click.option("--no-stream", is_flag=True, help="Print the text once it is complete.")
+@click.option("--device", default="auto", show_default=True,
+              help="auto (cuda, then mps, then cpu), cpu, cuda, cuda:N or mps.")
+@click.option("--precision", type=click.Choice(["auto", "fp32", "bf16", "fp16"]), default="auto", show_default=True,
+              help="auto: bf16 weights on CUDA GPUs that support it, fp32 elsewhere.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object (text, token counts, finish reason).")
 def generate(model_ref: str, prompt: str, max_new_tokens: int, temperature: float, top_k: int | None,
              top_p: float | None, typical_p: float | None, repetition_penalty: float, num_beams: int,
-             stop: tuple[str, ...], seed: int | None, no_stream: bool, as_json: bool) -> None:
+             stop: tuple[str, ...], seed: int | None, device: str, precision: str, no_stream: bool,
+             as_json: bool) -> None:
     """Complete PROMPT with a model and stream the tokens as they come.
 
     MODEL_REF is a registry reference (name, name:3, name@production) or a model
@@ -44,7 +49,9 @@ def generate(model_ref: str, prompt: str, max_new_tokens: int, temperature: floa
       llmos generate ./my-model "Hello" --num-beams 4 --stop "." --json
     """
     import sys
+    import warnings
 
+    from llmos.devices import check_device_name, place_for_inference
     from llmos_models.generate import GenerationSettings
     from llmos_models.generate import generate as run_generate
     from llmos_models.generate import stream
@@ -60,7 +67,14 @@ def generate(model_ref: str, prompt: str, max_new_tokens: int, temperature: floa
         from llmos.errors import ValidationError
 
         raise ValidationError(format_validation_error(exc)) from None
+    try:
+        check_device_name(device)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--device") from None
     model, tokenizer, version = load_ref(model_ref)
+    place_for_inference(model, device, precision)
+    # warnings (e.g. positions past the training context) as one plain line on stderr
+    warnings.formatwarning = lambda message, *args, **kwargs: f"warning: {message}\n"
     if tokenizer is None:
         from llmos.errors import ValidationError
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from llmos_models.generate import GenerationSettings
 
@@ -92,6 +92,17 @@ class EvaluateConfig(BaseModel):
         description="Eval tasks to run (registered names, e.g. 'stdlib-docstrings', or {name = 'multiple-choice', "
         "path = 'task.yaml'}); results become metrics task.<name>.v<version>.<metric>.",
     )
+    device: str = Field("auto", description="Where to evaluate: auto (cuda, then mps, then cpu), cpu, cuda, cuda:N, mps.")
+    precision: Literal["auto", "fp32", "bf16", "fp16"] = Field(
+        "auto", description="auto: bf16 autocast on CUDA GPUs that support it, fp32 elsewhere."
+    )
+
+    @field_validator("device")
+    @classmethod
+    def _device(cls, name: str) -> str:
+        from llmos.devices import check_device_name
+
+        return check_device_name(name)
 
 
 class RegisterConfig(BaseModel):

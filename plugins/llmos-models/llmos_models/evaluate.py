@@ -25,7 +25,7 @@ from llmos_models.build import count_parameters
 
 
 def perplexity(model: Any, blocks: Any, batch_size: int = 8, *, max_blocks: int | None = None,
-               progress: Any = None) -> tuple[float, float]:
+               progress: Any = None, dtype: Any = None) -> tuple[float, float]:
     """Mean next-token cross-entropy (nats) and perplexity of ``model`` on ``blocks``.
 
     :param blocks: array-like ``(n_blocks, block_size)`` of token ids (e.g. a memory-mapped split).
@@ -33,12 +33,16 @@ def perplexity(model: Any, blocks: Any, batch_size: int = 8, *, max_blocks: int 
         ``(n_blocks, 2, block_size)`` blocks hold ids and labels: only labels other than -100 count.
     :param max_blocks: use only the first ``max_blocks`` blocks.
     :param progress: optional reporter with ``update(n)``.
+    :param dtype: autocast dtype (``None``: float32); the blocks go to the model's device.
     :returns: ``(loss, exp(loss))``.
     """
     import numpy as np
     import torch
     import torch.nn.functional as F
 
+    from llmos.devices import autocast
+
+    device = str(next(model.parameters()).device)
     n = len(blocks) if max_blocks is None else min(len(blocks), max_blocks)
     if n == 0:
         raise ValidationError("no blocks to evaluate on: the split is empty")
@@ -49,9 +53,11 @@ def perplexity(model: Any, blocks: Any, batch_size: int = 8, *, max_blocks: int 
         with torch.inference_mode():
             for start in range(0, n, batch_size):
                 batch = torch.from_numpy(np.asarray(blocks[start : min(n, start + batch_size)], dtype=np.int64))
+                batch = batch.to(device)
                 # (batch, 2, block) blocks carry labels (-100: no loss), e.g. data.chat's
                 batch, labels = (batch[:, 0], batch[:, 1]) if batch.dim() == 3 else (batch, batch)
-                logits = model(input_ids=batch).logits
+                with autocast(device, dtype):
+                    logits = model(input_ids=batch).logits
                 loss = F.cross_entropy(logits[:, :-1].reshape(-1, logits.shape[-1]).float(),
                                        labels[:, 1:].reshape(-1), reduction="sum", ignore_index=-100)
                 total += float(loss)
@@ -152,9 +158,10 @@ def generation_speed(model: Any, tokenizer: Any, prompt: str = "The", *, new_tok
     """
     import torch
 
-    ids = tokenizer(prompt, return_tensors="pt", add_special_tokens=False)["input_ids"]
+    ids = tokenizer(prompt, return_tensors="pt", add_special_tokens=True)["input_ids"]
     if ids.shape[1] == 0:
         ids = torch.tensor([[tokenizer.eos_token_id or 0]])
+    ids = ids.to(next(model.parameters()).device)
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
     common = dict(input_ids=ids, attention_mask=torch.ones_like(ids), do_sample=False, num_beams=1,
                   pad_token_id=pad, eos_token_id=None, temperature=None, top_k=None, top_p=None)
@@ -217,12 +224,27 @@ class EvaluateStep:
             )
         blocks = ds.split(cfg.split)
         n = len(blocks) if cfg.max_blocks is None else min(len(blocks), cfg.max_blocks)
-        with ctx.progress(n, f"evaluating on {cfg.split}", unit="block") as bar:
-            loss, ppl = perplexity(model, blocks, cfg.batch_size, max_blocks=cfg.max_blocks, progress=bar)
-        labeled = blocks.ndim == 3
-        uni = None if labeled else unigram_perplexity(ds.split("train"), blocks, ds.vocab_size,
-                                                      max_blocks=cfg.max_blocks)
-        speed = generation_speed(model, tokenizer, cfg.prompts[0] if cfg.prompts else "The", new_tokens=cfg.speed_tokens)
+        from llmos.devices import autocast, autocast_dtype, resolve_device
+
+        device = resolve_device(cfg.device)
+        dtype = autocast_dtype(device, cfg.precision)
+        home = next(model.parameters()).device
+        model.to(device)
+        try:
+            with ctx.progress(n, f"evaluating on {cfg.split}", unit="block") as bar:
+                loss, ppl = perplexity(model, blocks, cfg.batch_size, max_blocks=cfg.max_blocks, progress=bar,
+                                       dtype=dtype)
+            labeled = blocks.ndim == 3
+            uni = None if labeled else unigram_perplexity(ds.split("train"), blocks, ds.vocab_size,
+                                                          max_blocks=cfg.max_blocks)
+            with autocast(device, dtype):
+                speed = generation_speed(model, tokenizer, cfg.prompts[0] if cfg.prompts else "The",
+                                         new_tokens=cfg.speed_tokens)
+                settings = cfg.sample.model_copy(
+                    update={"seed": cfg.sample.seed if cfg.sample.seed is not None else ctx.seed})
+                samples = [(p, generate(model, tokenizer, p, settings).text) for p in cfg.prompts]
+        finally:
+            model.to(home)  # the next stages get the model where it was
         metrics: dict[str, float] = {
             "val_loss": loss,
             "val_ppl": ppl,
@@ -248,8 +270,6 @@ class EvaluateStep:
             from llmos_models.tasks import run_tasks
 
             metrics.update(run_tasks(cfg.tasks, model, tokenizer))
-        settings = cfg.sample.model_copy(update={"seed": cfg.sample.seed if cfg.sample.seed is not None else ctx.seed})
-        samples = [(p, generate(model, tokenizer, p, settings).text) for p in cfg.prompts]
         METRICS.set(ctx, dict(metrics))
         SAMPLES.set(ctx, samples)
         ctx.log_metrics(getattr(ctx, "step", None), metrics, kind="eval")

@@ -97,10 +97,35 @@ class Completion:
         }
 
 
+class PositionWarning(UserWarning):
+    """Generation goes past the longest context the model was trained on."""
+
+
+def _warn_past_training_context(model: Any, positions: int) -> None:
+    """Warn (once per model) when ``positions`` exceed the model's training context
+    (``llmos.json`` ``train_context``): positions it never saw, text of unknown quality."""
+    trained = getattr(model, "llmos_train_context", None)
+    if not trained or positions <= trained or getattr(model, "_llmos_warned_context", False):
+        return
+    import warnings
+
+    model._llmos_warned_context = True
+    warnings.warn(
+        f"generating up to position {positions}, past the {trained} tokens this model was trained on: the text "
+        f"after position {trained} is out of distribution (use a shorter prompt or max_new_tokens, or train on "
+        f"longer blocks)",
+        PositionWarning,
+        stacklevel=3,
+    )
+
+
 def _inputs(model: Any, tokenizer: Any, prompt: str) -> Any:
+    """The prompt's token ids, encoded as training encoded documents (with the tokenizer's
+    special-token template: ``<bos>`` first for the tokenizers data.corpus trains), on the
+    model's device."""
     import torch
 
-    ids = tokenizer(prompt, return_tensors="pt", add_special_tokens=False)["input_ids"]
+    ids = tokenizer(prompt, return_tensors="pt", add_special_tokens=True)["input_ids"]
     if ids.shape[1] == 0:  # an empty prompt starts from the beginning-of-sequence token
         start = tokenizer.bos_token_id if tokenizer.bos_token_id is not None else tokenizer.eos_token_id
         ids = torch.tensor([[start]], dtype=torch.long)
@@ -110,7 +135,8 @@ def _inputs(model: Any, tokenizer: Any, prompt: str) -> Any:
         from llmos.errors import ValidationError
 
         raise ValidationError(f"the prompt has {ids.shape[1]} tokens; this model accepts fewer than {limit}")
-    return ids
+    device = getattr(model, "device", None)
+    return ids.to(device) if device is not None else ids
 
 
 def _fit(model: Any, ids: Any, settings: GenerationSettings) -> GenerationSettings:
@@ -134,6 +160,7 @@ def generate(model: Any, tokenizer: Any, prompt: str, settings: GenerationSettin
     settings = settings or GenerationSettings()
     ids = _inputs(model, tokenizer, prompt)
     settings = _fit(model, ids, settings)
+    _warn_past_training_context(model, int(ids.shape[1]) + settings.max_new_tokens)
     model.eval()
     with torch.random.fork_rng(devices=[]), torch.inference_mode():
         if settings.seed is not None:
@@ -172,6 +199,7 @@ def stream(model: Any, tokenizer: Any, prompt: str, settings: GenerationSettings
 
     ids = _inputs(model, tokenizer, prompt)
     settings = _fit(model, ids, settings)
+    _warn_past_training_context(model, int(ids.shape[1]) + settings.max_new_tokens)
     streamer = TextIteratorStreamer(tokenizer, skip_prompt=True, skip_special_tokens=True, timeout=600)
     errors: list[BaseException] = []
     cancel = threading.Event()

@@ -172,6 +172,8 @@ def save_model(model: Any, tokenizer: Any, path: Path | str, *, generation: dict
         meta["chat_template"] = chat_template if chat_template is not None else getattr(tokenizer, "chat_template", None)
         if generation is not None:  # only what was chosen: servers apply their own defaults otherwise
             meta["generation"] = generation
+        if getattr(model, "llmos_train_context", None):  # the longest block it was trained on
+            meta["train_context"] = int(model.llmos_train_context)
         meta.update(extra or {})
         _check_no_pickles(tmp)
         (tmp / LLMOS_JSON).write_text(json.dumps(meta, indent=2, default=str))
@@ -282,6 +284,8 @@ def load_model(path: Path | str, *, device: str | None = None, manager: Any = No
     if device is not None:
         model.to(device)
     model.eval()
+    if isinstance(meta.get("train_context"), int):
+        model.llmos_train_context = meta["train_context"]
     tokenizer = None
     if (path / "tokenizer.json").is_file():
         from transformers import PreTrainedTokenizerFast

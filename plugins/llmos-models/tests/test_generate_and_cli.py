@@ -155,3 +155,40 @@ def test_gpt2_generation_stops_at_its_last_position(make_model, tokenizer, datas
     out = generate(model, tokenizer, "Return the", s)
     assert out.prompt_tokens + out.completion_tokens == model.config.n_positions, out
     assert "".join(stream(model, tokenizer, "Return the", s)) == out.text
+
+
+def test_prompts_start_with_bos_as_training_documents_do(trained, tokenizer):
+    from llmos_models.generate import _inputs
+
+    # data.corpus packs <bos> doc <eos>, and its tokenizer prepends bos to any text: a bare
+    # prompt starts in distribution (issue 15.5), in generate and in the server (tok(text))
+    ids = _inputs(trained, tokenizer, "Return the")
+    assert ids[0, 0].item() == tokenizer.bos_token_id
+    assert ids[0, 1:].tolist() == tokenizer("Return the", add_special_tokens=False)["input_ids"]
+    assert generate(trained, tokenizer, "Return the", GenerationSettings(max_new_tokens=4)).prompt_tokens == ids.shape[1]
+
+
+def test_generation_past_the_training_context_warns_once(trained, tokenizer, tmp_path):
+    import warnings
+
+    from llmos_models.generate import PositionWarning
+    from llmos_models.io import load_model, save_model
+
+    trained.llmos_train_context = 32  # what optimizer.train records (the block size)
+    path = save_model(trained, tokenizer, tmp_path / "m")
+    del trained.llmos_train_context
+    assert json.loads((path / "llmos.json").read_text())["train_context"] == 32
+    model, tok = load_model(path)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        generate(model, tok, "Return the", GenerationSettings(max_new_tokens=8))  # inside the context: quiet
+        assert not caught
+        generate(model, tok, "Return the", GenerationSettings(max_new_tokens=40))
+        list(stream(model, tok, "Return the", GenerationSettings(max_new_tokens=40)))
+    assert [w.category for w in caught] == [PositionWarning]  # once per model
+    assert "past the 32 tokens this model was trained on" in str(caught[0].message)
+    r = _cli(["generate", str(path), "Return the", "-n", "40"], tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert r.stderr.count("warning: generating up to position") == 1 and "trained on" in r.stderr
+    r = _cli(["generate", str(path), "Return the", "-n", "4", "--device", "gpu"], tmp_path)
+    assert r.returncode != 0 and "unknown device 'gpu'" in r.stderr

@@ -134,10 +134,10 @@ def make_optimizer(name: str, model: torch.nn.Module, *, lr: float, weight_decay
                    settings: dict[str, Any] | None = None) -> torch.optim.Optimizer:
     """Build the registered optimizer ``name`` for ``model`` (``settings``: its
     ``optimizer_config``), looked up through the plugin manager."""
-    from llmos_train.extensions import OPTIMIZERS, lookup
+    from llmos_train.extensions import OPTIMIZERS, lookup, settings as checked
 
     ext = lookup(OPTIMIZERS, name)
-    opt = ext.load()(param_groups(model, weight_decay, lr), ext.settings(settings))
+    opt = ext.load_factory()(param_groups(model, weight_decay, lr), checked(ext, settings))
     if not isinstance(opt, torch.optim.Optimizer):
         raise TypeError(f"optimizer {name!r} (plugin {ext.plugin}) returned {type(opt).__name__}, "
                         f"not a torch.optim.Optimizer")

@@ -36,7 +36,8 @@ def llmos_register_optimizer_steps(register):
     )
 
 
-def register_optimizers(register):
+@hookimpl
+def llmos_register_optimizers(register):
     from llmos_train.config import AdamConfig, LambConfig, SgdConfig
 
     register("adamw", "llmos_train.optim:adamw", config=AdamConfig,
@@ -48,7 +49,8 @@ def register_optimizers(register):
              description="LAMB: layer-wise adaptive moments (You et al. 2019)")
 
 
-def register_lr_schedules(register):
+@hookimpl
+def llmos_register_lr_schedules(register):
     from llmos_train.config import CosineConfig, NoamConfig, NoSettings
 
     register("constant", "llmos_train.schedules:constant_schedule", config=NoSettings,

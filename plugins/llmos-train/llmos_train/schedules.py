@@ -100,11 +100,11 @@ def make_schedule(name: str, *, warmup: int = 0, total: int = 1, settings: dict[
     """The registered schedule ``name`` (``settings``: its ``schedule_config``), looked up
     through the plugin manager. Its factory is called as ``factory(config, warmup=,
     total=)``, plus ``model_width=`` (the model's hidden size) when it accepts it."""
-    from llmos_train.extensions import SCHEDULES, lookup
+    from llmos_train.extensions import SCHEDULES, lookup, settings as checked
 
     ext = lookup(SCHEDULES, name)
-    cfg = ext.settings(settings, {"warmup": warmup, "total": total})
-    factory = ext.load()
+    cfg = checked(ext, settings, {"warmup": warmup, "total": total})
+    factory = ext.load_factory()
     extra = {"model_width": model_width} if _accepts(factory, "model_width") else {}
     fn = factory(cfg, warmup=warmup, total=total, **extra)
     if not callable(fn):

@@ -94,6 +94,9 @@ class TrainStep:
         model, train_blocks, val_blocks = inputs(ctx, "optimizer.train")
         result = train_in_context(ctx, cfg, model, train_blocks, val_blocks)
         model.eval()
+        block = int(train_blocks.shape[1]) if getattr(train_blocks, "ndim", 0) == 2 else 0
+        # generation warns past the longest context the model was trained on (llmos.json train_context)
+        model.llmos_train_context = max(int(getattr(model, "llmos_train_context", 0) or 0), block)
         params = sum(p.numel() for p in {id(p): p for p in model.parameters()}.values())
         metrics = {**result.metrics, "params": float(params)}
         if result.stopped == "interrupted":

@@ -14,7 +14,6 @@ import json
 import os
 import subprocess
 import sys
-import textwrap
 from pathlib import Path
 
 import pytest
@@ -98,26 +97,9 @@ PLUGIN = {
 }
 
 
-def install_plugin(site: Path) -> Path:
-    """Write the plugin and its dist-info (what pip writes for a wheel) under ``site``."""
-    for rel, text in PLUGIN.items():
-        path = site / rel
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(textwrap.dedent(text).lstrip())
-    info = site / "llmos_lion-0.1.dist-info"
-    info.mkdir(parents=True, exist_ok=True)
-    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: llmos-lion\nVersion: 0.1\n")
-    (info / "entry_points.txt").write_text("[llmos]\nllmos-lion = llmos_lion\n")
-    (info / "RECORD").write_text("")
-    return site
-
-
 @pytest.fixture
-def lion_site(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    site = install_plugin(tmp_path / "site")
-    monkeypatch.syspath_prepend(str(site))  # this process
-    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(filter(None, [str(site), os.environ.get("PYTHONPATH")])))
-    return site
+def lion_site(installed_plugin) -> Path:
+    return installed_plugin("llmos-lion", PLUGIN, "llmos_lion")
 
 
 def _cli(*args: str, site: Path, home: Path) -> subprocess.CompletedProcess:
@@ -186,7 +168,7 @@ def test_llmos_register_optimizers_unknown_name_is_a_located_check_error(lion_si
                home=llmos_home)
     assert bad.returncode != 0
     assert "stages[2].config.optimizer" in bad.stderr
-    assert "unknown optimizer 'lions': installed are adam, adamw, lamb, lion, sgd" in bad.stderr
+    assert "no optimizer named 'lions' (available optimizers: adam, adamw, lamb, lion, sgd;" in bad.stderr
     settings = _cli("run", tiny, "--check", "--set", "stages.train.config.optimizer=lion", "--set",
                     "stages.train.config.optimizer_config={momentum = 0.9}", site=lion_site, home=llmos_home)
     assert settings.returncode != 0 and "stages[2].config.optimizer_config" in settings.stderr
@@ -198,7 +180,7 @@ def test_llmos_register_lr_schedules_unknown_name_and_bad_settings_are_check_err
     bad = _cli("run", tiny, "--check", "--set", "stages.train.config.schedule=cosinus", site=lion_site,
                home=llmos_home)
     assert bad.returncode != 0 and "stages[2].config.schedule" in bad.stderr
-    assert "unknown schedule 'cosinus': installed are constant, cosine, linear-warmup, noam, step-decay" in bad.stderr
+    assert "no lr schedule named 'cosinus' (available lr_schedules: constant, cosine, linear-warmup, noam, step-decay;" in bad.stderr
     gamma = _cli("run", tiny, "--check", "--set", "stages.train.config.schedule=step-decay", "--set",
                  "stages.train.config.schedule_config={gamma = 2.0}", site=lion_site, home=llmos_home)
     assert gamma.returncode != 0 and "gamma" in gamma.stderr
