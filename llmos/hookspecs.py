@@ -217,9 +217,13 @@ def llmos_register_optimizers(register: Register) -> None:
     Selected by the training stage's ``optimizer`` setting (e.g.
     ``--set stages.train.config.optimizer=lion``). The factory is called as
     ``factory(params, config) -> torch.optim.Optimizer``: ``params`` are the
-    parameter groups to optimize, ``config`` an instance of the registered
-    pydantic model (hyper-parameters with defaults). It runs in every
-    data-parallel worker, so it must be importable by its ``"module:attr"`` string.
+    parameter groups to optimize, each already carrying ``lr`` and
+    ``weight_decay`` (matrices decay, biases and norms do not), so pass them
+    straight to your optimizer; ``config`` an instance of the registered pydantic
+    model, from the stage's ``optimizer_config`` table (hyper-parameters with
+    defaults; checked by ``llmos run --check``). It runs in every data-parallel
+    worker, which looks it up by name in its own plugin manager, so it must be
+    importable by its ``"module:attr"`` string.
     (In API 1 this hook name meant training *steps*: see
     :func:`llmos_register_optimizer_steps`.)
 
@@ -241,9 +245,14 @@ def llmos_register_optimizers(register: Register) -> None:
 def llmos_register_lr_schedules(register: Register) -> None:
     """Provide **learning-rate schedules** for the training stage.
 
-    Selected by the training stage's ``schedule`` setting. The factory is called
-    as ``factory(config, *, warmup, total) -> Callable[[int], float]``: a
-    multiplier of the base learning rate for each optimizer step (0-based).
+    Selected by the training stage's ``schedule`` setting, configured by its
+    ``schedule_config`` table. The factory is called as
+    ``factory(config, *, warmup, total) -> Callable[[int], float]`` (plus
+    ``model_width=``, the model's hidden size, if it accepts that keyword): a
+    multiplier of the base learning rate for each optimizer step (0-based:
+    ``f(0)`` is the first update's). The config model is validated with the
+    context ``{"warmup": ..., "total": ...}`` (pydantic's ``info.context``), so a
+    validator can refuse impossible combinations at ``llmos run --check``.
 
     :param register: see :func:`llmos_register_data_steps`.
     :returns: nothing.
@@ -261,9 +270,12 @@ def llmos_register_lr_schedules(register: Register) -> None:
 def llmos_register_data_readers(register: Register) -> None:
     """Provide **data readers**: file formats the ``data.corpus`` stage can read.
 
-    Selected by the corpus stage's reader/format setting (or by file suffix).
-    The factory is called as ``factory(path, config) -> Iterator[str]``: the
-    documents (texts) of one file, read lazily.
+    Selected by the corpus stage's ``format`` setting, or with ``format = "auto"``
+    by file suffix (a reader named ``x`` reads ``.x`` files). The factory is
+    called as ``factory(path, config) -> Iterator[str]``: the documents (texts)
+    of one file, read lazily. ``config`` comes from the stage's ``reader_config``
+    table; fields named like a corpus setting (``text_field``,
+    ``split_paragraphs``) default to that setting's value.
 
     :param register: see :func:`llmos_register_data_steps`.
     :returns: nothing.
@@ -283,9 +295,13 @@ def llmos_register_data_readers(register: Register) -> None:
 def llmos_register_tokenizer_trainers(register: Register) -> None:
     """Provide **tokenizer trainers** for the ``data.corpus`` stage.
 
-    Selected by the corpus stage's tokenizer setting. The factory is called as
+    Selected by the corpus stage's ``tokenizer_trainer`` setting, configured by
+    ``tokenizer_trainer_config``. The factory is called as
     ``factory(texts, config) -> transformers.PreTrainedTokenizerFast``:
-    ``texts`` is an iterator of documents.
+    ``texts`` is an iterator of documents. Fields of ``config`` named like a
+    corpus setting (``vocab_size``, ``min_frequency``, ``bos_token``,
+    ``eos_token``, ``pad_token``) default to that setting's value; the corpus
+    then makes the tokenizer start every text with ``bos_token`` (``add_bos``).
 
     :param register: see :func:`llmos_register_data_steps`.
     :returns: nothing.
