@@ -26,7 +26,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-from llmos.artifacts import DATASET, TOKENIZER
+from llmos.artifacts import DATASET, MODEL, TOKENIZER
 from llmos.errors import ValidationError
 
 from llmos_data.clean import Deduplicator, Stats, clean_text, doc_hash, is_validation
@@ -477,12 +477,15 @@ class CorpusStep:
 
         cfg = self.config
         stage_id = getattr(ctx.stage, "id", None) or "data"
-        model_tok = ctx.artifacts.get("tokenizer") if ctx.artifacts.get("model") is not None else None
+        model_tok = TOKENIZER.get(ctx) if MODEL.get(ctx) is not None else None
         if cfg.tokenizer is None and model_tok is not None:
             # a data stage after a model (loaded or trained) tokenizes with that model's tokenizer
             tok_dir = Path(ctx.workdir) / stage_id / "model-tokenizer"
             model_tok.save_pretrained(str(tok_dir))
-            cfg = cfg.model_copy(update={"tokenizer": str(tok_dir)})
+            # its own special tokens (an HF model's eos is not ours: e.g. "</s>", "<|endoftext|>")
+            own = {f"{k}_token": getattr(model_tok, f"{k}_token", None) for k in ("bos", "eos", "pad")}
+            cfg = cfg.model_copy(update={"tokenizer": str(tok_dir),
+                                         **{k: v for k, v in own.items() if isinstance(v, str) and v}})
         ds = build_dataset(
             cfg,
             cache_root=home() / "cache" if cfg.cache else None,

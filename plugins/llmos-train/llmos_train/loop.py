@@ -128,12 +128,16 @@ def evaluate(model: torch.nn.Module, blocks: Any, batch_size: int, max_blocks: i
     n = len(blocks)
     if max_blocks is not None:
         n = min(n, max_blocks)
+    if n == 0:
+        if was_training:
+            model.train()
+        return {}
     acc = torch.float32 if device.startswith("mps") else torch.float64
     totals = torch.zeros(2, dtype=acc, device=device)  # nll sum, token count
     step = batch_size * dist.world
     # every rank runs the same number of forward passes (FSDP's are collective); a rank
     # past the end scores the first block with weight 0
-    for start in range(dist.rank * batch_size, max(n, 1) + (-max(n, 1)) % step, step):
+    for start in range(dist.rank * batch_size, n + (-n) % step, step):
         end = min(start + batch_size, n)
         real = end > start
         rows = blocks[start:end] if real else blocks[0:1]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from llmos.artifacts import DATASET, LINEAGE, METRICS, MODEL
+from llmos.artifacts import DATASET, LINEAGE, METRICS, MODEL, MODEL_VERSION, TOKENIZER
 from llmos.errors import LlmosError, ValidationError
 from llmos_train.config import TrainConfig
 from llmos_train.loop import TrainIO, TrainResult
@@ -40,12 +40,48 @@ def inputs(ctx: Any, who: str) -> tuple[Any, Any, Any]:
         raise ValidationError(f"{who} needs a model: put a model stage (e.g. model.llama) before it")
     if dataset is None:
         raise ValidationError(f"{who} needs a dataset: put a data stage (e.g. data.corpus) before it")
+    check_tokenizer(ctx, who, model, dataset)
     train_blocks = dataset.split("train")
     try:
         val_blocks = dataset.split("validation")
     except (KeyError, ValueError, FileNotFoundError, LlmosError):
         val_blocks = train_blocks[:0]
     return model, train_blocks, val_blocks
+
+
+def check_tokenizer(ctx: Any, who: str, model: Any, dataset: Any) -> None:
+    """Before training: the dataset's token ids must mean what the model was trained on.
+
+    Refuses a vocabulary larger than the model's embedding, special-token ids that differ
+    from the model's, and — for a loaded model (``model.load``) — a dataset tokenized by
+    another tokenizer than the model's (what fine-tuning after a fresh ``data.corpus`` did).
+    """
+    config = getattr(model, "config", None)
+    vocab = getattr(config, "vocab_size", None)
+    fix = ("put model.load before data.corpus (the corpus then tokenizes with the model's tokenizer), or set "
+           "data.corpus tokenizer to the model's directory")
+    if isinstance(vocab, int) and getattr(dataset, "vocab_size", 0) > vocab:
+        raise ValidationError(f"{who}: the dataset's vocabulary ({dataset.vocab_size} tokens) is larger than the "
+                              f"model's ({vocab}): {fix}")
+    special = dict(getattr(dataset, "special_tokens", {}) or {})
+    for name in ("bos", "eos", "pad"):
+        want = getattr(config, f"{name}_token_id", None)
+        if isinstance(want, int) and name in special and special[name] != want:
+            raise ValidationError(f"{who}: the dataset's {name} token is id {special[name]}, the model's is {want}: "
+                                  f"{fix}")
+    model_tok = TOKENIZER.get(ctx)
+    if MODEL_VERSION.get(ctx) is None or model_tok is None or not hasattr(dataset, "tokenizer"):
+        return
+    data_tok = dataset.tokenizer()
+    if data_tok is model_tok:
+        return
+    mine, theirs = model_tok.get_vocab(), data_tok.get_vocab()
+    if mine != theirs:
+        differ = sum(1 for t, i in theirs.items() if mine.get(t) != i)
+        raise ValidationError(
+            f"{who}: the dataset was tokenized with another tokenizer than the loaded model "
+            f"{MODEL_VERSION.get(ctx)}'s ({differ} of {len(theirs)} tokens differ): {fix}"
+        )
 
 
 def train_in_context(ctx: Any, cfg: TrainConfig, model: Any, train_blocks: Any, val_blocks: Any) -> TrainResult:
