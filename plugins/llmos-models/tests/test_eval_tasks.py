@@ -67,7 +67,7 @@ def test_model_evaluate_reports_bpb_and_the_held_out_test_split(standard_plugins
     SENTENCES = ["Return the number of items in the list.", "The default value is used when no argument is given.",
                  "This module provides functions to read and write files.", "Raise an error if the file does not exist.",
                  "Return a new list with the items sorted.", "The socket is closed when the object is deleted."]
-    standard_plugins("llmos-models")
+    standard_plugins("llmos-models", "llmos-data")  # corpus files are read by llmos-data's readers
     src = tmp_path / "docs.jsonl"
     src.write_text("\n".join(json.dumps({"text": f"{SENTENCES[i % 6]} {SENTENCES[(i * 5 + 1) % 6]} Item {i}."})
                              for i in range(160)))
