@@ -240,7 +240,8 @@ ONNX_VERSION: Key[str] = Key(
     "onnx_version", "`\"name:N\"` of the registered ONNX export", written_by="`deployment.onnx`", check=_is_ref)
 EXPORT_PATH: Key[str] = Key(
     "export_path", "`str`: a file or directory a deployment step wrote",
-    written_by="`deployment.*` of scaffolded plugins (`llmos plugin new`)", check=lambda v: isinstance(v, str))
+    written_by="`deployment.export`, `deployment.*` of scaffolded plugins (`llmos plugin new`)",
+    check=lambda v: isinstance(v, str))
 SERVER: Key[Server] = Key(
     "server", "a Server (`url`, `stop()`) left running for later stages",
     written_by="`deployment.openai-server` with `block = false`", check=Server)

@@ -48,6 +48,32 @@ class RunContext:
     _child_factory: Callable[..., Any] | None = None
     nproc: int = 1
 
+    # -- standalone (tests, notebooks) ----------------------------------------------
+
+    @classmethod
+    def standalone(cls, workdir: Path | str, *, artifacts: dict[str, Any] | None = None, seed: int = 0,
+                   manager: Any = None, stage_id: str = "test") -> RunContext:
+        """A context for running one step outside a pipeline (a plugin's own tests)::
+
+            ctx = RunContext.standalone(tmp_path, artifacts={"dataset": ds})
+            MyStep(MyConfig()).run(ctx)
+            assert ctx.logged[-1] == ("train", 10, {"loss": ...})
+
+        Metrics go to ``ctx.logged`` (``(kind, step, metrics)`` tuples) and to the
+        plugins of ``manager`` if given; ``ctx.stage.id`` is ``stage_id``; no registry.
+        """
+        from types import SimpleNamespace
+
+        path = Path(workdir)
+        path.mkdir(parents=True, exist_ok=True)
+        logged: list[tuple[str, int | None, dict[str, float]]] = []
+        ctx = cls(run_id=None, spec=SimpleNamespace(name="standalone", model=None, stages=[]), workdir=path,
+                  seed=seed, artifacts=dict(artifacts or {}), manager=manager,
+                  stage=SimpleNamespace(id=stage_id, use=f"?.{stage_id}", config=None))
+        ctx._metric_writer = lambda kind, step, metrics: logged.append((kind, step, dict(metrics)))
+        ctx.logged = logged  # type: ignore[attr-defined]
+        return ctx
+
     # -- metrics -------------------------------------------------------------------
 
     def log_metrics(self, step: int | None, metrics: dict[str, float], *, kind: str = "train") -> None:
@@ -78,7 +104,7 @@ class RunContext:
         """
         if self._progress_factory is not None:
             return self._progress_factory(total=total, description=description, unit=unit)
-        return _NullProgress()
+        return NullProgress()
 
     # -- checkpoints and stopping ------------------------------------------------
 
@@ -137,8 +163,10 @@ class RunContext:
         yield child
 
 
-class _NullProgress:
-    def __enter__(self) -> _NullProgress:
+class NullProgress:
+    """A progress reporter that shows nothing (``ctx.progress`` without a display)."""
+
+    def __enter__(self) -> NullProgress:
         return self
 
     def __exit__(self, *exc: Any) -> None:

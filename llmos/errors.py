@@ -48,3 +48,17 @@ class PluginError(LlmosError):
     """A plugin failed to load, is incompatible, or raised inside a hook."""
 
     exit_code = 4
+
+
+def exc_line(exc: BaseException | None) -> str:
+    """An exception as one line: an :class:`LlmosError`'s own message, else
+    ``"Type: message"`` (newlines joined, at most 300 characters); ``""`` for ``None``.
+    The one formatter of exceptions in llmos."""
+    if exc is None:
+        return ""
+    if isinstance(exc, LlmosError):
+        return exc.message
+    text = " ".join(line.strip() for line in str(exc).splitlines() if line.strip())
+    if len(text) > 300:
+        text = text[:297] + "..."
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__

@@ -321,11 +321,14 @@ def llmos_register_tokenizer_trainers(register: Register) -> None:
 def llmos_register_architectures(register: Register) -> None:
     """Provide **model architectures**, each with named size **presets**.
 
-    Selected by the model stage's architecture and ``size`` settings. The
-    callback takes one more keyword, ``presets={"tiny": {...}, ...}``: each
-    preset is a mapping of config fields. The factory is called as
-    ``factory(config, *, vocab_size, max_positions) -> transformers.PretrainedConfig``
-    (the Hugging Face config of a causal LM the model stage builds).
+    Selected by ``model.build``'s ``architecture`` and ``preset`` settings
+    (``[stages.config] architecture = "llama", preset = "tiny", settings = {...}``).
+    The callback takes one more keyword, ``presets={"tiny": {...}, ...}``: each
+    preset is a mapping of config fields, overridden by ``settings`` and validated
+    by ``config``. The factory is called as ``factory(config, *, vocab_size,
+    max_positions, special) -> transformers.PretrainedConfig`` (``special``: the
+    dataset's ``{"bos", "eos", "pad"}`` token ids); ``model.build`` initialises a
+    causal LM from it with the run's seed. llmos-models registers ``llama`` and ``gpt2``.
 
     :param register: see :func:`llmos_register_data_steps`; also accepts ``presets=``.
     :returns: nothing.
@@ -334,11 +337,10 @@ def llmos_register_architectures(register: Register) -> None:
 
         @hookimpl
         def llmos_register_architectures(register):
-            from my_arch.config import MambaConfig
+            from llmos_models.config import PRESETS, LlamaConfig
 
-            register("mamba", "my_arch:mamba_config", config=MambaConfig,
-                     presets={"tiny": {"hidden_size": 64, "layers": 2}},
-                     description="Mamba state-space decoder")
+            register("llama", "llmos_models.build:llama_hf_config", config=LlamaConfig,
+                     presets=PRESETS["llama"], description="Llama-style decoder")
     """
 
 
@@ -408,9 +410,9 @@ def llmos_register_eval_metrics(register: Register) -> None:
 def llmos_register_quantizers(register: Register) -> None:
     """Provide **quantization methods** for the compression stage.
 
-    Selected by the quantization stage's ``method`` setting. The factory is
-    called as ``factory(model, config) -> torch.nn.Module`` (the quantized
-    model). A quantized model that cannot be saved by ``save_pretrained``
+    Selected by ``compression.quantize``'s ``method`` setting (its ``settings``
+    are validated by ``config``). The factory is called as
+    ``factory(model, config) -> torch.nn.Module`` (the quantized model). A quantized model that cannot be saved by ``save_pretrained``
     should also come with a loader (:func:`llmos_register_model_loaders`).
 
     :param register: see :func:`llmos_register_data_steps`.
@@ -420,10 +422,10 @@ def llmos_register_quantizers(register: Register) -> None:
 
         @hookimpl
         def llmos_register_quantizers(register):
-            from my_quant.config import Int4Config
+            from llmos_compress.config import Int8Config
 
-            register("int4", "my_quant:quantize_int4", config=Int4Config,
-                     description="Weight-only int4 with group-wise scales")
+            register("int8", "llmos_compress.int8:quantize", config=Int8Config,
+                     description="Dynamic int8 quantization of nn.Linear layers")
     """
 
 
@@ -431,7 +433,8 @@ def llmos_register_quantizers(register: Register) -> None:
 def llmos_register_export_formats(register: Register) -> None:
     """Provide **export formats** for the deployment stage and ``llmos model export``.
 
-    Selected by the export stage's ``format`` setting. The factory is called as
+    Selected by ``deployment.export``'s ``format`` setting (its ``settings`` are
+    validated by ``config``). The factory is called as
     ``factory(model, tokenizer, out_dir, config) -> list[pathlib.Path]`` (the
     files written).
 
@@ -442,10 +445,10 @@ def llmos_register_export_formats(register: Register) -> None:
 
         @hookimpl
         def llmos_register_export_formats(register):
-            from my_gguf.config import GgufConfig
+            from llmos_export.config import SafetensorsConfig
 
-            register("gguf", "my_gguf:export_gguf", config=GgufConfig,
-                     description="llama.cpp GGUF file")
+            register("safetensors", "llmos_export.formats:safetensors_format",
+                     config=SafetensorsConfig, description="Portable Hugging Face directory")
     """
 
 

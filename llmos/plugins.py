@@ -43,6 +43,7 @@ from llmos.components import (
 )
 from llmos.config import load_settings, save_settings
 from llmos.errors import ConflictError, NotFoundError, PluginError, ValidationError
+from llmos.errors import exc_line as _exc_line
 
 
 ENTRY_POINT_GROUP = "llmos"
@@ -484,12 +485,6 @@ class _Registrar:
             comp.extra = dict(extra)
         self.components.append(comp)
 
-
-def _exc_line(exc: BaseException) -> str:
-    text = " ".join(line.strip() for line in str(exc).splitlines() if line.strip())
-    if len(text) > 300:
-        text = text[:297] + "..."
-    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
 
 def _check_kind(kind: str) -> None:

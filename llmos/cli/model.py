@@ -27,15 +27,9 @@ def _registry() -> Any:
 
 
 def _pairs(values: tuple[str, ...], what: str) -> dict[str, str]:
-    out: dict[str, str] = {}
-    for item in values:
-        key, sep, value = item.partition("=")
-        if not sep or not key:
-            from llmos.errors import ValidationError
+    from llmos.sdk import parse_key_values
 
-            raise ValidationError(f"bad {what} {item!r}: write KEY=VALUE, e.g. --{what} stage=int8")
-        out[key.strip()] = value.strip()
-    return out
+    return parse_key_values(values, what=what, option=f"--{what}", example="stage=int8", typed=False)
 
 
 def _human(n: int | float | None) -> str:

@@ -104,9 +104,9 @@ class Display:
 
     def task(self, total: int | None = None, description: str = "", unit: str = "it") -> Any:
         if self.quiet:
-            from llmos.context import _NullProgress
+            from llmos.context import NullProgress
 
-            return _NullProgress()
+            return NullProgress()
         if self._progress is not None:
             return _RichTask(self._progress, total, description)
         return _PlainTask(self, total, description, unit)

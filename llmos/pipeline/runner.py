@@ -47,6 +47,7 @@ from llmos.artifacts import LINEAGE, METRICS, MODEL_VERSION
 from llmos.components import jsonable as _jsonable
 from llmos.context import RunContext
 from llmos.errors import ConflictError, LlmosError, ValidationError
+from llmos.errors import exc_line as _exc_line
 from llmos.pipeline.display import Display
 from llmos.pipeline.spec import Pipeline, Stage
 from llmos.runs import MetricBuffer, new_run_id
@@ -107,14 +108,6 @@ def _describe(value: Any) -> str:
         return str(value)
     return f"{type(value).__module__}.{type(value).__qualname__}"
 
-
-def _exc_line(exc: BaseException | None) -> str:
-    if exc is None:
-        return ""
-    if isinstance(exc, LlmosError):
-        return exc.message
-    text = " ".join(str(exc).split())
-    return f"{type(exc).__name__}: {text[:300]}" if text else type(exc).__name__
 
 
 # ---------------------------------------------------------------------------

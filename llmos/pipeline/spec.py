@@ -34,6 +34,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError as PydanticEr
 
 from llmos.components import Component, ComponentRef
 from llmos.errors import LlmosError, ValidationError
+from llmos.sdk import parse_value  # noqa: F401 - re-exported: llmos.pipeline.spec.parse_value
 
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$"
 ID_PATTERN = r"^[a-z0-9][a-z0-9_-]{0,63}$"
@@ -172,13 +173,6 @@ def _pydantic_errors(exc: PydanticError, prefix: str = "") -> list[str]:
 # ---------------------------------------------------------------------------
 
 
-def parse_value(text: str) -> Any:
-    """A ``--set`` value as a TOML scalar (``3``, ``1e-3``, ``true``, ``"x"``, ``[1, 2]``);
-    anything TOML cannot read is taken as a bare string."""
-    try:
-        return tomllib.loads(f"v = {text}")["v"]
-    except tomllib.TOMLDecodeError:
-        return text
 
 
 def apply_overrides(data: dict[str, Any], overrides: Iterable[str]) -> dict[str, Any]:
@@ -188,11 +182,10 @@ def apply_overrides(data: dict[str, Any], overrides: Iterable[str]) -> dict[str,
     its position ``stages.2.config...``).
     """
     data = copy.deepcopy(data)
+    from llmos.sdk import split_key_value
+
     for item in overrides:
-        key, sep, value = item.partition("=")
-        key = key.strip()
-        if not sep or not key:
-            raise ValidationError(f"--set {item!r}: write KEY=VALUE, e.g. stages.train.config.max_steps=50")
+        key, value = split_key_value(item, what="override", option="--set", example="stages.train.config.max_steps=50")
         parts = key.split(".")
         if any(not p for p in parts):
             raise ValidationError(f"--set {item!r}: empty part in the key {key!r}")
@@ -213,7 +206,7 @@ def apply_overrides(data: dict[str, Any], overrides: Iterable[str]) -> dict[str,
             if not isinstance(nxt, dict):
                 raise ValidationError(f"--set {item!r}: {part!r} is not a table")
             node = nxt
-        node[path[-1]] = parse_value(value.strip())
+        node[path[-1]] = parse_value(value)
     return data
 
 

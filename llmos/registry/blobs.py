@@ -15,6 +15,8 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from llmos.files import fsync_dir as _fsync_dir
+
 CHUNK = 8 << 20
 
 
@@ -222,18 +224,6 @@ class BlobStore:
                 yield from sub.glob(".tmp-*")
                 yield from sub.glob(".gc-*")  # a gc killed between rename and unlink
 
-
-def _fsync_dir(path: Path) -> None:
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
 
 
 def manifest_digest(digests: Iterable[str]) -> str:

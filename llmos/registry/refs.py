@@ -15,7 +15,7 @@ NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.\-]{0,127}")
 ALIAS_RE = re.compile(r"[A-Za-z0-9_\-]{1,128}")
 KEY_RE = re.compile(r"[A-Za-z0-9_.\-/]{1,128}")
 RESERVED_ALIAS = re.compile(r"latest|v\d+")
-PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".pkl", ".pickle", ".ckpt", ".joblib")
+from llmos.files import PICKLE_SUFFIXES  # noqa: E402,F401 - one list for the registry and the model plugin
 STATUSES = ("ready", "archived", "deleted")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 

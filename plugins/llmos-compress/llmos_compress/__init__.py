@@ -5,7 +5,7 @@
 - :mod:`llmos_compress.prune` — magnitude and structured pruning (``compression.prune``)
 - :mod:`llmos_compress.distill` — knowledge distillation (``compression.distill``)
 - :mod:`llmos_compress.measure` — parameters, bytes, tokens/s, latency, perplexity
-- :mod:`llmos_compress.cli` — ``llmos model compress`` and ``llmos model compare``
+- :mod:`llmos_compress.cli` — ``llmos compress`` and ``llmos compare``
 
 Importing this package is light; torch is imported by the modules above.
 """

@@ -1,4 +1,4 @@
-"""The work behind ``llmos model compress`` and ``llmos model compare``."""
+"""The work behind ``llmos compress`` and ``llmos compare``."""
 
 from __future__ import annotations
 
@@ -10,28 +10,26 @@ from typing import Any
 
 import click
 
-from llmos.artifacts import DATASET, LINEAGE, MODEL, MODEL_VERSION, TEACHER, TEACHER_VERSION, TOKENIZER
-from llmos.errors import NotFoundError, ValidationError
+from llmos.sdk import (
+    DATASET,
+    LINEAGE,
+    MODEL,
+    MODEL_VERSION,
+    TEACHER,
+    TEACHER_VERSION,
+    TOKENIZER,
+    NotFoundError,
+    ValidationError,
+    parse_key_values,
+    progress_bar,
+)
 
 #: metrics shown by compress/compare and recorded beside the parent's
 TRADE_OFF = ("params", "size_bytes", "tokens_per_s", "latency_ms_per_token", "val_ppl")
 
 
-def _parse_settings(items: tuple[str, ...]) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for item in items:
-        key, sep, value = item.partition("=")
-        if not sep or not key.strip():
-            raise ValidationError(f"bad setting {item!r}: write KEY=VALUE, e.g. --set sparsity=0.3")
-        try:
-            out[key.strip()] = json.loads(value)
-        except ValueError:
-            out[key.strip()] = value
-    return out
-
-
 def _component(method: str) -> Any:
-    from llmos.plugins import get_manager
+    from llmos.sdk import get_manager
 
     manager = get_manager()
     try:
@@ -41,34 +39,6 @@ def _component(method: str) -> Any:
         raise ValidationError(
             f"unknown compression method {method!r}: use one of {', '.join(names) or '(none installed)'}"
         ) from None
-
-
-def _progress_factory(enabled: bool) -> Any:
-    if not enabled:
-        return None
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-
-    class _Bar:
-        def __init__(self, total: int | None, description: str, unit: str = "it") -> None:
-            self.p = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                              TextColumn("{task.fields[info]}"), TimeRemainingColumn(), transient=True)
-            self.task = self.p.add_task(description, total=total, info="")
-
-        def __enter__(self) -> _Bar:
-            self.p.start()
-            return self
-
-        def __exit__(self, *exc: Any) -> None:
-            self.p.stop()
-
-        def update(self, advance: float = 1, **fields: Any) -> None:
-            info = " ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in fields.items())
-            self.p.update(self.task, advance=advance, info=info)
-
-        def close(self) -> None:
-            self.p.stop()
-
-    return _Bar
 
 
 def _recorded_data(reg: Any, info: Any, tokenizer: Any, block_size: int) -> tuple[Any, str | None]:
@@ -99,18 +69,18 @@ def _fmt(key: str, value: Any) -> str:
 
 def run_compress(ref: str, method: str, settings: tuple[str, ...], *, name: str | None, data: str | None,
                  description: str, aliases: tuple[str, ...], seed: int, as_json: bool) -> None:
-    from llmos.context import RunContext
-    from llmos.registry import open_registry
+    from llmos.sdk import RunContext
+    from llmos.sdk import open_registry
     from llmos_models.io import load_model, read_meta, save_model
 
     from llmos_compress.measure import measure, model_block_size, open_data
 
     component = _component(method)
-    cfg = component.validate_config(_parse_settings(settings))
+    cfg = component.validate_config(parse_key_values(settings, example="sparsity=0.3"))
     reg = open_registry()
     info = reg.resolve(ref)
     if name is not None:
-        from llmos.registry.api import check_name
+        from llmos.sdk import check_name
 
         check_name(name)
     src = reg.checkout(info.ref)
@@ -132,7 +102,7 @@ def run_compress(ref: str, method: str, settings: tuple[str, ...], *, name: str 
     work = Path(tempfile.mkdtemp(prefix="llmos-compress-"))
     try:
         ctx = RunContext(run_id=None, spec=None, workdir=work, seed=seed)
-        ctx._progress_factory = _progress_factory(not as_json)
+        ctx._progress_factory = None if as_json else progress_bar
         MODEL.set(ctx, model)
         MODEL_VERSION.set(ctx, info.ref)
         if tokenizer is not None:
@@ -176,7 +146,7 @@ def run_compress(ref: str, method: str, settings: tuple[str, ...], *, name: str 
         click.echo(json.dumps({"ref": version.ref, "parent": info.ref, "lineage": lineage, "metrics": metrics},
                               indent=2))
         return
-    from llmos.cli._output import echo_table
+    from llmos.sdk import echo_table
 
     rows = []
     for k in TRADE_OFF:
@@ -193,7 +163,7 @@ def run_compress(ref: str, method: str, settings: tuple[str, ...], *, name: str 
 
 
 def run_compare(refs: tuple[str, ...], *, data: str | None, speed: bool, as_json: bool) -> None:
-    from llmos.registry import open_registry
+    from llmos.sdk import open_registry
     from llmos_models.io import load_model
 
     from llmos_compress.measure import measure, model_block_size, open_data
@@ -221,7 +191,7 @@ def run_compare(refs: tuple[str, ...], *, data: str | None, speed: bool, as_json
     if as_json:
         click.echo(json.dumps({"versions": rows, "baseline": base["ref"]}, indent=2))
         return
-    from llmos.cli._output import echo_table
+    from llmos.sdk import echo_table
 
     table = []
     for r in rows:

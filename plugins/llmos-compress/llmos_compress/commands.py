@@ -1,4 +1,4 @@
-"""``llmos model compress`` and ``llmos model compare`` (light: click only; the work is
+"""``llmos compress`` and ``llmos compare`` (light: click only; the work is
 imported from :mod:`llmos_compress.cli` when a command runs)."""
 
 from __future__ import annotations
@@ -7,7 +7,7 @@ from typing import Any
 
 import click
 
-from llmos.cli._output import json_option
+from llmos.sdk import json_option
 
 
 @click.command("compress")
@@ -40,10 +40,10 @@ def compress(ref: str, method: str, settings: tuple[str, ...], name: str | None,
       distill  train a smaller student (half the layers) from REF as the teacher
     \b
     Examples:
-      llmos model compress quickstart:1 --method int8 --data corpus.txt
-      llmos model compress quickstart:1 -m prune --set structured=true --set sparsity=0.3 \\
+      llmos compress quickstart:1 --method int8 --data corpus.txt
+      llmos compress quickstart:1 -m prune --set structured=true --set sparsity=0.3 \\
           --set recovery_steps=100 --data corpus.txt
-      llmos model compress quickstart:1 -m distill --set steps=300 --data corpus.txt --name qs-student
+      llmos compress quickstart:1 -m distill --set steps=300 --data corpus.txt --name qs-student
     """
     from llmos_compress.cli import run_compress
 
@@ -68,8 +68,8 @@ def compare(refs: tuple[str, ...], data: str | None, no_speed: bool, as_json: bo
 
     \b
     Example:
-      llmos model compare quickstart:1 quickstart:2 quickstart:3 --data corpus.txt
-      llmos model compare quickstart:1 quickstart@production --json
+      llmos compare quickstart:1 quickstart:2 quickstart:3 --data corpus.txt
+      llmos compare quickstart:1 quickstart@production --json
     """
     from llmos_compress.cli import run_compare
 
@@ -77,12 +77,7 @@ def compare(refs: tuple[str, ...], data: str | None, no_speed: bool, as_json: bo
 
 
 def add_commands(cli: Any) -> None:
-    """Add ``compress`` and ``compare`` to the ``llmos model`` group."""
-    try:
-        from llmos.cli.model import model as model_group
-    except ImportError:  # an llmos without the registry CLI: offer them under our own group
-        model_group = click.Group("model", help="Model versions: compress and compare.")
-        cli.add_command(model_group)
+    """Add ``llmos compress`` and ``llmos compare`` (through ``llmos_register_commands``
+    only: a plugin never grafts commands onto the core's groups)."""
     for cmd in (compress, compare):
-        if cmd.name not in model_group.commands:
-            model_group.add_command(cmd)
+        cli.add_command(cmd)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
@@ -89,3 +89,37 @@ class DistillConfig(BaseModel):
     )
     eval_batches: int = Field(8, ge=1, description="Validation batches for the final student/teacher perplexity.")
     seed: int | None = Field(None, description="Random seed (default: the run's seed).")
+
+
+class QuantizeConfig(BaseModel):
+    """``compression.quantize``: any quantization method a plugin registers."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    method: str = Field("int8", description="A registered quantizer (llmos components --kind quantizers), "
+                                            "or plugin:name.")
+    settings: dict[str, Any] = Field(default_factory=dict, description="The quantizer's own settings.")
+
+    @model_validator(mode="after")
+    def _known(self):  # type: ignore[no-untyped-def]
+        resolve_quantizer(self)  # a located error at --check time, listing what exists
+        return self
+
+
+def resolve_quantizer(cfg: QuantizeConfig) -> tuple[Any, Any]:
+    """``(extension, validated settings)``; ``ValueError`` naming the available quantizers."""
+    from llmos.sdk import LlmosError, format_validation_error, get_manager
+
+    try:
+        ext = get_manager().get_extension("quantizers", cfg.method)
+    except LlmosError as exc:
+        raise ValueError(exc.message) from None
+    if ext.config is None:
+        return ext, dict(cfg.settings)
+    import pydantic
+
+    try:
+        return ext, ext.config.model_validate(dict(cfg.settings))
+    except pydantic.ValidationError as exc:
+        raise ValueError(format_validation_error(exc, prefix="settings")) from None
+

@@ -17,8 +17,7 @@ from __future__ import annotations
 import copy
 from typing import Any
 
-from llmos.artifacts import DATASET, LINEAGE, METRICS, MODEL, TEACHER, TEACHER_VERSION
-from llmos.errors import ValidationError
+from llmos.sdk import DATASET, LINEAGE, METRICS, MODEL, TEACHER, TEACHER_VERSION, ValidationError
 
 
 def distill_loss(student_logits: Any, teacher_logits: Any, targets: Any, alpha: float, temperature: float) -> Any:

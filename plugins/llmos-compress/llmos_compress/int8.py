@@ -24,8 +24,9 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from llmos.artifacts import LINEAGE, METRICS, MODEL
-from llmos.errors import ValidationError
+from llmos.sdk import LINEAGE, METRICS, MODEL, ValidationError
+
+from llmos_models.lm import is_quantized  # noqa: F401 - re-exported for prune/distill
 
 METHOD = "int8_dynamic"
 SAVER = "llmos_compress.int8:save_int8"
@@ -52,11 +53,6 @@ def quantized_modules(model: Any) -> list[str]:
     return [name for name, m in model.named_modules() if isinstance(m, nnqd.Linear)]
 
 
-def is_quantized(model: Any) -> bool:
-    """True for a model that already holds quantized modules (or says so)."""
-    if getattr(model, "llmos_compression", {}).get("method") == METHOD:
-        return True
-    return bool(quantized_modules(model))
 
 
 def _conv1d_to_linear(model: Any) -> Any:
@@ -248,3 +244,39 @@ class Int8Step:
         return metrics
 
     __call__ = run
+
+
+def quantize(model: Any, config: Any) -> Any:
+    """The ``int8`` quantizer (llmos_register_quantizers): ``factory(model, config)``."""
+    return quantize_int8(model, per_channel=config.per_channel, include_lm_head=config.include_lm_head,
+                         exclude=config.exclude)
+
+
+class QuantizeStep:
+    """``compression.quantize``: quantize ``ctx.artifacts["model"]`` with the registered
+    quantizer named by ``method`` (``llmos components --kind quantizers``)."""
+
+    def __init__(self, config: Any = None) -> None:
+        from llmos_compress.config import QuantizeConfig
+
+        self.config = config if config is not None else QuantizeConfig()
+
+    def run(self, ctx: Any) -> dict[str, float]:
+        from llmos_compress.config import resolve_quantizer
+        from llmos_compress.measure import count_parameters
+
+        model = MODEL.get(ctx)
+        if model is None:
+            raise ValidationError("compression.quantize needs a model: put model.load or a training stage before it")
+        ext, settings = resolve_quantizer(self.config)
+        qmodel = ext.load_factory()(model, settings)
+        MODEL.set(ctx, qmodel)
+        dumped = settings.model_dump(mode="json") if hasattr(settings, "model_dump") else dict(settings or {})
+        LINEAGE.set(ctx, {"method": getattr(qmodel, "llmos_compression", {}).get("method") or ext.name,
+                          "settings": dumped, "component": f"{ext.plugin}:quantizers.{ext.name}"})
+        metrics = {"params": float(count_parameters(qmodel))}
+        METRICS.set(ctx, dict(metrics))  # the parent's evaluation no longer describes the model
+        return metrics
+
+    __call__ = run
+

@@ -1,5 +1,5 @@
-"""Measurements shared by the compression methods, ``llmos model compress`` and
-``llmos model compare``: parameters, bytes on disk, generation speed, perplexity.
+"""Measurements shared by the compression methods, ``llmos compress`` and
+``llmos compare``: parameters, bytes on disk, generation speed, perplexity.
 
 Every number is measured the same way for a parent and its compressed child, in the
 same process, so the ratios between them are meaningful; absolute speeds depend on
@@ -14,28 +14,22 @@ import time
 from pathlib import Path
 from typing import Any
 
-from llmos.errors import NotFoundError, ValidationError
+from llmos.sdk import NotFoundError, ValidationError
+
+from llmos_models.lm import count_parameters, lm_loss  # noqa: F401 - re-exported for prune/distill
+
+
+def perplexity(model: Any, blocks: Any, batch_size: int = 8, max_blocks: int | None = 64) -> dict[str, float]:
+    """``{"val_loss", "val_ppl"}`` of ``model`` on (at most ``max_blocks`` of) ``blocks``
+    (:func:`llmos_models.lm.perplexity` as the metrics dict compression records)."""
+    from llmos_models.lm import perplexity as _perplexity
+
+    loss, _ = _perplexity(model, blocks, batch_size, max_blocks=max_blocks)
+    return {"val_loss": loss, "val_ppl": math.exp(min(loss, 50.0))}
 
 TEXT_SUFFIXES = {".txt", ".md", ".rst", ".py", ".text", ".jsonl", ".json", ".toml", ".cfg", ".ini", ".html"}
 
 
-def count_parameters(model: Any) -> int:
-    """Distinct parameters, tied weights once, int8-quantized ``Linear`` weights included."""
-    import torch
-
-    seen: set[int] = set()
-    total = 0
-    for p in model.parameters():
-        if id(p) not in seen:
-            seen.add(id(p))
-            total += p.numel()
-    from torch.ao.nn.quantized import dynamic as nnqd
-
-    for m in model.modules():
-        if isinstance(m, nnqd.Linear):
-            w, b = m._packed_params._weight_bias()
-            total += w.numel() + (b.numel() if isinstance(b, torch.Tensor) else 0)
-    return total
 
 
 def dir_bytes(path: Path | str, suffixes: tuple[str, ...] = (".safetensors",)) -> int:
@@ -116,36 +110,8 @@ def open_data(path: Path | str, tokenizer: Any, block_size: int, max_tokens: int
     return TextBlocks(blocks, block_size, int(getattr(tokenizer, "vocab_size", 0) or 0))
 
 
-def lm_loss(model: Any, x: Any, reduction: str = "mean") -> Any:
-    """Next-token cross-entropy of a causal LM on blocks ``x``."""
-    import torch.nn.functional as F
-
-    logits = model(input_ids=x).logits
-    return F.cross_entropy(
-        logits[:, :-1].reshape(-1, logits.size(-1)).float(), x[:, 1:].reshape(-1), reduction=reduction
-    )
 
 
-def perplexity(model: Any, blocks: Any, batch_size: int = 8, max_blocks: int | None = 64) -> dict[str, float]:
-    """``{"val_loss", "val_ppl"}`` of ``model`` on (at most ``max_blocks`` of) ``blocks``."""
-    import numpy as np
-    import torch
-
-    n = len(blocks) if max_blocks is None else min(len(blocks), max_blocks)
-    if n == 0:
-        raise ValidationError("the validation split is empty: use more data")
-    was_training = model.training
-    model.eval()
-    nll, count = 0.0, 0
-    with torch.inference_mode():
-        for start in range(0, n, batch_size):
-            x = torch.from_numpy(np.asarray(blocks[start:min(start + batch_size, n)], dtype=np.int64))
-            nll += float(lm_loss(model, x, reduction="sum"))
-            count += x.numel() - x.size(0)
-    if was_training:
-        model.train()
-    loss = nll / count
-    return {"val_loss": loss, "val_ppl": math.exp(min(loss, 50.0))}
 
 
 def generation_speed(model: Any, *, new_tokens: int = 32, prompt_tokens: int = 16, repeats: int = 3,

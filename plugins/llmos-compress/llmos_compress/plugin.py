@@ -9,8 +9,14 @@ LLMOS_API = 2
 
 @hookimpl
 def llmos_register_compression_steps(register):
-    from llmos_compress.config import DistillConfig, Int8Config, PruneConfig
+    from llmos_compress.config import DistillConfig, Int8Config, PruneConfig, QuantizeConfig
 
+    register(
+        "quantize",
+        "llmos_compress.int8:QuantizeStep",
+        config=QuantizeConfig,
+        description="Quantize with any registered quantizer (method = ..., llmos components --kind quantizers)",
+    )
     register(
         "int8",
         "llmos_compress.int8:Int8Step",
@@ -31,6 +37,14 @@ def llmos_register_compression_steps(register):
         config=DistillConfig,
         description="Knowledge distillation: a teacher trains the student with a*T^2*KL + (1-a)*CE",
     )
+
+
+@hookimpl
+def llmos_register_quantizers(register):
+    from llmos_compress.config import Int8Config
+
+    register("int8", "llmos_compress.int8:quantize", config=Int8Config,
+             description="Dynamic int8 quantization of nn.Linear layers (PyTorch's own), reloaded by the int8 loader")
 
 
 @hookimpl

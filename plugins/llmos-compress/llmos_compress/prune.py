@@ -23,8 +23,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from llmos.artifacts import DATASET, LINEAGE, METRICS, MODEL
-from llmos.errors import ValidationError
+from llmos.sdk import DATASET, LINEAGE, METRICS, MODEL, ValidationError
 
 
 def _prunable_linears(model: Any) -> list[tuple[str, Any]]:

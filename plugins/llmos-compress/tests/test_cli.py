@@ -1,4 +1,4 @@
-"""``llmos model compress`` / ``compare`` against a real registry: each method makes a new
+"""``llmos compress`` / ``compare`` against a real registry: each method makes a new
 version with lineage and metrics; bad input gets one clear error and registers nothing;
 int8 versions reload from the registry in a fresh process and generate."""
 
@@ -18,7 +18,7 @@ def _versions(reg, name: str = "tiny") -> list[int]:
 
 
 def test_int8_registers_a_child_with_lineage_and_metrics(cli, registry, corpus_file: Path) -> None:
-    r = cli("model", "compress", "tiny:1", "--method", "int8", "--data", str(corpus_file), "--json")
+    r = cli("compress", "tiny:1", "--method", "int8", "--data", str(corpus_file), "--json")
     assert r.exit_code == 0, r.output
     out = json.loads(r.output)
     assert out["ref"] == "tiny:2"
@@ -43,7 +43,7 @@ def test_int8_version_reloads_in_a_fresh_process_with_the_same_logits(cli, regis
 
     from llmos_models.io import load_ref
 
-    assert cli("model", "compress", "tiny:1", "-m", "int8").exit_code == 0
+    assert cli("compress", "tiny:1", "-m", "int8").exit_code == 0
     model, _, ref = load_ref("tiny:2")
     assert ref == "tiny:2"
     x = torch.arange(20).reshape(1, 20) % model.config.vocab_size
@@ -71,7 +71,7 @@ print("GENERATED", c.completion_tokens, repr(c.text))
 
 
 def test_unstructured_prune_reports_sparsity_honestly(cli, registry, corpus_file: Path) -> None:
-    r = cli("model", "compress", "tiny:1", "-m", "prune", "--set", "sparsity=0.5", "--data", str(corpus_file))
+    r = cli("compress", "tiny:1", "-m", "prune", "--set", "sparsity=0.5", "--data", str(corpus_file))
     assert r.exit_code == 0, r.output
     assert "stored dense" in r.output
     v = registry.resolve("tiny:2")
@@ -84,7 +84,7 @@ def test_unstructured_prune_reports_sparsity_honestly(cli, registry, corpus_file
 def test_structured_prune_makes_the_model_smaller(cli, registry, corpus_file: Path) -> None:
     from transformers import AutoModelForCausalLM
 
-    r = cli("model", "compress", "tiny:1", "-m", "prune", "--set", "structured=true", "--set", "sparsity=0.5",
+    r = cli("compress", "tiny:1", "-m", "prune", "--set", "structured=true", "--set", "sparsity=0.5",
             "--set", "heads=0.5", "--set", "recovery_steps=4", "--set", "batch_size=4", "--data", str(corpus_file))
     assert r.exit_code == 0, r.output
     v = registry.resolve("tiny:2")
@@ -97,7 +97,7 @@ def test_structured_prune_makes_the_model_smaller(cli, registry, corpus_file: Pa
 
 
 def test_distill_trains_a_half_depth_student(cli, registry, corpus_file: Path) -> None:
-    r = cli("model", "compress", "tiny:1", "-m", "distill", "--set", "steps=6", "--set", "batch_size=4",
+    r = cli("compress", "tiny:1", "-m", "distill", "--set", "steps=6", "--set", "batch_size=4",
             "--set", "eval_batches=2", "--name", "tiny-student", "--data", str(corpus_file))
     assert r.exit_code == 0, r.output
     v = registry.resolve("tiny-student")
@@ -124,26 +124,26 @@ def test_distill_trains_a_half_depth_student(cli, registry, corpus_file: Path) -
     ],
 )
 def test_bad_input_is_one_clear_error_and_registers_nothing(cli, registry, args: list[str], message: str) -> None:
-    r = cli("model", "compress", "tiny:1", *args)
+    r = cli("compress", "tiny:1", *args)
     assert r.exit_code != 0
     assert message in r.output and r.output.startswith("Error: ") and "Traceback" not in r.output
     assert _versions(registry) == [1]
 
 
 def test_quantizing_a_quantized_version_is_refused(cli, registry) -> None:
-    assert cli("model", "compress", "tiny:1", "-m", "int8").exit_code == 0
-    r = cli("model", "compress", "tiny:2", "-m", "int8")
+    assert cli("compress", "tiny:1", "-m", "int8").exit_code == 0
+    r = cli("compress", "tiny:2", "-m", "int8")
     assert r.exit_code != 0 and "already int8-quantized" in r.output
-    r = cli("model", "compress", "tiny:2", "-m", "prune")
+    r = cli("compress", "tiny:2", "-m", "prune")
     assert r.exit_code != 0 and "cannot prune an int8-quantized model" in r.output
     assert _versions(registry) == [1, 2]
-    r = cli("model", "compress", "missing:1", "-m", "int8")
+    r = cli("compress", "missing:1", "-m", "int8")
     assert r.exit_code != 0 and "no model named 'missing'" in r.output
 
 
 def test_compare_prints_the_trade_off_table(cli, registry, corpus_file: Path) -> None:
-    assert cli("model", "compress", "tiny:1", "-m", "int8").exit_code == 0
-    r = cli("model", "compare", "tiny:1", "tiny:2", "--data", str(corpus_file), "--json")
+    assert cli("compress", "tiny:1", "-m", "int8").exit_code == 0
+    r = cli("compare", "tiny:1", "tiny:2", "--data", str(corpus_file), "--json")
     assert r.exit_code == 0, r.output
     data = json.loads(r.output)
     a, b = data["versions"]
@@ -152,19 +152,19 @@ def test_compare_prints_the_trade_off_table(cli, registry, corpus_file: Path) ->
         assert a[k] > 0 and b[k] > 0
     assert a["ratios"]["size_bytes"] == 1.0 and b["ratios"]["size_bytes"] < 0.7
     assert b["ppl_source"] == "measured"
-    r = cli("model", "compare", "tiny:1", "tiny:2", "--no-speed")
+    r = cli("compare", "tiny:1", "tiny:2", "--no-speed")
     assert r.exit_code == 0, r.output
     assert "trade-offs" in r.output and "100.000*" in r.output  # tiny:1's recorded val_ppl
-    r = cli("model", "compare", "tiny:1", "nope:3")
+    r = cli("compare", "tiny:1", "nope:3")
     assert r.exit_code != 0 and "nope" in r.output
 
 
 def test_commands_through_the_installed_entry_point(llmos_home: Path) -> None:
     env = {**os.environ, "LLMOS_HOME": str(llmos_home), "LLMOS_PLUGINS": "llmos-models,llmos-compress"}
-    p = subprocess.run([sys.executable, "-m", "llmos", "model", "compress", "--help"], env=env, capture_output=True,
+    p = subprocess.run([sys.executable, "-m", "llmos", "compress", "--help"], env=env, capture_output=True,
                        text=True, timeout=120)
     assert p.returncode == 0, p.stderr
-    assert "llmos model compress quickstart:1 --method int8" in p.stdout
+    assert "llmos compress quickstart:1 --method int8" in p.stdout
     code = ("import sys, llmos_compress.plugin, llmos_compress.commands; "
             "print('torch' in sys.modules, 'transformers' in sys.modules)")
     p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)

@@ -22,7 +22,7 @@ def test_plugin_contract() -> None:
 def test_components_are_registered(standard_plugins) -> None:
     manager = standard_plugins("llmos-compress")
     names = sorted(c.ref for c in manager.components() if c.stage == "compression")
-    assert names == ["compression.distill", "compression.int8", "compression.prune"]
+    assert names == ["compression.distill", "compression.int8", "compression.prune", "compression.quantize"]
 
 
 def test_distill_loss_matches_the_formula() -> None:

@@ -26,8 +26,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-from llmos.artifacts import DATASET, MODEL, TOKENIZER
-from llmos.errors import ValidationError
+from llmos.sdk import DATASET, MODEL, TOKENIZER, ValidationError
 
 from llmos_data.clean import Deduplicator, Stats, clean_text, doc_hash, is_validation
 from llmos_data.config import CorpusConfig
@@ -90,9 +89,9 @@ def _provenance(readers: list[str]) -> str:
 
 
 def _null_progress(**_: Any) -> Any:
-    from llmos.context import _NullProgress
+    from llmos.sdk import NullProgress
 
-    return _NullProgress()
+    return NullProgress()
 
 
 def build_dataset(
@@ -473,7 +472,7 @@ class CorpusStep:
         self.config = config if config is not None else CorpusConfig()
 
     def run(self, ctx: Any) -> dict[str, float]:
-        from llmos.config import home
+        from llmos.sdk import home
 
         cfg = self.config
         stage_id = getattr(ctx.stage, "id", None) or "data"

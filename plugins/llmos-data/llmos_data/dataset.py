@@ -12,7 +12,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from llmos.errors import NotFoundError
+from llmos.sdk import NotFoundError
 
 META = "meta.json"
 

@@ -18,7 +18,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from llmos.errors import NotFoundError, ValidationError
+from llmos.sdk import NotFoundError, ValidationError
 
 #: extensions picked up when a folder is searched
 KNOWN_SUFFIXES = {".txt": "txt", ".md": "md", ".markdown": "md", ".jsonl": "jsonl", ".raw": "wikitext", ".tokens": "wikitext"}

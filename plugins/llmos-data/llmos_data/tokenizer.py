@@ -76,7 +76,7 @@ def load_tokenizer(directory: Path | str) -> Any:
     """Load a tokenizer directory written by :func:`save_tokenizer` (or any HF fast tokenizer)."""
     from transformers import PreTrainedTokenizerFast
 
-    from llmos.errors import NotFoundError
+    from llmos.sdk import NotFoundError
 
     directory = Path(directory)
     if not (directory / "tokenizer.json").is_file():

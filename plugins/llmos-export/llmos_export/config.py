@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 
 class OnnxConfig(BaseModel):
@@ -34,3 +34,37 @@ class SafetensorsConfig(BaseModel):
     model: str | None = Field(
         None, description="Pipelines: register the export under this model name (default: '<pipeline model>-hf')."
     )
+
+
+class ExportConfig(BaseModel):
+    """``deployment.export``: any export format a plugin registers."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    format: str = Field("safetensors", description="A registered export format (llmos components --kind "
+                                                   "export_formats), or plugin:name.")
+    settings: dict[str, Any] = Field(default_factory=dict, description="The format's own settings.")
+
+    @model_validator(mode="after")
+    def _known(self):  # type: ignore[no-untyped-def]
+        resolve_format(self)  # a located error at --check time, listing what exists
+        return self
+
+
+def resolve_format(cfg: Any) -> tuple[Any, Any]:
+    """``(extension, validated settings)`` for an :class:`ExportConfig`; ``ValueError``
+    (reported with its location by pydantic) naming the available formats."""
+    from llmos.sdk import LlmosError, format_validation_error, get_manager
+
+    try:
+        ext = get_manager().get_extension("export_formats", cfg.format)
+    except LlmosError as exc:
+        raise ValueError(exc.message) from None
+    if ext.config is None:
+        return ext, dict(cfg.settings)
+    import pydantic
+
+    try:
+        return ext, ext.config.model_validate(dict(cfg.settings))
+    except pydantic.ValidationError as exc:
+        raise ValueError(format_validation_error(exc, prefix="settings")) from None

@@ -33,8 +33,7 @@ import warnings
 from pathlib import Path
 from typing import Any
 
-from llmos.artifacts import MODEL, ONNX_VERSION, TOKENIZER
-from llmos.errors import LlmosError, ValidationError
+from llmos.sdk import LlmosError, MODEL, ONNX_VERSION, TOKENIZER, ValidationError
 
 FILES = {"fp32": "model.onnx", "int8": "model.int8.onnx"}
 #: the graph's inputs (format 2; format-1 graphs, exported before, lack the mask and positions)
@@ -103,7 +102,7 @@ def _wrapper(model: Any, layers: int) -> Any:
 
 
 def _eager_copy(model: Any) -> Any:
-    from llmos_export.safetensors_export import is_quantized
+    from llmos_models.lm import is_quantized
 
     m = copy.deepcopy(model)
     if is_quantized(m):

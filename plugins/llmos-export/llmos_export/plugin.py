@@ -9,8 +9,15 @@ LLMOS_API = 2
 
 @hookimpl
 def llmos_register_deployment_steps(register):
-    from llmos_export.config import OnnxConfig, SafetensorsConfig
+    from llmos_export.config import ExportConfig, OnnxConfig, SafetensorsConfig
 
+    register(
+        "export",
+        "llmos_export.formats:ExportStep",
+        config=ExportConfig,
+        description="Write the model in any registered export format (format = ..., llmos components --kind "
+        "export_formats)",
+    )
     register(
         "onnx",
         "llmos_export.onnx_export:OnnxExporter",
@@ -30,3 +37,14 @@ def llmos_register_deployment_steps(register):
 def llmos_register_model_loaders(register):
     register("onnx", "llmos_export.runtime:load_onnx",
              description="ONNX exports (deployment.onnx), run with ONNX Runtime")
+
+
+@hookimpl
+def llmos_register_export_formats(register):
+    from llmos_export.config import OnnxConfig, SafetensorsConfig
+
+    register("onnx", "llmos_export.formats:onnx_format", config=OnnxConfig,
+             description="ONNX graph with a KV cache, logits checked with ONNX Runtime")
+    register("safetensors", "llmos_export.formats:safetensors_format", config=SafetensorsConfig,
+             description="Portable Hugging Face directory with plain safetensors weights")
+

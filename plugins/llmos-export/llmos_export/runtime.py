@@ -25,7 +25,7 @@ from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
-from llmos.errors import NotFoundError, ValidationError
+from llmos.sdk import NotFoundError, ValidationError
 
 ONNX_JSON = "onnx.json"
 

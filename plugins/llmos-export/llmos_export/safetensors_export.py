@@ -11,14 +11,11 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from llmos.artifacts import MODEL, TOKENIZER
-from llmos.errors import ValidationError
+from llmos.sdk import MODEL, TOKENIZER, ValidationError
+
+from llmos_models.lm import is_quantized
 
 
-def is_quantized(model: Any) -> bool:
-    from torch.ao.nn.quantized import dynamic as nnqd
-
-    return any(isinstance(m, nnqd.Linear) for m in model.modules())
 
 
 def _restore_conv1d(model: Any) -> Any:

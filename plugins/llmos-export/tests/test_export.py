@@ -24,7 +24,7 @@ def test_plugin_contract(standard_plugins) -> None:
 
     check_plugin_contract(llmos_export.plugin, "llmos-export")
     manager = standard_plugins("llmos-export")
-    assert sorted(c.ref for c in manager.components()) == ["deployment.onnx", "deployment.safetensors"]
+    assert sorted(c.ref for c in manager.components()) == ["deployment.export", "deployment.onnx", "deployment.safetensors"]
 
 
 @pytest.mark.slow

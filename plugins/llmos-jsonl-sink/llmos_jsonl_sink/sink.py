@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from pydantic import BaseModel, ConfigDict, Field
-from llmos.artifacts import METRICS_JSONL
+from llmos.sdk import METRICS_JSONL
 
 
 class JsonlConfig(BaseModel):
@@ -55,7 +55,7 @@ class JsonlSink:
         return Path(env).expanduser() if env else None
 
     def _other_path(self, source: str) -> Path:
-        from llmos.config import home
+        from llmos.sdk import home
 
         safe = re.sub(r"[^A-Za-z0-9_.-]+", "_", source.split(":", 1)[0]) or "metrics"
         return home() / "jsonl" / f"{safe}-{os.getpid()}.jsonl"

@@ -16,21 +16,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from llmos.artifacts import DATASET, MODEL
-from llmos.errors import ValidationError
+from llmos.sdk import DATASET, MODEL, ValidationError
 
-PRESETS: dict[str, dict[str, dict[str, int]]] = {
-    "llama": {
-        "tiny": {"hidden_size": 128, "num_layers": 3, "num_heads": 4, "intermediate_size": 320},
-        "small": {"hidden_size": 256, "num_layers": 10, "num_heads": 8, "intermediate_size": 768},
-        "base": {"hidden_size": 512, "num_layers": 8, "num_heads": 8, "intermediate_size": 1536},
-    },
-    "gpt2": {
-        "tiny": {"hidden_size": 128, "num_layers": 3, "num_heads": 4, "intermediate_size": 512},
-        "small": {"hidden_size": 256, "num_layers": 10, "num_heads": 8, "intermediate_size": 1024},
-        "base": {"hidden_size": 512, "num_layers": 9, "num_heads": 8, "intermediate_size": 2048},
-    },
-}
+from llmos_models.config import PRESETS
+from llmos_models.lm import count_parameters  # noqa: F401 - where callers have always found it
 
 
 def _resolved(arch: str, cfg: Any) -> dict[str, Any]:
@@ -94,10 +83,17 @@ def build_model(arch: str, cfg: Any, *, vocab_size: int, max_positions: int = 51
 
     The global torch RNG is left as it was (initialisation runs under ``fork_rng``).
     """
+    config = hf_config(arch, cfg, vocab_size=vocab_size, max_positions=max_positions, special=special)
+    return model_from_hf_config(config, seed=seed)
+
+
+def model_from_hf_config(config: Any, *, seed: int = 0) -> Any:
+    """A freshly initialised fp32 causal LM for a ``transformers`` config (same seed, same weights)."""
     import torch
     from transformers import AutoModelForCausalLM
 
-    config = hf_config(arch, cfg, vocab_size=vocab_size, max_positions=max_positions, special=special)
+    if getattr(config, "auto_map", None):
+        raise ValidationError("an architecture's config names custom code (auto_map), which llmos never runs")
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         model = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
@@ -105,30 +101,6 @@ def build_model(arch: str, cfg: Any, *, vocab_size: int, max_positions: int = 51
     return model
 
 
-def count_parameters(model: Any) -> int:
-    """Number of distinct weights (tied weights counted once), including the packed
-    weights of quantized modules (e.g. ``torch.ao.nn.quantized.dynamic.Linear``, whose
-    ``weight()``/``bias()`` are methods rather than parameters)."""
-    import torch
-
-    seen: set[int] = set()
-    total = 0
-    for p in model.parameters():
-        if id(p) in seen:
-            continue
-        seen.add(id(p))
-        total += p.numel()
-    for module in model.modules():
-        for attr in ("weight", "bias"):
-            getter = getattr(type(module), attr, None)
-            if callable(getter) and not isinstance(getter, torch.nn.Parameter):
-                try:
-                    value = getattr(module, attr)()
-                except Exception:  # noqa: BLE001 - not a quantized accessor
-                    continue
-                if isinstance(value, torch.Tensor):
-                    total += value.numel()
-    return total
 
 
 class BuildStep:
@@ -162,13 +134,45 @@ class BuildStep:
                 f"max_position_embeddings {max_pos} is smaller than the dataset's block_size {block}: raise it"
             )
         special = dict(getattr(ds, "special_tokens", {}) or {})
-        model = build_model(self.arch, cfg, vocab_size=int(vocab), max_positions=max_pos,
-                            seed=int(getattr(ctx, "seed", 0)), special=special)
+        model = self.make(cfg, vocab_size=int(vocab), max_positions=max_pos, seed=int(getattr(ctx, "seed", 0)),
+                          special=special)
         MODEL.set(ctx, model)
         params = count_parameters(model)
         return {"params": float(params)}
 
+    def make(self, cfg: Any, *, vocab_size: int, max_positions: int, seed: int, special: dict[str, int]) -> Any:
+        return build_model(self.arch, cfg, vocab_size=vocab_size, max_positions=max_positions, seed=seed,
+                           special=special)
+
     __call__ = run
+
+
+def llama_hf_config(cfg: Any, *, vocab_size: int, max_positions: int, special: dict[str, int] | None = None) -> Any:
+    """The ``llama`` architecture (llmos_register_architectures): a ``transformers.LlamaConfig``."""
+    return hf_config("llama", cfg, vocab_size=vocab_size, max_positions=max_positions, special=special)
+
+
+def gpt2_hf_config(cfg: Any, *, vocab_size: int, max_positions: int, special: dict[str, int] | None = None) -> Any:
+    """The ``gpt2`` architecture (llmos_register_architectures): a ``transformers.GPT2Config``."""
+    return hf_config("gpt2", cfg, vocab_size=vocab_size, max_positions=max_positions, special=special)
+
+
+class ArchitectureStep(BuildStep):
+    """``model.build``: a model of any registered architecture (``architecture``, looked up
+    through ``llmos_register_architectures``), sized by one of its presets plus ``settings``."""
+
+    def __init__(self, config: Any = None) -> None:
+        from llmos_models.config import BuildConfig
+
+        self.config = config if config is not None else BuildConfig()
+        self.arch = self.config.architecture
+
+    def make(self, cfg: Any, *, vocab_size: int, max_positions: int, seed: int, special: dict[str, int]) -> Any:
+        from llmos_models.config import resolve_architecture
+
+        ext, arch_cfg = resolve_architecture(cfg)
+        config = ext.load_factory()(arch_cfg, vocab_size=vocab_size, max_positions=max_positions, special=special)
+        return model_from_hf_config(config, seed=seed)
 
 
 class LlamaStep(BuildStep):

@@ -63,8 +63,8 @@ def generate(model_ref: str, prompt: str, max_new_tokens: int, temperature: floa
             repetition_penalty=repetition_penalty, num_beams=num_beams, stop=list(stop), seed=seed,
         )
     except Exception as exc:  # pydantic.ValidationError
-        from llmos.components import format_validation_error
-        from llmos.errors import ValidationError
+        from llmos.sdk import format_validation_error
+        from llmos.sdk import ValidationError
 
         raise ValidationError(format_validation_error(exc)) from None
     try:
@@ -76,13 +76,13 @@ def generate(model_ref: str, prompt: str, max_new_tokens: int, temperature: floa
     # warnings (e.g. positions past the training context) as one plain line on stderr
     warnings.formatwarning = lambda message, *args, **kwargs: f"warning: {message}\n"
     if tokenizer is None:
-        from llmos.errors import ValidationError
+        from llmos.sdk import ValidationError
 
         raise ValidationError(f"{model_ref} has no tokenizer files (tokenizer.json); save it with llmos_models.io.save_model")
     if as_json or no_stream:
         result = run_generate(model, tokenizer, prompt, settings)
         if as_json:
-            from llmos.cli._output import echo_json
+            from llmos.sdk import echo_json
 
             data = {"model": version or model_ref, "prompt": prompt, **result.to_dict()}
             echo_json(data)

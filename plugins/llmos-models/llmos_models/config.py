@@ -8,6 +8,20 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 from llmos_models.generate import GenerationSettings
 
+#: Size presets of the built-in architectures (config fields per preset).
+PRESETS: dict[str, dict[str, dict[str, int]]] = {
+    "llama": {
+        "tiny": {"hidden_size": 128, "num_layers": 3, "num_heads": 4, "intermediate_size": 320},
+        "small": {"hidden_size": 256, "num_layers": 10, "num_heads": 8, "intermediate_size": 768},
+        "base": {"hidden_size": 512, "num_layers": 8, "num_heads": 8, "intermediate_size": 1536},
+    },
+    "gpt2": {
+        "tiny": {"hidden_size": 128, "num_layers": 3, "num_heads": 4, "intermediate_size": 512},
+        "small": {"hidden_size": 256, "num_layers": 10, "num_heads": 8, "intermediate_size": 1024},
+        "base": {"hidden_size": 512, "num_layers": 9, "num_heads": 8, "intermediate_size": 2048},
+    },
+}
+
 Preset = Literal["tiny", "small", "base"]
 
 
@@ -29,8 +43,6 @@ class _ArchConfig(BaseModel):
 
     @model_validator(mode="after")
     def _heads(self):  # type: ignore[no-untyped-def]
-        from llmos_models.build import PRESETS
-
         arch = "llama" if isinstance(self, LlamaConfig) else "gpt2"
         p = PRESETS[arch][self.preset]
         h = self.hidden_size or p["hidden_size"]
@@ -52,6 +64,49 @@ class GPT2Config(_ArchConfig):
     """``model.gpt2``: a GPT-2-style decoder (LayerNorm, learned positions, GELU MLP)."""
 
     intermediate_size: int | None = Field(None, ge=1, description="Override: width of the MLP (default 4×hidden).")
+
+
+class BuildConfig(BaseModel):
+    """``model.build``: any architecture a plugin registers (``llmos components --kind architectures``)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    architecture: str = Field("llama", description="A registered architecture (e.g. llama, gpt2), or plugin:name.")
+    preset: str = Field("tiny", description="One of the architecture's size presets.")
+    settings: dict[str, Any] = Field(default_factory=dict,
+                                     description="The architecture's own config fields (override the preset).")
+    max_position_embeddings: int | None = Field(
+        None, ge=2, description="Longest sequence the model accepts (default: max(block size, 512))."
+    )
+    vocab_size: int | None = Field(None, ge=2, description="Override the vocabulary size (default: the dataset's).")
+
+    @model_validator(mode="after")
+    def _known(self):  # type: ignore[no-untyped-def]
+        resolve_architecture(self)  # a located error at --check time, listing what exists
+        return self
+
+
+def resolve_architecture(cfg: BuildConfig) -> tuple[Any, Any]:
+    """``(extension, validated architecture config)`` for a :class:`BuildConfig`;
+    ``ValueError`` (reported by pydantic with its location) naming the available choices."""
+    from llmos.sdk import LlmosError, format_validation_error, get_manager
+
+    try:
+        ext = get_manager().get_extension("architectures", cfg.architecture)
+    except LlmosError as exc:
+        raise ValueError(exc.message) from None
+    presets = ext.extra.get("presets") or {}
+    if presets and cfg.preset not in presets:
+        raise ValueError(f"architecture {ext.name!r} has no preset {cfg.preset!r} (presets: {', '.join(presets)})")
+    values = {**presets.get(cfg.preset, {}), **cfg.settings}
+    if ext.config is None:
+        return ext, values
+    import pydantic
+
+    try:
+        return ext, ext.config.model_validate(values)
+    except pydantic.ValidationError as exc:
+        raise ValueError(format_validation_error(exc, prefix="settings")) from None
 
 
 class LoadConfig(BaseModel):

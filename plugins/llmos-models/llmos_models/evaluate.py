@@ -18,59 +18,11 @@ import math
 import time
 from typing import Any
 
-from llmos.artifacts import DATASET, METRICS, MODEL, SAMPLES, TOKENIZER
-from llmos.errors import ValidationError
+from llmos.sdk import DATASET, METRICS, MODEL, SAMPLES, TOKENIZER, ValidationError
 
-from llmos_models.build import count_parameters
+from llmos_models.lm import count_parameters, perplexity
 
 
-def perplexity(model: Any, blocks: Any, batch_size: int = 8, *, max_blocks: int | None = None,
-               progress: Any = None, dtype: Any = None) -> tuple[float, float]:
-    """Mean next-token cross-entropy (nats) and perplexity of ``model`` on ``blocks``.
-
-    :param blocks: array-like ``(n_blocks, block_size)`` of token ids (e.g. a memory-mapped split).
-        Every position but the first of each block is predicted from the ones before it.
-        ``(n_blocks, 2, block_size)`` blocks hold ids and labels: only labels other than -100 count.
-    :param max_blocks: use only the first ``max_blocks`` blocks.
-    :param progress: optional reporter with ``update(n)``.
-    :param dtype: autocast dtype (``None``: float32); the blocks go to the model's device.
-    :returns: ``(loss, exp(loss))``.
-    """
-    import numpy as np
-    import torch
-    import torch.nn.functional as F
-
-    from llmos.devices import autocast
-
-    device = str(next(model.parameters()).device)
-    n = len(blocks) if max_blocks is None else min(len(blocks), max_blocks)
-    if n == 0:
-        raise ValidationError("no blocks to evaluate on: the split is empty")
-    was_training = getattr(model, "training", False)
-    model.eval()
-    total, count = 0.0, 0
-    try:
-        with torch.inference_mode():
-            for start in range(0, n, batch_size):
-                batch = torch.from_numpy(np.asarray(blocks[start : min(n, start + batch_size)], dtype=np.int64))
-                batch = batch.to(device)
-                # (batch, 2, block) blocks carry labels (-100: no loss), e.g. data.chat's
-                batch, labels = (batch[:, 0], batch[:, 1]) if batch.dim() == 3 else (batch, batch)
-                with autocast(device, dtype):
-                    logits = model(input_ids=batch).logits
-                loss = F.cross_entropy(logits[:, :-1].reshape(-1, logits.shape[-1]).float(),
-                                       labels[:, 1:].reshape(-1), reduction="sum", ignore_index=-100)
-                total += float(loss)
-                count += int((labels[:, 1:] != -100).sum())
-                if progress is not None:
-                    progress.update(batch.shape[0])
-    finally:
-        if was_training:
-            model.train()
-    if count == 0:
-        raise ValidationError("no tokens to evaluate on: every label of these blocks is masked (-100)")
-    mean = total / count
-    return mean, math.exp(mean)
 
 
 def unigram_perplexity(train_blocks: Any, eval_blocks: Any, vocab_size: int, *, max_blocks: int | None = None,

@@ -132,7 +132,7 @@ def _inputs(model: Any, tokenizer: Any, prompt: str) -> Any:
     limit = getattr(getattr(model, "config", None), "max_position_embeddings", None) or getattr(
         getattr(model, "config", None), "n_positions", None)
     if limit is not None and ids.shape[1] >= limit:
-        from llmos.errors import ValidationError
+        from llmos.sdk import ValidationError
 
         raise ValidationError(f"the prompt has {ids.shape[1]} tokens; this model accepts fewer than {limit}")
     device = getattr(model, "device", None)

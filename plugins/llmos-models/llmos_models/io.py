@@ -39,11 +39,11 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from llmos.errors import NotFoundError, ValidationError
+from llmos.sdk import PICKLE_SUFFIXES as _PICKLE_SUFFIXES
+from llmos.sdk import NotFoundError, ValidationError
 
 LLMOS_JSON = "llmos.json"
 FORMAT = 1
-_PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".pkl", ".pickle", ".ckpt")
 
 
 HF_LOADER = "hf"
@@ -56,7 +56,7 @@ def _saver_of(model: Any) -> Any:
         return saver
     if not isinstance(saver, str) or ":" not in saver:
         raise ValidationError(f"model.llmos_saver must be a callable or a 'module:function' string, got {saver!r}")
-    from llmos.components import import_object
+    from llmos.sdk import import_object
 
     return import_object(saver)
 
@@ -76,7 +76,7 @@ def _loader_name_for(model: Any, manager: Any = None) -> str:
 def loader_names(manager: Any = None) -> list[str]:
     """Names of the model loaders installed plugins register (``plugin:name`` when two share one)."""
     if manager is None:
-        from llmos.plugins import get_manager
+        from llmos.sdk import get_manager
 
         manager = get_manager()
     exts = manager.extensions("model_loaders")
@@ -92,10 +92,10 @@ def resolve_loader(value: Any, *, manager: Any = None, where: str = "llmos.json"
 
     :raises ValidationError: anything else (one line, listing the installed loaders).
     """
-    from llmos.errors import ConflictError
+    from llmos.sdk import ConflictError
 
     if manager is None:
-        from llmos.plugins import get_manager
+        from llmos.sdk import get_manager
 
         manager = get_manager()
     exts = manager.extensions("model_loaders")
@@ -304,7 +304,7 @@ def resolve_model_path(ref: str) -> tuple[Path, str | None]:
         return p, None
     if os.sep in ref or ref.startswith("."):
         raise NotFoundError(f"model directory {ref!r} does not exist")
-    from llmos.registry import open_registry
+    from llmos.sdk import open_registry
 
     reg = open_registry()
     version = reg.resolve(ref)

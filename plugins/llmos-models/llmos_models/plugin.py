@@ -9,18 +9,37 @@ LLMOS_API = 2
 
 @hookimpl
 def llmos_register_model_steps(register):
-    from llmos_models.config import EvaluateConfig, GPT2Config, LlamaConfig, LoadConfig, RegisterConfig
+    from llmos_models.config import (
+        BuildConfig,
+        EvaluateConfig,
+        GPT2Config,
+        LlamaConfig,
+        LoadConfig,
+        RegisterConfig,
+    )
 
     register("llama", "llmos_models.build:LlamaStep", config=LlamaConfig,
              description="Llama-style decoder (RMSNorm, RoPE, SwiGLU) from a size preset: tiny ~1M, small ~10M, base ~30M")
     register("gpt2", "llmos_models.build:GPT2Step", config=GPT2Config,
              description="GPT-2-style decoder (LayerNorm, learned positions, GELU) from a size preset")
+    register("build", "llmos_models.build:ArchitectureStep", config=BuildConfig,
+             description="A model of any registered architecture (llmos components --kind architectures) from a preset")
     register("load", "llmos_models.steps:LoadStep", config=LoadConfig,
              description="Load a registered model version (or a local directory) as the model or the teacher")
     register("evaluate", "llmos_models.evaluate:EvaluateStep", config=EvaluateConfig,
              description="Validation loss/perplexity vs a unigram baseline, size, generation speed, samples")
     register("register", "llmos_models.steps:RegisterStep", config=RegisterConfig,
              description="Save the model (safetensors, HF layout) and register it as a new version")
+
+
+@hookimpl
+def llmos_register_architectures(register):
+    from llmos_models.config import PRESETS, GPT2Config, LlamaConfig
+
+    register("llama", "llmos_models.build:llama_hf_config", config=LlamaConfig, presets=PRESETS["llama"],
+             description="Llama-style decoder (RMSNorm, RoPE, SwiGLU)")
+    register("gpt2", "llmos_models.build:gpt2_hf_config", config=GPT2Config, presets=PRESETS["gpt2"],
+             description="GPT-2-style decoder (LayerNorm, learned positions, GELU)")
 
 
 @hookimpl

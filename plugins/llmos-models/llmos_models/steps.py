@@ -5,8 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from llmos.artifacts import DATASET, LINEAGE, METRICS, MODEL, MODEL_VERSION, TEACHER, TOKENIZER
-from llmos.errors import ValidationError
+from llmos.sdk import DATASET, LINEAGE, METRICS, MODEL, MODEL_VERSION, TEACHER, TOKENIZER, ValidationError
 
 
 class LoadStep:
@@ -75,7 +74,7 @@ class RegisterStep:
         version = ctx.register_version(path, **kwargs)
         ref = getattr(version, "ref", None) or f"{version.model}:{version.number}"
         if cfg.alias:
-            from llmos.registry import open_registry
+            from llmos.sdk import open_registry
 
             open_registry().set_alias(version.model, cfg.alias, version.number)
         MODEL_VERSION.set(ctx, ref)

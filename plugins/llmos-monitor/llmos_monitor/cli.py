@@ -7,18 +7,12 @@ from pathlib import Path
 import click
 
 
-def _json_option(f):  # type: ignore[no-untyped-def]
-    return click.option("--json", "as_json", is_flag=True, help="Print JSON (for scripts) instead of a table.")(f)
-
-
-def _echo_json(data: object) -> None:
-    import json
-
-    click.echo(json.dumps(data, indent=2, default=str))
+from llmos.sdk import echo_json as _echo_json
+from llmos.sdk import json_option as _json_option
 
 
 def _table(rows: list[list[object]], headers: list[str], title: str | None = None) -> None:
-    from llmos.cli._output import echo_table
+    from llmos.sdk import echo_table
 
     echo_table(rows, headers, title=title)
 
@@ -135,7 +129,7 @@ def compare_cmd(runs: tuple[str, ...], kind: str | None, as_json: bool) -> None:
     Example:
       llmos monitor compare 3f2a 9c01 --kind eval
     """
-    from llmos.errors import ValidationError
+    from llmos.sdk import ValidationError
 
     from llmos_monitor.store import get_run, open_registry, run_metrics
     from llmos_monitor.summary import fmt, summarize
@@ -243,7 +237,7 @@ def ui(host: str, port: int, refresh: float, index_dir: Path | None, allowed_hos
 
     import uvicorn
 
-    from llmos.errors import ConflictError
+    from llmos.sdk import ConflictError
 
     from llmos_monitor.ui.app import create_app
 

@@ -9,8 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from llmos.artifacts import METRICS_PLOT
-from llmos.errors import ValidationError
+from llmos.sdk import METRICS_PLOT, ValidationError
 
 from llmos_monitor.store import series
 

@@ -23,7 +23,7 @@ from __future__ import annotations
 import threading
 from dataclasses import dataclass
 from typing import Any
-from llmos.artifacts import PROMETHEUS_URL
+from llmos.sdk import PROMETHEUS_URL
 
 _lock = threading.Lock()
 _metrics: MonitorMetrics | None = None
@@ -105,7 +105,7 @@ def start_exporter(port: int = 9464, host: str = "127.0.0.1") -> Exporter:
     """
     from prometheus_client import start_http_server
 
-    from llmos.errors import ConflictError, ValidationError
+    from llmos.sdk import ConflictError, ValidationError
 
     if not 0 <= int(port) <= 65535:
         raise ValidationError(f"Prometheus port must be 0-65535, got {port}")

@@ -31,9 +31,7 @@ import threading
 import time
 from typing import Any
 
-from llmos.liveness import Heartbeat
-from llmos.redact import redact_argv
-from llmos.runs import MetricBuffer
+from llmos.sdk import Heartbeat, MetricBuffer, redact_argv
 
 from llmos_monitor import prometheus, serving
 from llmos_monitor.sampler import SystemSampler
@@ -58,7 +56,7 @@ def sample_interval() -> float:
     except ValueError:
         value = -1.0
     if not value > 0:
-        from llmos.errors import ValidationError
+        from llmos.sdk import ValidationError
 
         raise ValidationError(f"LLMOS_MONITOR_INTERVAL must be a number of seconds > 0, got {raw!r}")
     return value
@@ -76,7 +74,7 @@ def _maybe_start_exporter() -> None:
 
 def _notify(manager: Any, source: str, step: int | None, metrics: dict[str, float]) -> None:
     if manager is None:
-        from llmos.plugins import get_manager
+        from llmos.sdk import get_manager
 
         manager = get_manager()
     manager.notify("llmos_after_metrics", source=source, step=step, metrics=metrics)

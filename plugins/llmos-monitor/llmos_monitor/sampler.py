@@ -52,7 +52,7 @@ class SystemSampler:
         children_every_s: float = 5.0,
     ) -> None:
         if not interval_s > 0:
-            from llmos.errors import ValidationError
+            from llmos.sdk import ValidationError
 
             raise ValidationError(f"sampler interval must be > 0 seconds, got {interval_s!r}")
         import psutil

@@ -28,7 +28,7 @@ import threading
 import time
 from typing import Any
 
-from llmos.errors import ValidationError
+from llmos.sdk import ValidationError
 
 #: the statistics kept per bucket, in the order they are written
 _SUMS = ("latency_s", "prompt_tokens", "completion_tokens")

@@ -14,13 +14,13 @@ import datetime as dt
 from collections.abc import Iterable
 from typing import Any
 
-from llmos.errors import ValidationError
+from llmos.sdk import ValidationError
 
 
 
 def open_registry() -> Any:
     """The registry for ``$LLMOS_DATABASE_URL`` / ``$LLMOS_HOME``."""
-    from llmos.registry import open_registry as _open
+    from llmos.sdk import open_registry as _open
 
     return _open()
 

@@ -16,7 +16,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 from starlette.concurrency import run_in_threadpool
 
-from llmos.errors import ValidationError
+from llmos.sdk import ValidationError
 
 from llmos_serve import __version__
 from llmos_serve.config import ServeConfig

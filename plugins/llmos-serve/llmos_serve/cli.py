@@ -2,13 +2,9 @@
 
 from __future__ import annotations
 
-import json
-
 import click
 
-
-def _echo_json(data: object) -> None:
-    click.echo(json.dumps(data, indent=2, default=str))
+from llmos.sdk import echo_json as _echo_json
 
 
 @click.command("serve")
@@ -105,7 +101,7 @@ def _hide_secrets(options: tuple[str, ...]) -> None:
     masks every option named like a token, key, secret or password."""
     import sys
 
-    from llmos.redact import redact_argv
+    from llmos.sdk import redact_argv
 
     sys.argv[:] = redact_argv(sys.argv)
 

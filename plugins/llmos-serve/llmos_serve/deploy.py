@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from llmos.errors import ConflictError, NotFoundError, ValidationError
+from llmos.sdk import ConflictError, NotFoundError, ValidationError
 
 from llmos_serve.loader import ModelSpec, open_registry
 

@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from llmos.errors import NotFoundError, ValidationError
+from llmos.sdk import NotFoundError, ValidationError
 
 log = logging.getLogger("llmos.serve")
 
@@ -98,7 +98,7 @@ class LoadedModel:
 def open_registry() -> Any:
     """The llmos registry (``$LLMOS_DATABASE_URL`` or SQLite in ``$LLMOS_HOME``)."""
     try:
-        from llmos.registry import open_registry as _open
+        from llmos.sdk import open_registry as _open
     except ImportError as exc:  # pragma: no cover - the registry ships with the core
         raise NotFoundError("this llmos has no model registry: serve a model directory instead") from exc
     return _open()

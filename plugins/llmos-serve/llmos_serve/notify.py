@@ -38,7 +38,7 @@ class Notifier:
 
     def _manager(self) -> Any:
         try:
-            from llmos.plugins import get_manager
+            from llmos.sdk import get_manager
 
             return get_manager()
         except Exception:  # noqa: BLE001

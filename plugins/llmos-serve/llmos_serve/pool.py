@@ -20,7 +20,7 @@ import threading
 from dataclasses import dataclass, field
 from typing import Any
 
-from llmos.errors import ConflictError, LlmosError, NotFoundError, ValidationError
+from llmos.sdk import ConflictError, LlmosError, NotFoundError, ValidationError
 
 from llmos_serve import engines
 from llmos_serve.engine import Engine

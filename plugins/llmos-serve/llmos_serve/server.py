@@ -17,7 +17,7 @@ import uvicorn
 from uvicorn.server import HANDLED_SIGNALS
 from uvicorn.supervisors.multiprocess import Process
 
-from llmos.errors import LlmosError, ValidationError
+from llmos.sdk import LlmosError, ValidationError
 
 from llmos_serve.config import ServeConfig
 from llmos_serve.logs import configure_logging, set_threads

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from llmos.artifacts import MODEL_VERSION, SERVER, SERVER_URL
-from llmos.errors import ValidationError
+from llmos.sdk import MODEL_VERSION, SERVER, SERVER_URL, ValidationError
 
 from llmos_serve.config import ServeConfig
 

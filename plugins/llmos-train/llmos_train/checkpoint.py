@@ -26,6 +26,8 @@ import numpy as np
 import torch
 from safetensors.torch import load_file, load_model, save_file, save_model
 
+from llmos.sdk import fsync_dir as _fsync_dir
+
 PREFIX = "step-"
 
 
@@ -80,16 +82,6 @@ def _np_rng_from_json(data: list[Any]) -> None:
     name, keys, pos, has_gauss, cached = data
     np.random.set_state((name, np.asarray(keys, dtype=np.uint32), pos, has_gauss, cached))
 
-
-def _fsync_dir(path: Path) -> None:
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def save_checkpoint(

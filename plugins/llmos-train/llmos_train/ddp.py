@@ -65,7 +65,7 @@ def launch(ctx: Any, io: Any, cfg: Any, model: Any, train_blocks: Any, val_block
     """Train ``model`` with ``nproc`` DDP processes; returns the loop's :class:`TrainResult`."""
     from safetensors.torch import load_model, save_model
 
-    from llmos.errors import LlmosError, ValidationError
+    from llmos.sdk import LlmosError, ValidationError
     from llmos_train.loop import TrainResult
 
     if not hasattr(getattr(model, "config", None), "to_json_string"):

@@ -23,7 +23,7 @@ from typing import Any
 
 from llmos_train.config import GridSearchConfig, TrainConfig
 from llmos_train.step import inputs, lineage, train_in_context
-from llmos.artifacts import LINEAGE, METRICS, MODEL
+from llmos.sdk import LINEAGE, METRICS, MODEL
 
 
 def _write_json(path: Path, data: Any) -> None:

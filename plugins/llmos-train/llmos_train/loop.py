@@ -25,6 +25,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from llmos_models.lm import lm_loss
+
 from llmos_train.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
 from llmos_train.config import TrainConfig
 from llmos_train.optim import make_optimizer
@@ -94,20 +96,6 @@ def model_width(model: torch.nn.Module) -> int | None:
     return None
 
 
-def lm_loss(model: torch.nn.Module, x: torch.Tensor, reduction: str = "mean") -> torch.Tensor:
-    """Next-token cross-entropy of a causal LM on blocks ``x`` (labels shifted, logits not copied).
-
-    ``x`` of shape ``(batch, 2, block)`` holds token ids and labels (``-100``: no loss, e.g.
-    prompts and padding of ``data.chat``); of shape ``(batch, block)``, every token is a label.
-    """
-    x, labels = (x[:, 0], x[:, 1]) if x.dim() == 3 else (x, x)
-    logits = model(input_ids=x).logits
-    targets = torch.empty_like(labels)
-    targets[:, :-1] = labels[:, 1:]
-    targets[:, -1] = -100
-    return F.cross_entropy(
-        logits.view(-1, logits.size(-1)).float(), targets.view(-1), ignore_index=-100, reduction=reduction
-    )
 
 
 @torch.no_grad()

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from llmos.artifacts import DATASET, LINEAGE, METRICS, MODEL, MODEL_VERSION, TOKENIZER
-from llmos.errors import LlmosError, ValidationError
+from llmos.sdk import DATASET, LINEAGE, METRICS, MODEL, MODEL_VERSION, TOKENIZER, LlmosError, ValidationError
 from llmos_train.config import TrainConfig
 from llmos_train.loop import TrainIO, TrainResult
 

@@ -109,7 +109,7 @@ def create_app(registry: Any = None, *, poll_ms: int = 2000, index_dir: Path | N
     from fastapi.responses import HTMLResponse, JSONResponse, Response
     from fastapi.staticfiles import StaticFiles
 
-    from llmos.errors import LlmosError, NotFoundError
+    from llmos.sdk import LlmosError, NotFoundError
 
     from llmos_monitor import store
     from llmos_monitor.summary import summarize
@@ -169,7 +169,7 @@ def create_app(registry: Any = None, *, poll_ms: int = 2000, index_dir: Path | N
     def index() -> HTMLResponse:
         ms = data.models(reg())
         runs = store.list_runs(reg(), limit=10)
-        from llmos.plugins import get_manager
+        from llmos.sdk import get_manager
 
         return page("index.html", "", models=ms, runs=runs, n_versions=sum(len(m["versions"]) for m in ms),
                     n_plugins=len(get_manager().plugins))

@@ -9,7 +9,7 @@ import html
 from pathlib import Path
 from typing import Any
 
-from llmos.errors import NotFoundError
+from llmos.sdk import NotFoundError
 
 from llmos_monitor.store import as_dict
 
@@ -185,7 +185,7 @@ def lineage_svg(m: dict[str, Any]) -> str:
 
 def plugins() -> list[dict[str, Any]]:
     """Installed plugins (the process's plugin manager) with their components."""
-    from llmos.plugins import get_manager
+    from llmos.sdk import get_manager
 
     manager = get_manager()
     comps: dict[str, list[str]] = {}

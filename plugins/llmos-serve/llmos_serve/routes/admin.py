@@ -7,7 +7,7 @@ from typing import Any
 from fastapi import APIRouter, Depends, Request
 from starlette.concurrency import run_in_threadpool
 
-from llmos.errors import ConflictError, LlmosError, NotFoundError
+from llmos.sdk import ConflictError, LlmosError, NotFoundError
 
 from llmos_serve.errors import ApiError
 from llmos_serve.middleware import bearer_matches

@@ -13,7 +13,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, StreamingResponse
 from starlette.concurrency import run_in_threadpool
 
-from llmos.errors import NotFoundError
+from llmos.sdk import NotFoundError
 
 from llmos_serve import responses
 from llmos_serve.engine import EngineStopped, QueueFull, Sequence

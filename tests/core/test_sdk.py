@@ -1,0 +1,139 @@
+"""The public SDK (llmos.sdk): what plugins may import, and nothing else."""
+
+from __future__ import annotations
+
+import ast
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+PLUGIN_SOURCES = sorted(p for p in ROOT.glob("plugins/*/llmos_*/**/*.py"))
+#: what a plugin's own code may import from the core
+PUBLIC = {"llmos", "llmos.sdk"}
+
+
+def _imports(path: Path):
+    tree = ast.parse(path.read_text())
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            for a in node.names:
+                yield node.lineno, a.name, []
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            yield node.lineno, node.module, [a.name for a in node.names]
+
+
+def _private_imports(paths):
+    bad = []
+    for f in paths:
+        for line, module, names in _imports(f):
+            if module.split(".")[0] != "llmos":
+                continue
+            where = f"{f.relative_to(ROOT) if f.is_relative_to(ROOT) else f}:{line}"
+            if module not in PUBLIC:
+                bad.append(f"{where}: imports {module} (use llmos.sdk)")
+            elif any(n.startswith("_") for n in names):
+                bad.append(f"{where}: imports private {', '.join(n for n in names if n.startswith('_'))} from {module}")
+    return bad
+
+
+def test_standard_plugins_import_only_the_sdk():
+    bad = _private_imports(PLUGIN_SOURCES)
+    assert not bad, "standard plugins import private core modules:\n" + "\n".join(bad)
+
+
+def test_no_plugin_grafts_commands_onto_core_groups():
+    bad = [f"{f.relative_to(ROOT)}:{line}: imports {m}" for f in PLUGIN_SOURCES for line, m, _ in _imports(f)
+           if m == "llmos.cli" or m.startswith("llmos.cli.")]
+    assert not bad, "add commands through llmos_register_commands, never onto llmos.cli groups:\n" + "\n".join(bad)
+
+
+@pytest.mark.parametrize("source", [
+    "from llmos.cli._output import echo_json\n",
+    "from llmos.context import _NullProgress\n",
+    "from llmos.registry.api import check_name\n",
+    "import llmos.cli.model\n",
+    "from llmos.sdk import _LAZY\n",
+])
+def test_the_checks_catch_private_imports(tmp_path, source):
+    mod = tmp_path / "m.py"
+    mod.write_text(source)
+    graft = [m for _, m, _ in _imports(mod) if m.startswith("llmos.cli")]
+    assert _private_imports([mod]) or graft
+
+
+def test_every_sdk_name_resolves_and_the_module_is_light():
+    import llmos.sdk as sdk
+
+    for name in sdk.__all__:
+        assert getattr(sdk, name) is not None, name
+    code = ("import sys, llmos.sdk; print(sorted(m for m in ('torch', 'numpy', 'transformers', 'click', 'rich')"
+            " if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"
+
+
+def test_run_context_standalone_for_a_plugins_tests(tmp_path):
+    from llmos.sdk import METRICS, RunContext
+
+    class Step:
+        def run(self, ctx):
+            with ctx.progress(2, "work") as bar:
+                for i in range(2):
+                    ctx.log_metrics(i + 1, {"loss": 1.0 / (i + 1)})
+                    bar.update(1)
+            ctx.log_metrics(2, {"val_loss": 0.4}, kind="eval")
+            METRICS.set(ctx, {"val_loss": 0.4})
+            return ctx.checkpoint_dir()
+
+    ctx = RunContext.standalone(tmp_path / "w", artifacts={"samples": []})
+    ckpt = Step().run(ctx)
+    assert ckpt == tmp_path / "w" / "checkpoints" / "test" and ckpt.is_dir()
+    assert ctx.logged == [("train", 1, {"loss": 1.0}), ("train", 2, {"loss": 0.5}), ("eval", 2, {"val_loss": 0.4})]
+    assert ctx.artifacts == {"samples": [], "metrics": {"val_loss": 0.4}}
+
+
+def test_key_value_options():
+    from llmos.sdk import ValidationError, parse_key_values
+
+    assert parse_key_values(["a=1", "b = x", "c=[1, 2]", "d=true"]) == {"a": 1, "b": "x", "c": [1, 2], "d": True}
+    assert parse_key_values(["a=1"], typed=False) == {"a": "1"}
+    with pytest.raises(ValidationError, match=r"^bad tag 'oops': write KEY=VALUE, e.g. --tag k=v$"):
+        parse_key_values(["oops"], what="tag", option="--tag", example="k=v")
+
+
+def test_exc_line_is_one_line():
+    from llmos.sdk import NotFoundError, exc_line
+
+    assert exc_line(ValueError("a\n  b")) == "ValueError: a b"
+    assert exc_line(NotFoundError("no such model")) == "no such model"
+    assert exc_line(None) == "" and len(exc_line(RuntimeError("x" * 1000))) < 320
+
+
+def test_plugin_import_graph_has_no_circles():
+    """Module-level and function-level imports between the modules of each plugin."""
+    graph: dict[str, set[str]] = {}
+    for f in PLUGIN_SOURCES:
+        pkg_root = next(p for p in f.parents if p.name.startswith("llmos_") and p.parent.parent.name == "plugins")
+        mod = ".".join(f.relative_to(pkg_root.parent).with_suffix("").parts).removesuffix(".__init__")
+        graph.setdefault(mod, set())
+        for _, m, _names in _imports(f):
+            if m.split(".")[0].startswith("llmos_") and m != mod:
+                graph[mod].add(m)
+    cycles = []
+
+    def visit(node, stack, seen):
+        for nxt in graph.get(node, ()):
+            if nxt in stack:
+                cycles.append(" -> ".join(stack[stack.index(nxt):] + [nxt]))
+            elif nxt not in seen:
+                seen.add(nxt)
+                visit(nxt, stack + [nxt], seen)
+
+    for start in graph:
+        visit(start, [start], {start})
+    # a package's __init__ naming its own submodules for documentation is not an import
+    cycles = sorted({c for c in cycles if not any(part.endswith("__init__") for part in c.split(" -> "))})
+    assert not cycles, "import circles:\n" + "\n".join(cycles)
