@@ -100,6 +100,8 @@ class Lineage(TypedDict, total=False):
     component: str  # the component that made it, "plugin:stage.name"
     best_trial: str  # grid search: the winning trial
     trials: list[dict[str, Any]]  # grid search: every trial's settings and metrics
+    base: str  # an adapter's base version, "name:N" (optimizer.lora)
+    lora: dict[str, Any]  # the adapter's LoRA settings (optimizer.lora)
 
 
 LINEAGE_KEYS = frozenset(Lineage.__annotations__)

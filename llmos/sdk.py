@@ -20,7 +20,7 @@ Contents:
   :func:`make_console`, :func:`progress_bar`; :func:`parse_key_values`
   (``--set KEY=VALUE`` options), :func:`parse_value`.
 - **files** — ``PICKLE_SUFFIXES``, :func:`fsync_dir`, :func:`home`.
-- **metrics** — :class:`MetricBuffer` (batched metric rows of a run).
+- **runs** — :class:`MetricBuffer` (batched metric rows of a run), :func:`flatten_config`.
 - **secrets** — :func:`redact_argv`; **liveness** — :class:`Heartbeat`; **devices** — :func:`autocast`.
 
 Importing this module is light (no torch, numpy, click or rich): the heavier
@@ -79,6 +79,7 @@ _LAZY = {
     "json_option": "llmos.cli._output:json_option",
     "make_console": "llmos.cli._output:make_console",
     "MetricBuffer": "llmos.runs:MetricBuffer",
+    "flatten_config": "llmos.runs:flatten_config",
     "redact_argv": "llmos.redact:redact_argv",
     "Heartbeat": "llmos.liveness:Heartbeat",
     "autocast": "llmos.devices:autocast",

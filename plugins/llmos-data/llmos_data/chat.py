@@ -36,7 +36,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from llmos.errors import ValidationError
+from llmos.sdk import ValidationError
+from llmos.sdk import DATASET, TOKENIZER
 
 IGNORE = -100
 
@@ -220,16 +221,16 @@ class ChatStep:
         cfg = self.config
         if cfg.tokenizer:
             tokenizer = load_tokenizer(cfg.tokenizer)
-        elif ctx.artifacts.get("tokenizer") is not None:
-            tokenizer = ctx.artifacts["tokenizer"]
+        elif TOKENIZER.get(ctx) is not None:
+            tokenizer = TOKENIZER.get(ctx)
         else:
             raise ValidationError(
                 "data.chat needs a tokenizer: put model.load (a registered model) before it, or set 'tokenizer'"
             )
         stage_id = getattr(ctx.stage, "id", None) or "chat"
         ds = build_chat_dataset(cfg, tokenizer, Path(ctx.workdir) / stage_id)
-        ctx.artifacts["dataset"] = ds
-        ctx.artifacts["tokenizer"] = ds.tokenizer()
+        DATASET.set(ctx, ds)
+        TOKENIZER.set(ctx, ds.tokenizer())
         s = ds.stats
         summary = {f"{k}_examples": float(v) for k, v in s["examples"].items()}
         summary.update(trained_tokens=float(s["trained_tokens"]),

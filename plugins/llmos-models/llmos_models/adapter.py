@@ -21,7 +21,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from llmos.errors import NotFoundError, ValidationError
+from llmos.sdk import NotFoundError, ValidationError
 
 ADAPTER_CONFIG = "adapter_config.json"
 ADAPTER_WEIGHTS = "adapter_model.safetensors"
@@ -84,7 +84,7 @@ def base_ref_of(path: Path | str, ref: str | None = None) -> str:
     With ``ref`` (the adapter's own registry version) it is that version's parent —
     the lineage the registry recorded. Otherwise ``llmos.json``'s ``base`` reference.
     """
-    from llmos.registry import open_registry
+    from llmos.sdk import open_registry
 
     if ref is not None:
         info = open_registry().resolve(ref)
@@ -120,7 +120,7 @@ def load_adapter(path: Path | str, *, ref: str | None = None, base_model: Any = 
         base_model, _, _ = load_ref(base)
         if is_adapter_model(base_model):
             raise ValidationError(f"the base {base} of {ref or path} is itself an adapter: merge it first "
-                                  f"(llmos model merge {base})")
+                                  f"(llmos merge {base})")
     import warnings
 
     from peft import PeftModel

@@ -25,7 +25,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from llmos.errors import ValidationError
+from llmos.sdk import ValidationError
 
 # newlines as Jinja string escapes: Hugging Face renders with trim_blocks, which drops a
 # literal newline right after a block tag

@@ -1,4 +1,4 @@
-"""``llmos model merge``: an adapter version plus its base → a full version.
+"""``llmos merge``: an adapter version plus its base → a full version.
 
 Light module: click only at import time; the work is in :func:`run_merge`.
 """
@@ -9,7 +9,7 @@ from typing import Any
 
 import click
 
-from llmos.cli._output import json_option
+from llmos.sdk import json_option
 
 
 @click.command("merge")
@@ -28,8 +28,8 @@ def merge(ref: str, name: str | None, description: str, aliases: tuple[str, ...]
 
     \b
     Examples:
-      llmos model merge quickstart:3
-      llmos model merge quickstart@lora --name quickstart-merged --alias candidate
+      llmos merge quickstart:3
+      llmos merge quickstart@lora --name quickstart-merged --alias candidate
     """
     run_merge(ref, name=name, description=description, aliases=aliases, as_json=as_json)
 
@@ -39,8 +39,8 @@ def run_merge(ref: str, *, name: str | None = None, description: str = "", alias
     import tempfile
     from pathlib import Path
 
-    from llmos.errors import ValidationError
-    from llmos.registry import open_registry
+    from llmos.sdk import ValidationError
+    from llmos.sdk import open_registry
 
     from llmos_models.adapter import is_adapter_model, merge as merge_model
     from llmos_models.evaluate import model_size_bytes
@@ -70,7 +70,7 @@ def run_merge(ref: str, *, name: str | None = None, description: str = "", alias
             lineage={"method": "merge", "adapter": resolved, "base": base},
         )
     if as_json:
-        from llmos.cli._output import echo_json
+        from llmos.sdk import echo_json
 
         echo_json(info.to_dict())
     else:
@@ -79,11 +79,6 @@ def run_merge(ref: str, *, name: str | None = None, description: str = "", alias
 
 
 def add_commands(cli: Any) -> None:
-    """Add ``merge`` to the ``llmos model`` group."""
-    try:
-        from llmos.cli.model import model as model_group
-    except ImportError:  # pragma: no cover - an llmos without the registry CLI
-        model_group = click.Group("model", help="Model versions: merge adapters.")
-        cli.add_command(model_group)
-    if merge.name not in model_group.commands:
-        model_group.add_command(merge)
+    """Add ``llmos merge`` (through ``llmos_register_commands`` only: a plugin never grafts
+    commands onto the core's groups)."""
+    cli.add_command(merge)

@@ -35,7 +35,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from llmos.errors import NotFoundError, ValidationError
+from llmos.sdk import NotFoundError, ValidationError
 
 TASKS_DATA = Path(__file__).resolve().parent / "tasks_data"
 STDLIB_TASK = TASKS_DATA / "stdlib_docstrings" / "stdlib_docstrings.yaml"
@@ -137,7 +137,7 @@ class MultipleChoiceTask:
         from llmos_models.harness import loglikelihood
 
         if manager is None:
-            from llmos.plugins import get_manager
+            from llmos.sdk import get_manager
 
             manager = get_manager()
         # an eval metric's factory(config) returns metric(log_likelihoods, choices, gold) -> float
@@ -193,7 +193,7 @@ def run_tasks(specs: list[Any], model: Any, tokenizer: Any, *, manager: Any = No
     """Run eval task specs (``"name"`` or ``{"name": ..., **config}``) through the registered
     eval tasks; returns version metrics ``task.<name>.v<version>.<metric>``."""
     if manager is None:
-        from llmos.plugins import get_manager
+        from llmos.sdk import get_manager
 
         manager = get_manager()
     out: dict[str, float] = {}

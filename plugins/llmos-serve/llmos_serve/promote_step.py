@@ -37,7 +37,7 @@ class PromoteConfig(BaseModel):
     @classmethod
     def _rule(cls, v: str | None) -> str | None:
         if v is not None:
-            from llmos.errors import LlmosError
+            from llmos.sdk import LlmosError
 
             from llmos_serve.rules import parse
 
@@ -53,8 +53,8 @@ class PromoteStep:
         self.config = config
 
     def run(self, ctx: Any) -> dict[str, Any]:
-        from llmos.artifacts import MODEL_VERSION
-        from llmos.errors import ValidationError
+        from llmos.sdk import MODEL_VERSION
+        from llmos.sdk import ValidationError
 
         from llmos_serve.deploy import PromotionRefused, promote
 

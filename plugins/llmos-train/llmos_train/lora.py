@@ -25,6 +25,7 @@ from typing import Any, Literal
 from pydantic import Field, field_validator
 
 from llmos_train.config import TrainConfig
+from llmos.sdk import LINEAGE, METRICS, MODEL, MODEL_VERSION
 
 #: LoRA targets when ``target_modules`` is not given, by ``config.model_type``
 DEFAULT_TARGETS = {"llama": ["q_proj", "v_proj"], "gpt2": ["c_attn"]}
@@ -65,7 +66,7 @@ def _linear_names(model: Any) -> list[str]:
 
 
 def _targets(model: Any, cfg: LoraConfig) -> list[str]:
-    from llmos.errors import ValidationError
+    from llmos.sdk import ValidationError
 
     names = _linear_names(model)
     if cfg.target_modules is None:
@@ -89,7 +90,7 @@ def _quantized_base(base_ref: str, cfg: LoraConfig) -> Any:
     """The base reloaded quantized by bitsandbytes (CUDA only), ready for k-bit training."""
     import torch
 
-    from llmos.errors import ValidationError
+    from llmos.sdk import ValidationError
 
     if not torch.cuda.is_available():
         raise ValidationError(
@@ -148,14 +149,14 @@ class LoraStep:
         self.config = config or LoraConfig()
 
     def run(self, ctx: Any) -> dict[str, Any]:
-        from llmos.errors import ValidationError
+        from llmos.sdk import ValidationError
         from llmos_models.adapter import is_adapter_model
 
         from llmos_train.step import inputs, lineage, train_in_context
 
         cfg = self.config
         model, train_blocks, val_blocks = inputs(ctx, "optimizer.lora")
-        base_ref = ctx.artifacts.get("model_version")
+        base_ref = MODEL_VERSION.get(ctx)
         if not base_ref:
             raise ValidationError(
                 "optimizer.lora needs a registered base model (the adapter's parent): put model.register "
@@ -164,7 +165,7 @@ class LoraStep:
         if is_adapter_model(model):
             raise ValidationError(
                 f"optimizer.lora: the model ({base_ref}) already carries an adapter: merge it first "
-                f"(llmos model merge {base_ref}) and load the merged version"
+                f"(llmos merge {base_ref}) and load the merged version"
             )
         if (cfg.nproc or int(getattr(ctx, "nproc", 1) or 1)) > 1:
             raise ValidationError("optimizer.lora trains in one process: set nproc = 1 for this stage")
@@ -177,17 +178,17 @@ class LoraStep:
         peft_model = attach_lora(model, cfg, base_ref)
         trainable = sum(p.numel() for p in peft_model.parameters() if p.requires_grad)
         total = sum(p.numel() for p in {id(p): p for p in peft_model.parameters()}.values())
-        ctx.artifacts["model"] = peft_model
+        MODEL.set(ctx, peft_model)
         result = train_in_context(ctx, cfg, peft_model, train_blocks, val_blocks)
         peft_model.eval()
         if result.stopped == "interrupted":
             return {"interrupted_at_step": result.step, "checkpoint": result.checkpoint}
         metrics = {**result.metrics, "params": float(total), "adapter_params": float(trainable)}
-        ctx.artifacts["metrics"] = metrics
+        METRICS.set(ctx, metrics)
         lora = {"r": cfg.r, "alpha": cfg.alpha, "dropout": cfg.dropout,
                 "target_modules": sorted(peft_model.peft_config["default"].target_modules),
                 "quantize": cfg.quantize}
-        ctx.artifacts["lineage"] = lineage(ctx, cfg, result, method="lora", base=base_ref, lora=lora)
+        LINEAGE.set(ctx, lineage(ctx, cfg, result, method="lora", base=base_ref, lora=lora))
         out: dict[str, Any] = dict(metrics)
         if result.stopped:
             out["stopped"] = result.stopped

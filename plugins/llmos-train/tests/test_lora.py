@@ -1,6 +1,6 @@
 """optimizer.lora end to end through the real CLI: a base is trained and registered,
 a LoRA adapter is trained on it and registered as a child version holding only the
-adapter's tensors; `llmos generate` loads base + adapter; `llmos model merge` makes a
+adapter's tensors; `llmos generate` loads base + adapter; `llmos merge` makes a
 full version whose logits equal base + adapter's."""
 
 from __future__ import annotations
@@ -160,7 +160,7 @@ def test_lora_adapter_version_generate_and_merge_through_the_cli(registry_home, 
     out = json.loads(r.stdout)
     assert out["model"] == "lo:2" and out["completion_tokens"] > 0
 
-    r = _cli(["model", "merge", "lo:2", "--json"], home)
+    r = _cli(["merge", "lo:2", "--json"], home)
     assert r.returncode == 0, r.stderr
     merged = json.loads(r.stdout)
     assert merged["ref"] == "lo:3" and merged["parents"] == ["lo:2"]

@@ -220,7 +220,7 @@ def create_app(registry: Any = None, *, poll_ms: int = 2000, index_dir: Path | N
     def _refs(raw: str, what: str) -> list[str]:
         refs = [r.strip() for r in raw.split(",") if r.strip()]
         if len(refs) < 2 or len(refs) > 8:
-            from llmos.errors import ValidationError
+            from llmos.sdk import ValidationError
 
             raise ValidationError(f"compare 2 to 8 {what}, separated by commas (got {len(refs)})")
         return list(dict.fromkeys(refs))

@@ -317,7 +317,7 @@ def compare_runs(reg: Any, ids: list[str]) -> dict[str, Any]:
                 last.setdefault(f"final/{k}", v)
         per_run.append(last)
     keys = sorted({k for d in per_run for k in d})
-    from llmos.runs import flatten_config
+    from llmos.sdk import flatten_config
 
     configs = [flatten_config(r.get("config") or {}) for r in runs]
     ckeys = sorted({k for c in configs for k in c})
