@@ -21,7 +21,7 @@ Contents:
   (``--set KEY=VALUE`` options), :func:`parse_value`.
 - **files** — ``PICKLE_SUFFIXES``, :func:`fsync_dir`, :func:`home`.
 - **runs** — :class:`MetricBuffer` (batched metric rows of a run), :func:`flatten_config`.
-- **secrets** — :func:`redact_argv`; **liveness** — :class:`Heartbeat`; **devices** — :func:`autocast`.
+- **secrets** — :func:`redact_argv`; **liveness** — :class:`Heartbeat`; **devices** — :func:`resolve_device`, :func:`autocast`...
 
 Importing this module is light (no torch, numpy, click or rich): the heavier
 names are imported on first use.
@@ -83,6 +83,11 @@ _LAZY = {
     "redact_argv": "llmos.redact:redact_argv",
     "Heartbeat": "llmos.liveness:Heartbeat",
     "autocast": "llmos.devices:autocast",
+    "autocast_dtype": "llmos.devices:autocast_dtype",
+    "check_device_name": "llmos.devices:check_device_name",
+    "place_for_inference": "llmos.devices:place_for_inference",
+    "precision_name": "llmos.devices:precision_name",
+    "resolve_device": "llmos.devices:resolve_device",
 }
 
 

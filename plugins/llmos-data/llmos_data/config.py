@@ -63,8 +63,8 @@ def _extension_settings(kind: str, name: str, data: dict[str, Any], shared: dict
     with the ``shared`` corpus settings its model declares as defaults."""
     import pydantic
 
-    from llmos.errors import LlmosError
-    from llmos.plugins import get_manager
+    from llmos.sdk import LlmosError
+    from llmos.sdk import get_manager
 
     try:
         ext = get_manager().get_extension(kind, name)
@@ -79,7 +79,7 @@ def _extension_settings(kind: str, name: str, data: dict[str, Any], shared: dict
     try:
         return ext.config.model_validate(merged).model_dump(mode="json")
     except pydantic.ValidationError as exc:
-        from llmos.components import format_validation_error
+        from llmos.sdk import format_validation_error
 
         raise ValueError(format_validation_error(exc)) from None
 
@@ -231,8 +231,8 @@ class CorpusConfig(BaseModel):
 
 
 def _exists(kind: str, name: str) -> None:
-    from llmos.errors import LlmosError
-    from llmos.plugins import get_manager
+    from llmos.sdk import LlmosError
+    from llmos.sdk import get_manager
 
     try:
         get_manager().get_extension(kind, name)

@@ -67,7 +67,7 @@ _DATASET_FIELDS = _TOKENIZER_FIELDS | {"block_size"}
 
 
 def _reader_names() -> list[str]:
-    from llmos.plugins import get_manager
+    from llmos.sdk import get_manager
 
     return [e.name for e in get_manager().extensions("data_readers")]
 
@@ -76,7 +76,7 @@ def _provenance(readers: list[str]) -> str:
     """Which plugin (and version) provides each reader: part of the cache key, so that
     another reader of the same name never reuses a cached corpus. llmos-data's own
     readers are covered by _FORMAT_VERSION and left out (cache keys stay as they were)."""
-    from llmos.plugins import get_manager
+    from llmos.sdk import get_manager
 
     manager = get_manager()
     out = []
@@ -348,7 +348,7 @@ def read_spool(path: Path, max_bytes: int | None = None) -> Iterator[str]:
 def _train_tokenizer(cfg: CorpusConfig, tmp: Path, out_dir: Path, progress: ProgressFactory) -> None:
     """Train the tokenizer named ``cfg.tokenizer_trainer`` (``llmos_register_tokenizer_trainers``:
     ``factory(texts, config) -> PreTrainedTokenizerFast``) and save it to ``out_dir``."""
-    from llmos.plugins import get_manager
+    from llmos.sdk import get_manager
 
     ext = get_manager().get_extension("tokenizer_trainers", cfg.tokenizer_trainer)
 

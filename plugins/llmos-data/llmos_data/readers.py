@@ -14,7 +14,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from llmos.errors import ValidationError
+from llmos.sdk import ValidationError
 
 from llmos_data.sources import _iter_jsonl, _iter_text, _iter_wikitext, _open_text
 

@@ -129,7 +129,7 @@ def iter_file(sf: SourceFile, *, text_field: str = "text", split_paragraphs: boo
     The reader's config gets ``text_field`` / ``split_paragraphs`` when its model declares
     them, then ``reader_config``.
     """
-    from llmos.plugins import get_manager
+    from llmos.sdk import get_manager
 
     ext = get_manager().get_extension("data_readers", sf.format)
     settings = None

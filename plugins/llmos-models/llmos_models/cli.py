@@ -51,7 +51,7 @@ def generate(model_ref: str, prompt: str, max_new_tokens: int, temperature: floa
     import sys
     import warnings
 
-    from llmos.devices import check_device_name, place_for_inference
+    from llmos.sdk import check_device_name, place_for_inference
     from llmos_models.generate import GenerationSettings
     from llmos_models.generate import generate as run_generate
     from llmos_models.generate import stream

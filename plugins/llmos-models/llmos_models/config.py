@@ -155,7 +155,7 @@ class EvaluateConfig(BaseModel):
     @field_validator("device")
     @classmethod
     def _device(cls, name: str) -> str:
-        from llmos.devices import check_device_name
+        from llmos.sdk import check_device_name
 
         return check_device_name(name)
 

@@ -176,7 +176,7 @@ class EvaluateStep:
             )
         blocks = ds.split(cfg.split)
         n = len(blocks) if cfg.max_blocks is None else min(len(blocks), cfg.max_blocks)
-        from llmos.devices import autocast, autocast_dtype, resolve_device
+        from llmos.sdk import autocast, autocast_dtype, resolve_device
 
         device = resolve_device(cfg.device)
         dtype = autocast_dtype(device, cfg.precision)

@@ -38,7 +38,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from llmos.errors import NotFoundError, ValidationError
+from llmos.sdk import NotFoundError, ValidationError
 
 log = logging.getLogger("llmos.serve")
 
@@ -85,7 +85,7 @@ def cache_root() -> Path:
     env = os.environ.get("LLMOS_ENGINE_CACHE")
     if env:
         return Path(env).expanduser()
-    from llmos.config import home
+    from llmos.sdk import home
 
     return home() / "cache" / "engines"
 
@@ -190,7 +190,7 @@ def available() -> dict[str, Any]:
     the built-in two when the plugin manager has not loaded llmos-serve itself."""
     found = dict(BUILTIN)
     try:
-        from llmos.plugins import get_manager
+        from llmos.sdk import get_manager
 
         extensions = get_manager().extensions("serving_engines")
     except Exception as exc:  # noqa: BLE001 - a broken plugin must not stop serving

@@ -70,7 +70,7 @@ def launch(ctx: Any, io: Any, cfg: Any, model: Any, train_blocks: Any, val_block
 
     if not hasattr(getattr(model, "config", None), "to_json_string"):
         raise ValidationError("DDP (nproc > 1) needs a transformers model (with .config): use a model.* stage")
-    from llmos.devices import resolve_device
+    from llmos.sdk import resolve_device
 
     if resolve_device(cfg.device).startswith("cuda"):
         import torch
@@ -179,7 +179,7 @@ def worker(job_path: str) -> int:
     # the optimizer and schedule are looked up by name in this process's own plugin manager
     # (entry points, as in the pipeline process): a plugin's optimizer reaches the workers
     cfg = TrainConfig.model_validate(job["config"])
-    from llmos.devices import resolve_device
+    from llmos.sdk import resolve_device
 
     device = resolve_device(cfg.device)
     if device.startswith("cuda"):  # one GPU per process: the one of this process's LOCAL_RANK

@@ -31,8 +31,8 @@ SCHEDULES = "lr_schedules"
 def lookup(kind: str, name: str) -> Any:
     """The ``kind`` extension called ``name`` (or ``plugin:name``); a ValueError (which
     pydantic reports at the setting) listing the available names otherwise."""
-    from llmos.errors import LlmosError
-    from llmos.plugins import get_manager
+    from llmos.sdk import LlmosError
+    from llmos.sdk import get_manager
 
     try:
         return get_manager().get_extension(kind, name)
@@ -59,7 +59,7 @@ def validate_settings(kind: str, name: str, data: dict[str, Any], context: dict[
     try:
         cfg = settings(ext, data, context)
     except pydantic.ValidationError as exc:
-        from llmos.components import format_validation_error
+        from llmos.sdk import format_validation_error
 
         raise ValueError(format_validation_error(exc)) from None
     return {} if cfg is None else cfg.model_dump(mode="json")

@@ -33,7 +33,7 @@ def _write_json(path: Path, data: Any) -> None:
 
 
 def _test_blocks(ctx: Any) -> Any:
-    from llmos.artifacts import DATASET
+    from llmos.sdk import DATASET
 
     ds = DATASET.get(ctx)
     if ds is None or "test" not in (getattr(ds, "splits", None) or ()):

@@ -107,7 +107,7 @@ def evaluate(model: torch.nn.Module, blocks: Any, batch_size: int, max_blocks: i
     :param device: where the model is (default: its parameters' device).
     :param dtype: autocast dtype (``None``: float32).
     """
-    from llmos.devices import autocast
+    from llmos.sdk import autocast
 
     dist = dist or Dist()
     device = device or str(next(model.parameters()).device)
@@ -226,7 +226,7 @@ def train(
     Under DDP/FSDP (``dist.world > 1``, inside a torchrun worker) the model is wrapped here.
     The model ends on the device it came from (the CPU for a pipeline's model).
     """
-    from llmos.devices import autocast, autocast_dtype, resolve_device
+    from llmos.sdk import autocast, autocast_dtype, resolve_device
 
     dist = dist or Dist()
     if cfg.batch_size % dist.world:

@@ -67,7 +67,7 @@ def run_parallel(ctx: Any, trials: list[tuple[str, dict[str, Any]]], model: Any,
     import copy
     import multiprocessing
 
-    from llmos.artifacts import METRICS, MODEL
+    from llmos.sdk import METRICS, MODEL
     from llmos_train.config import TrainConfig
 
     pending = list(trials)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from llmos.cli._output import echo_json, json_option
+from llmos.sdk import echo_json, json_option
 
 
 @click.group()

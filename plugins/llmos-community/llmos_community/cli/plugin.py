@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import click
 
-from llmos.cli._output import echo_json, echo_table, json_option
+from llmos.sdk import echo_json, echo_table, json_option
 from llmos.components import STAGES
 
 index_option = click.option(
