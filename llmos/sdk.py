@@ -169,12 +169,35 @@ def progress_bar(total: int | None, description: str, unit: str = "it") -> Any:
     return _Bar()
 
 
+def find_extension(kind: str, name: str) -> Any:
+    """The ``kind`` extension called ``name`` (or ``plugin:name``) from the process's plugin
+    manager; a ``ValueError`` listing the available names otherwise, which pydantic reports
+    at the setting that named it (so ``llmos run --check`` locates it)."""
+    try:
+        return get_manager().get_extension(kind, name)
+    except LlmosError as exc:
+        raise ValueError(exc.message) from None
+
+
+def validate_settings(ext: Any, values: dict[str, Any], *, prefix: str = "settings") -> Any:
+    """``values`` validated by ``ext``'s pydantic config (a plain dict when it declares
+    none); a one-line ``ValueError`` located under ``prefix`` otherwise."""
+    if ext.config is None:
+        return dict(values)
+    import pydantic
+
+    try:
+        return ext.config.model_validate(dict(values))
+    except pydantic.ValidationError as exc:
+        raise ValueError(format_validation_error(exc, prefix=prefix)) from None
+
+
 __all__ = [
     "API_VERSION", "BY_NAME", "DATASET", "EXPORT_PATH", "KEYS", "LINEAGE", "METRICS", "METRICS_JSONL",
     "METRICS_PLOT", "MODEL", "MODEL_VERSION", "ONNX_VERSION", "PICKLE_SUFFIXES", "PROMETHEUS_URL", "SAMPLES",
     "SERVER", "SERVER_URL", "TEACHER", "TEACHER_VERSION", "TEXT_LINES", "TOKENIZER", "CausalLM", "ConflictError",
     "Dataset", "Key", "Lineage", "LineageData", "LlmosError", "NotFoundError", "NullProgress", "PluginError",
     "RunContext", "Server", "Tokenizer", "ValidationError", "check_artifacts", "exc_line",
-    "format_validation_error", "fsync_dir", "get_manager", "home", "hookimpl", "import_object", "jsonable",
-    "parse_key_values", "parse_value", "progress_bar", "split_key_value", *sorted(_LAZY),
+    "find_extension", "format_validation_error", "fsync_dir", "get_manager", "home", "hookimpl", "import_object", "jsonable",
+    "parse_key_values", "parse_value", "progress_bar", "split_key_value", "validate_settings", *sorted(_LAZY),
 ]

@@ -108,18 +108,8 @@ class QuantizeConfig(BaseModel):
 
 def resolve_quantizer(cfg: QuantizeConfig) -> tuple[Any, Any]:
     """``(extension, validated settings)``; ``ValueError`` naming the available quantizers."""
-    from llmos.sdk import LlmosError, format_validation_error, get_manager
+    from llmos.sdk import find_extension, validate_settings
 
-    try:
-        ext = get_manager().get_extension("quantizers", cfg.method)
-    except LlmosError as exc:
-        raise ValueError(exc.message) from None
-    if ext.config is None:
-        return ext, dict(cfg.settings)
-    import pydantic
-
-    try:
-        return ext, ext.config.model_validate(dict(cfg.settings))
-    except pydantic.ValidationError as exc:
-        raise ValueError(format_validation_error(exc, prefix="settings")) from None
+    ext = find_extension("quantizers", cfg.method)
+    return ext, validate_settings(ext, cfg.settings)
 

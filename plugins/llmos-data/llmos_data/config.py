@@ -63,13 +63,9 @@ def _extension_settings(kind: str, name: str, data: dict[str, Any], shared: dict
     with the ``shared`` corpus settings its model declares as defaults."""
     import pydantic
 
-    from llmos.sdk import LlmosError
-    from llmos.sdk import get_manager
+    from llmos.sdk import find_extension
 
-    try:
-        ext = get_manager().get_extension(kind, name)
-    except LlmosError as exc:
-        raise ValueError(exc.message) from None
+    ext = find_extension(kind, name)
     if ext.config is None:
         if data:
             raise ValueError(f"{name!r} takes no settings, got {sorted(data)}")

@@ -54,17 +54,7 @@ class ExportConfig(BaseModel):
 def resolve_format(cfg: Any) -> tuple[Any, Any]:
     """``(extension, validated settings)`` for an :class:`ExportConfig`; ``ValueError``
     (reported with its location by pydantic) naming the available formats."""
-    from llmos.sdk import LlmosError, format_validation_error, get_manager
+    from llmos.sdk import find_extension, validate_settings
 
-    try:
-        ext = get_manager().get_extension("export_formats", cfg.format)
-    except LlmosError as exc:
-        raise ValueError(exc.message) from None
-    if ext.config is None:
-        return ext, dict(cfg.settings)
-    import pydantic
-
-    try:
-        return ext, ext.config.model_validate(dict(cfg.settings))
-    except pydantic.ValidationError as exc:
-        raise ValueError(format_validation_error(exc, prefix="settings")) from None
+    ext = find_extension("export_formats", cfg.format)
+    return ext, validate_settings(ext, cfg.settings)

@@ -89,24 +89,13 @@ class BuildConfig(BaseModel):
 def resolve_architecture(cfg: BuildConfig) -> tuple[Any, Any]:
     """``(extension, validated architecture config)`` for a :class:`BuildConfig`;
     ``ValueError`` (reported by pydantic with its location) naming the available choices."""
-    from llmos.sdk import LlmosError, format_validation_error, get_manager
+    from llmos.sdk import find_extension, validate_settings
 
-    try:
-        ext = get_manager().get_extension("architectures", cfg.architecture)
-    except LlmosError as exc:
-        raise ValueError(exc.message) from None
+    ext = find_extension("architectures", cfg.architecture)
     presets = ext.extra.get("presets") or {}
     if presets and cfg.preset not in presets:
         raise ValueError(f"architecture {ext.name!r} has no preset {cfg.preset!r} (presets: {', '.join(presets)})")
-    values = {**presets.get(cfg.preset, {}), **cfg.settings}
-    if ext.config is None:
-        return ext, values
-    import pydantic
-
-    try:
-        return ext, ext.config.model_validate(values)
-    except pydantic.ValidationError as exc:
-        raise ValueError(format_validation_error(exc, prefix="settings")) from None
+    return ext, validate_settings(ext, {**presets.get(cfg.preset, {}), **cfg.settings})
 
 
 class LoadConfig(BaseModel):

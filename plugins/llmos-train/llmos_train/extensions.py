@@ -31,13 +31,9 @@ SCHEDULES = "lr_schedules"
 def lookup(kind: str, name: str) -> Any:
     """The ``kind`` extension called ``name`` (or ``plugin:name``); a ValueError (which
     pydantic reports at the setting) listing the available names otherwise."""
-    from llmos.sdk import LlmosError
-    from llmos.sdk import get_manager
+    from llmos.sdk import find_extension
 
-    try:
-        return get_manager().get_extension(kind, name)
-    except LlmosError as exc:
-        raise ValueError(exc.message) from None
+    return find_extension(kind, name)
 
 
 def settings(ext: Any, data: dict[str, Any] | None, context: dict[str, Any] | None = None) -> Any:
