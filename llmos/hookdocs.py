@@ -13,9 +13,9 @@ from llmos.components import EXTENSION_HOOKS, STAGE_HOOKS
 
 
 def hook_names() -> list[str]:
-    """Every hook spec, in the order of the spec module."""
-    names = [n for n, f in vars(hookspecs).items() if n.startswith("llmos_") and inspect.isfunction(f)]
-    return sorted(names, key=lambda n: getattr(hookspecs, n).__code__.co_firstlineno)
+    """Every hook spec, in reading order: group by group, each in the order of its module."""
+    return [n for group in hookspecs.GROUPS for n, f in vars(group).items()  # definition order
+            if n.startswith("llmos_") and inspect.isfunction(f)]
 
 
 def signature(name: str) -> str:
@@ -29,7 +29,7 @@ def render() -> str:
     out = [
         "# Hook reference",
         "",
-        "Generated from `llmos/hookspecs.py` by `python -m llmos.hookdocs`; do not edit by hand.",
+        "Generated from `llmos/hookspecs/` by `python -m llmos.hookdocs`; do not edit by hand.",
         "Implementations may accept any subset of a hook's arguments.",
         "",
     ]
