@@ -64,7 +64,8 @@ def gc(store: Store, grace_seconds: float = 3600.0, *, dry_run: bool = False) ->
     """Remove blobs no version references, and left-over temporary files and
     checkouts of deleted versions. Blobs touched in the last ``grace_seconds`` are
     kept, and so, whatever the grace, is every blob touched since the oldest live
-    pin (a register in progress: see :mod:`llmos.registry.pins`)."""
+    pin (a register in progress: see :mod:`llmos.registry.pins`) and since this gc
+    started."""
     import math
     import time
 

@@ -299,7 +299,8 @@ def search(
     limit: int = 100,
     include_deleted: bool = False,
 ) -> list[VersionInfo]:
-    """Versions matching ``query`` (see :mod:`llmos.registry.search`), newest first, at
+    """Versions matching ``query``, a filter such as ``"metrics.val_ppl < 50 and
+    tags.team = 'nlp'"`` (grammar and fields: :mod:`llmos.registry.search`), newest first, at
     most ``limit``. Deleted versions (tombstones) only with ``include_deleted``.
 
     :raises ValidationError: a syntax error, an unknown field or a wrongly typed value,
