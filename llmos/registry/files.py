@@ -1,6 +1,6 @@
 """Files out: checkouts (read-only, verified) and exports to a Hugging Face layout directory.
 
-Exports to other formats (ONNX, ...) are the CLI's job (:func:`llmos.cli.model.export_version`):
+Exports to other formats (ONNX, ...) are the CLI's job (:func:`llmos.cli.model_export.export_version`):
 the registry does not call into plugins.
 
 Functions take the :class:`~llmos.registry.store.Store` (the :class:`~llmos.registry.Registry`)
@@ -167,7 +167,7 @@ def export(store: Store, ref: str, dest: Path | str, *, format: str = "hf") -> l
     (``format`` ``hf`` or ``safetensors``: the version's files, bit-identical).
 
     Other formats (``onnx``, ...) are made by deployment components, which the CLI
-    resolves (:func:`llmos.cli.model.export_version`): the registry does not call into
+    resolves (:func:`llmos.cli.model_export.export_version`): the registry does not call into
     plugins. :raises ValidationError: another format.
     """
     dest = check_export_dest(dest)

@@ -191,7 +191,7 @@ def test_export_hf_and_plugin_exporter(reg: Any, plugin_manager: Any, tmp_path: 
     assert sorted(p.name for p in files) == ["config.json", "model.safetensors", "tokenizer.json"]
     with pytest.raises(ConflictError, match="not an empty directory"):
         reg.export("ex", tmp_path / "out")
-    from llmos.cli.model import export_version  # the CLI layer resolves non-HF formats, not the registry
+    from llmos.cli.model_export import export_version  # the CLI layer resolves non-HF formats, not the registry
 
     with pytest.raises(ValidationError, match="exports only hf and safetensors"):
         reg.export("ex", tmp_path / "o2", format="upper")
