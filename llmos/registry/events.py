@@ -26,10 +26,18 @@ if TYPE_CHECKING:
     from llmos.registry.store import Store
 
 
-def record_event(store: Store, kind: str, subject: str, data: Mapping[str, Any] | None = None) -> None:
-    """Append an event to the log (one transaction)."""
+def record_event(store: Store, kind: str, subject: str, data: Mapping[str, Any] | None = None, *,
+                 alias_at: tuple[str, str, int | None] | None = None) -> None:
+    """Append an event to the log (one transaction). With ``alias_at=(model, alias, number)``
+    the event is recorded only while ``model@alias`` points at ``number`` (``None``: is
+    unset), checked under the model row's lock: a decision recorded about an alias's
+    current version is about the version it still has. :raises ConflictError: it moved."""
     payload = _check_json(redact(dict(data or {})), "event data")
     with store.session(write=True) as s:
+        if alias_at is not None:
+            from llmos.registry.versions import check_alias_at
+
+            check_alias_at(s, store._lock_model(s, alias_at[0]), alias_at[1], alias_at[2])
         s.add(Event(kind=kind, subject=subject, data=payload))
 
 

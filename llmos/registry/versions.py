@@ -14,7 +14,7 @@ from sqlalchemy import delete as sql_delete
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, aliased
 
-from llmos.errors import NotFoundError
+from llmos.errors import ConflictError, NotFoundError
 from llmos.registry import safetensors_io
 from llmos.registry.models import (
     Alias,
@@ -190,21 +190,70 @@ def _move_alias(store: Store, s: Session, model: Model, alias: str, version: Mod
     return alias, old
 
 
-def set_alias(store: Store, name: str, alias: str, version: int | str) -> VersionInfo:
+#: ``expect`` of :func:`set_alias` when the caller does not care where the alias points now
+ANY = object()
+
+
+def _alias_target(s: Session, model: Model, alias: str) -> int | None:
+    return s.scalar(select(ModelVersion.number).join(Alias, Alias.version_id == ModelVersion.id)
+                    .where(Alias.model_id == model.id, Alias.name == alias))
+
+
+def check_alias_at(s: Session, model: Model, alias: str, expect: int | None) -> None:
+    """Compare-and-swap's compare, under the model row's lock: ``model@alias`` must point
+    at version ``expect`` (``None``: be unset). :raises ConflictError: it moved."""
+    actual = _alias_target(s, model, alias)
+    if actual != expect:
+        def where(n: int | None) -> str:
+            return "is unset" if n is None else f"points at version {n}"
+        raise ConflictError(f"{model.name}@{alias} {where(actual)}, not {'unset' if expect is None else expect} "
+                            f"as when it was read: it moved meanwhile; read it again and retry")
+
+
+def set_alias(store: Store, name: str, alias: str, version: int | str, *, expect: Any = ANY,
+              previous_as: str | None = None,
+              event: tuple[str, str, Mapping[str, Any]] | None = None) -> VersionInfo:
     """Point ``name@alias`` at version ``version`` (moves it atomically if it exists).
+
+    In the same transaction, under the model row's lock (``SELECT ... FOR UPDATE`` on
+    PostgreSQL, ``BEGIN IMMEDIATE`` on SQLite): with ``expect`` (a version number, or
+    ``None`` for unset) the alias must point there now, else nothing changes
+    (compare-and-swap: a decision taken against what the alias was stays true);
+    ``previous_as`` is pointed at the version the alias left (if any, and different);
+    ``event`` (``kind, subject, data``) is appended to the event log.
 
     :raises ValidationError: bad or reserved alias.
     :raises NotFoundError: unknown model or version, or a deleted version.
+    :raises ConflictError: ``expect`` given and the alias points elsewhere.
     """
     check_name(name)
     check_alias(alias)
+    if previous_as is not None:
+        check_alias(previous_as)
     number = _version_number(name, version)
+    payload = None
+    if event is not None:
+        from llmos.redact import redact
+        from llmos.registry.refs import _check_json
+
+        payload = _check_json(redact(dict(event[2] or {})), "event data")
+    moved: list[tuple[str, int | None, int]] = []
     with store.session(write=True) as s:
         model = store._lock_model(s, name)
+        if expect is not ANY:
+            check_alias_at(s, model, alias, expect)
         v = store._find(s, f"{name}:{number}")
         _, old = _move_alias(store, s, model, alias, v)
+        moved.append((alias, old, number))
+        if previous_as is not None and old is not None and old != number:
+            prev = store._find(s, f"{name}:{old}")
+            _, old_prev = _move_alias(store, s, model, previous_as, prev)
+            moved.append((previous_as, old_prev, old))
+        if event is not None:
+            s.add(Event(kind=event[0], subject=event[1], data=payload))
         info = store._info(s, v, name, files=False)
-    store.notify("llmos_after_alias_moved", model=name, alias=alias, old_version=old, new_version=number)
+    for a, o, n in moved:
+        store.notify("llmos_after_alias_moved", model=name, alias=a, old_version=o, new_version=n)
     return info
 
 

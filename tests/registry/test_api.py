@@ -146,6 +146,27 @@ def test_alias_rules(reg: Any, tmp_path: Path) -> None:
         reg.set_alias("ar", "prod", 1)
 
 
+def test_set_alias_compare_and_swap(reg: Any, tmp_path: Path) -> None:
+    """``expect``: the alias moves only if it points there now; ``previous_as`` and the
+    event change in the same transaction, or nothing does."""
+    src = make_model(tmp_path / "m", [1])
+    for _ in range(3):
+        reg.register_version("cas", src)
+    with pytest.raises(ConflictError, match="cas@prod is unset, not 2 as when it was read"):
+        reg.set_alias("cas", "prod", 1, expect=2)
+    reg.set_alias("cas", "prod", 1, expect=None, event=("test.moved", "cas:1", {"n": 1}))
+    with pytest.raises(ConflictError, match="points at version 1, not unset"):
+        reg.set_alias("cas", "prod", 2, expect=None, previous_as="prod-old", event=("test.moved", "cas:2", {}))
+    assert reg.resolve("cas@prod").number == 1 and "prod-old" not in reg.resolve("cas:1").aliases
+    assert [e["subject"] for e in reg.events(kind="test.moved")] == ["cas:1"]  # the refused move left no event
+    reg.set_alias("cas", "prod", 3, expect=1, previous_as="prod-old")
+    assert (reg.resolve("cas@prod").number, reg.resolve("cas@prod-old").number) == (3, 1)
+    with pytest.raises(ConflictError, match="points at version 3, not 1"):
+        reg.record_event("test.decided", "cas:2", {}, alias_at=("cas", "prod", 1))
+    reg.record_event("test.decided", "cas:2", {}, alias_at=("cas", "prod", 3))
+    assert [e["subject"] for e in reg.events(kind="test.decided")] == ["cas:2"]
+
+
 def test_tags_metrics_archive(reg: Any, tmp_path: Path) -> None:
     src = make_model(tmp_path / "m", [1])
     reg.register_version("tm", src, tags={"a": "1", "b": "2"})

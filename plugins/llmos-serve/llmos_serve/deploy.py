@@ -15,6 +15,10 @@ from llmos.sdk import ConflictError, NotFoundError, ValidationError
 from llmos_serve.loader import ModelSpec, open_registry
 
 
+#: how many times a promote decides again when the alias moved between its check and its move
+MAX_ATTEMPTS = 20
+
+
 def previous_alias(alias: str) -> str:
     return f"{alias}-previous"
 
@@ -57,6 +61,12 @@ def promote(source: str, alias: str = "production", registry: Any = None, *,
     ``deploy.refused``, subject the candidate ``model:N``) with the rule, each
     comparison's numbers and both versions' metrics.
 
+    The check and the decision are atomic: the alias moves (or the refusal is
+    recorded) only if it still points at the current version the rule was checked
+    against (a compare-and-swap under the model row's lock); when a concurrent promote
+    moved it in between, the rule is checked again against the new current (up to
+    ``MAX_ATTEMPTS`` times). So two promotes never both pass against the same current.
+
     :returns: ``{"model", "alias", "version", "previous", "promoted", "checks"}``.
     :raises PromotionRefused: the rule failed (the alias is unchanged); the message has both numbers.
     """
@@ -71,28 +81,41 @@ def promote(source: str, alias: str = "production", registry: Any = None, *,
     reg = registry if registry is not None else open_registry()
     info = reg.resolve(source)
     model, version = str(info.model), int(info.number)
-    previous = _current(reg, model, alias)
     cand_metrics = version_metrics(reg, info)
-    cur_metrics = None
-    if previous is not None:
-        cur_metrics = version_metrics(reg, reg.resolve(f"{model}:{previous}"))
-    outcome = rules.evaluate(parsed, cand_metrics, cur_metrics,
-                             names=(f"{model}:{version}", f"current {model}:{previous}"))
-    record = {"model": model, "alias": alias, "version": version, "previous": previous,
-              "candidate": f"{model}:{version}", "current": f"{model}:{previous}" if previous is not None else None,
-              "rule": require, "checks": outcome.checks,
-              "metrics": {"candidate": cand_metrics, "current": cur_metrics}}
+    for attempt in range(1, MAX_ATTEMPTS + 1):
+        previous = _current(reg, model, alias)
+        cur_metrics = None
+        if previous is not None:
+            cur_metrics = version_metrics(reg, reg.resolve(f"{model}:{previous}"))
+        outcome = rules.evaluate(parsed, cand_metrics, cur_metrics,
+                                 names=(f"{model}:{version}", f"current {model}:{previous}"))
+        record = {"model": model, "alias": alias, "version": version, "previous": previous,
+                  "candidate": f"{model}:{version}",
+                  "current": f"{model}:{previous}" if previous is not None else None,
+                  "rule": require, "checks": outcome.checks,
+                  "metrics": {"candidate": cand_metrics, "current": cur_metrics}}
+        # the decision is recorded (and the alias moved) only if the alias still points at
+        # the `previous` it was checked against: compare-and-swap under the model's row lock;
+        # if another promote moved it in between, decide again against the new current
+        try:
+            if not outcome.ok:
+                reg.record_event("deploy.refused", f"{model}:{version}", record, alias_at=(model, alias, previous))
+            elif previous != version:
+                reg.set_alias(model, alias, version, expect=previous,
+                              previous_as=previous_alias(alias) if previous is not None else None,
+                              event=("deploy.promoted", f"{model}:{version}", record))
+            else:
+                reg.record_event("deploy.promoted", f"{model}:{version}", record, alias_at=(model, alias, previous))
+        except ConflictError:
+            if _current(reg, model, alias) == previous or attempt == MAX_ATTEMPTS:
+                raise
+            continue
+        break
     if not outcome.ok:
-        reg.record_event("deploy.refused", f"{model}:{version}", record)
         stays = f"version {previous}" if previous is not None else "unset"
         raise PromotionRefused(
             f"not promoting {model}:{version} to {model}@{alias}: {outcome.explain()}; "
             f"{model}@{alias} stays at {stays}")
-    if previous != version:
-        if previous is not None:
-            reg.set_alias(model, previous_alias(alias), previous)
-        reg.set_alias(model, alias, version)
-    reg.record_event("deploy.promoted", f"{model}:{version}", record)
     return {"model": model, "alias": alias, "version": version, "previous": previous, "promoted": True,
             "checks": outcome.checks}
 
@@ -118,9 +141,8 @@ def rollback(model: str, alias: str = "production", registry: Any = None) -> dic
             f"(versions are recorded by 'llmos deploy promote')"
         )
     current = _current(reg, model, alias)
-    reg.set_alias(model, alias, target)
-    if current is not None and current != target:
-        reg.set_alias(model, previous_alias(alias), current)
+    # one transaction, and only if the alias is still where it was read (else ConflictError)
+    reg.set_alias(model, alias, target, expect=current, previous_as=previous_alias(alias))
     return {"model": model, "alias": alias, "version": target, "previous": current}
 
 
