@@ -5,7 +5,10 @@ distributions a torch/transformers environment has — more than the rest of
 ``llmos --help`` together. The scan result is cached in the llmos home, keyed by
 the modification times of the ``sys.path`` directories: installing, upgrading
 or removing any distribution adds or removes a ``*.dist-info`` directory there,
-which changes the key, so a stale cache is never used.
+which changes the key, so a stale cache is never used. The file holds the scans
+of the last few keys (:data:`MAX_KEYS`), so the ``llmos`` script and a ``python``
+process using the API — different ``sys.path[0]``, different keys — do not evict
+each other's scan and rescan every other time.
 """
 
 from __future__ import annotations
@@ -72,23 +75,34 @@ def _scan(group: str) -> list[EntryPointRecord]:
     return out
 
 
+#: how many ``sys.path`` set-ups one cache file remembers: the ``llmos`` script,
+#: ``python -m llmos``, ``python -c`` / scripts (the Python API) and a few others each
+#: have their own ``sys.path[0]``, and one entry would make them evict each other
+MAX_KEYS = 8
+
+
 def entry_points(group: str, cache_dir: Path | None) -> list[EntryPointRecord]:
     """The entry points of ``group``, from the cache when it is still valid."""
     if cache_dir is None or os.environ.get("LLMOS_NO_EP_CACHE"):
         return _scan(group)
     path = cache_dir / f"entry-points-{group}.json"
     key = _key()
+    keys: dict[str, list[dict]] = {}
     try:
         data = json.loads(path.read_text())
-        if data.get("key") == key:
-            return [EntryPointRecord(**r) for r in data["entries"]]
-    except (OSError, ValueError, KeyError, TypeError):
-        pass
+        keys = {k: v for k, v in data["keys"].items() if isinstance(k, str) and isinstance(v, list)}
+        if key in keys:
+            return [EntryPointRecord(**r) for r in keys[key]]
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        keys = {}
     records = _scan(group)
+    keys.pop(key, None)
+    keys[key] = [r.to_dict() for r in records]  # newest last; the oldest go first
+    keys = dict(list(keys.items())[-MAX_KEYS:])
     try:
         cache_dir.mkdir(parents=True, exist_ok=True)
         tmp = path.with_suffix(f".{os.getpid()}.tmp")
-        tmp.write_text(json.dumps({"key": key, "entries": [r.to_dict() for r in records]}))
+        tmp.write_text(json.dumps({"keys": keys}))
         os.replace(tmp, path)
     except OSError:
         pass  # a read-only home only costs speed
