@@ -21,7 +21,7 @@ def test_every_checked_rule_is_in_the_governance_table():
 
 
 def test_every_install_rule_is_named_in_the_code():
-    src = "".join(p.read_text() for p in (REPO / "plugins" / "llmos-community" / "llmos_community").glob("*.py"))
+    src = "".join(p.read_text() for p in (REPO / "plugins" / "llmos-community" / "llmos_community").rglob("*.py"))
     for rule in sorted(r for r in _table_rules() if r.startswith(("install-", "artifact-h", "artifact-s"))):
         if rule in ("install-wheel-only", "install-atomic", "install-notice"):
             continue  # behaviours (pip's flags, install(), plugin list), tested in test_rules
