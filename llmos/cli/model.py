@@ -110,6 +110,7 @@ def register(
     Example:
       llmos model register tiny ./out/model --tag stage=fp32 --metric val_ppl=41.2 --parent tiny:1
     """
+    import sys
     from pathlib import Path
 
     from llmos.errors import ValidationError
@@ -123,7 +124,8 @@ def register(
             raise ValidationError(f"metric {key!r} must be a number, got {value!r}") from None
     total = _total_size(Path(path))
     reg = _registry()
-    if total > 64 << 20 and not as_json:
+    # a bar is for a person at a terminal: elsewhere it would only cost rich's import
+    if total > PROGRESS_MIN_BYTES and not as_json and sys.stdout.isatty():
         from rich.progress import BarColumn, DownloadColumn, Progress, TransferSpeedColumn
 
         with Progress("[progress.description]{task.description}", BarColumn(), DownloadColumn(),
@@ -143,6 +145,10 @@ def register(
         f"Registered {info.ref} ({len(info.files)} files, {_human(info.size_bytes)}; "
         f"{_human(info.stored_bytes)} new in the store, {_human(info.reused_bytes)} shared{alias_text})"
     )
+
+
+#: models larger than this show a progress bar while registering (on a terminal)
+PROGRESS_MIN_BYTES = 64 << 20
 
 
 def _total_size(path: Any) -> int:
