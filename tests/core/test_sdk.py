@@ -115,6 +115,25 @@ def test_exc_line_is_one_line():
     assert exc_line(None) == "" and len(exc_line(RuntimeError("x" * 1000))) < 320
 
 
+def _circles(graph: dict[str, set[str]]) -> list[str]:
+    """Every import circle of ``graph`` (module -> modules it imports), each written from
+    its smallest module, e.g. ``a -> b -> a``."""
+    found: set[str] = set()
+
+    def visit(node: str, stack: list[str]) -> None:
+        for nxt in graph.get(node, ()):
+            if nxt in stack:
+                cycle = stack[stack.index(nxt):]
+                i = cycle.index(min(cycle))
+                found.add(" -> ".join(cycle[i:] + cycle[:i] + [cycle[i]]))
+            else:
+                visit(nxt, stack + [nxt])
+
+    for start in sorted(graph):
+        visit(start, [start])
+    return sorted(found)
+
+
 def test_plugin_import_graph_has_no_circles():
     """Module-level and function-level imports between the modules of each plugin."""
     graph: dict[str, set[str]] = {}
@@ -125,22 +144,56 @@ def test_plugin_import_graph_has_no_circles():
         for _, m, _names in _imports(f):
             if m.split(".")[0].startswith("llmos_") and m != mod:
                 graph[mod].add(m)
-    cycles = []
-
-    def visit(node, stack, seen):
-        for nxt in graph.get(node, ()):
-            if nxt in stack:
-                cycles.append(" -> ".join(stack[stack.index(nxt):] + [nxt]))
-            elif nxt not in seen:
-                seen.add(nxt)
-                visit(nxt, stack + [nxt], seen)
-
-    for start in graph:
-        visit(start, [start], {start})
     # a package's __init__ naming its own submodules for documentation is not an import
-    cycles = sorted({c for c in cycles if not any(part.endswith("__init__") for part in c.split(" -> "))})
-    # KNOWN, to remove (17.4): io dispatches adapter dirs to llmos_models.adapter, which reads them with io
-    known = {"llmos_models.adapter -> llmos_models.io -> llmos_models.adapter",
-             "llmos_models.io -> llmos_models.adapter -> llmos_models.io"}
-    cycles = [c for c in cycles if c not in known]
+    cycles = [c for c in _circles(graph) if not any(part.endswith("__init__") for part in c.split(" -> "))]
     assert not cycles, "import circles:\n" + "\n".join(cycles)
+
+
+CORE_MODULES = {".".join(f.relative_to(ROOT).with_suffix("").parts).removesuffix(".__init__"): f
+                for f in ROOT.glob("llmos/**/*.py") if "migrations" not in f.parts}
+
+
+def _module_level_imports(tree: ast.Module):
+    """``(module, names)`` imported when the module is imported: top-level statements,
+    inside ``if``/``try`` too, but not under ``if TYPE_CHECKING:`` nor inside functions."""
+    def walk(body):
+        for node in body:
+            if isinstance(node, ast.If) and "TYPE_CHECKING" in ast.unparse(node.test):
+                yield from walk(node.orelse)
+            elif isinstance(node, (ast.If, ast.Try)):
+                for part in (node.body, node.orelse, getattr(node, "finalbody", []),
+                             *[h.body for h in getattr(node, "handlers", [])]):
+                    yield from walk(part)
+            elif isinstance(node, ast.Import):
+                yield from ((a.name, []) for a in node.names)
+            elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+                yield node.module, [a.name for a in node.names]
+    yield from walk(tree.body)
+
+
+def _core_graph() -> dict[str, set[str]]:
+    graph: dict[str, set[str]] = {}
+    for mod, f in CORE_MODULES.items():
+        edges = graph.setdefault(mod, set())
+        for m, names in _module_level_imports(ast.parse(f.read_text())):
+            # ``from llmos.registry import compare`` imports the module llmos.registry.compare
+            targets = [f"{m}.{n}" for n in names if f"{m}.{n}" in CORE_MODULES] or [m]
+            edges.update(t for t in targets if t in CORE_MODULES and t != mod)
+    return graph
+
+
+def test_core_import_graph_has_no_circles():
+    """Module-level imports between the core's modules (llmos/, migrations aside): a
+    package's ``__init__`` counts like any module."""
+    graph = _core_graph()
+    assert len(graph) > 40 and sum(map(len, graph.values())) > 80  # the graph was read
+    cycles = _circles(graph)
+    assert not cycles, "import circles in the core:\n" + "\n".join(cycles)
+
+
+def test_the_circle_check_finds_circles():
+    assert _circles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == ["a -> b -> c -> a"]
+    assert _circles({"a": {"b"}, "b": set()}) == []
+    tree = ast.parse("import llmos.x\nif TYPE_CHECKING:\n    import llmos.y\ntry:\n    from llmos import z\n"
+                     "except ImportError:\n    pass\ndef f():\n    import llmos.w\n")
+    assert [m for m, _ in _module_level_imports(tree)] == ["llmos.x", "llmos"]

@@ -78,11 +78,12 @@ def read_adapter_config(path: Path) -> dict[str, Any]:
     return data
 
 
-def base_ref_of(path: Path | str, ref: str | None = None) -> str:
+def base_ref_of(path: Path | str, meta: dict[str, Any], ref: str | None = None) -> str:
     """The registry reference of the adapter's base.
 
     With ``ref`` (the adapter's own registry version) it is that version's parent —
-    the lineage the registry recorded. Otherwise ``llmos.json``'s ``base`` reference.
+    the lineage the registry recorded. Otherwise ``meta``'s (``llmos.json``'s) ``base``
+    reference.
     """
     from llmos.sdk import open_registry
 
@@ -95,9 +96,7 @@ def base_ref_of(path: Path | str, ref: str | None = None) -> str:
                 f"one, its base: register it with --parent BASE"
             )
         return parents[0]
-    from llmos_models.io import read_meta
-
-    base = read_meta(path).get("base")
+    base = meta.get("base")
     if not isinstance(base, str) or not base:
         raise ValidationError(
             f"{path} is an adapter without a base: register it in the registry with --parent BASE, "
@@ -106,21 +105,12 @@ def base_ref_of(path: Path | str, ref: str | None = None) -> str:
     return base
 
 
-def load_adapter(path: Path | str, *, ref: str | None = None, base_model: Any = None,
-                 adapter_name: str = "default") -> Any:
-    """The base model (loaded through the registry unless ``base_model`` is given) with
-    the adapter at ``path`` applied, in eval mode (a ``peft.PeftModel``)."""
+def apply_adapter(base_model: Any, path: Path | str, *, adapter_name: str = "default") -> Any:
+    """``base_model`` with the adapter at ``path`` applied, in eval mode (a
+    ``peft.PeftModel``). Loading an adapter *version* — its base found through the
+    registry — is :func:`llmos_models.io.load_adapter` (the ``adapter`` model loader)."""
     path = Path(path)
     read_adapter_config(path)
-    base: str | None = None
-    if base_model is None:
-        from llmos_models.io import load_ref
-
-        base = base_ref_of(path, ref)
-        base_model, _, _ = load_ref(base)
-        if is_adapter_model(base_model):
-            raise ValidationError(f"the base {base} of {ref or path} is itself an adapter: merge it first "
-                                  f"(llmos merge {base})")
     import warnings
 
     from peft import PeftModel
@@ -129,14 +119,8 @@ def load_adapter(path: Path | str, *, ref: str | None = None, base_model: Any = 
         warnings.simplefilter("ignore", FutureWarning)
         model = PeftModel.from_pretrained(base_model, str(path), adapter_name=adapter_name, is_trainable=False,
                                           use_safetensors=True)
-    model.llmos_base = base
     model.eval()
     return model
-
-
-def load(path: Path | str, ref: str | None = None) -> Any:
-    """The ``adapter`` model loader: ``loader(path, ref)`` → base + adapter."""
-    return load_adapter(path, ref=ref)
 
 
 def merge(model: Any) -> Any:

@@ -274,7 +274,7 @@ def load_model(path: Path | str, *, device: str | None = None, manager: Any = No
     from llmos_models.adapter import is_adapter_dir
 
     if meta.get("kind") == "adapter" or is_adapter_dir(path):
-        # the registered "adapter" loader; with ``ref`` it finds the base through the registry lineage
+        # the registered "adapter" loader (load_adapter); with ``ref`` it finds the base through the registry lineage
         model = resolve_loader("adapter", manager=manager, where=f"{path / LLMOS_JSON}")(path, ref=ref)
     elif "loader" in meta and meta["loader"] not in (None, HF_LOADER):
         loader = resolve_loader(meta["loader"], manager=manager, where=f"{path / LLMOS_JSON}")
@@ -294,6 +294,25 @@ def load_model(path: Path | str, *, device: str | None = None, manager: Any = No
         if meta.get("chat_template") and not getattr(tokenizer, "chat_template", None):
             tokenizer.chat_template = meta["chat_template"]
     return model, tokenizer
+
+
+def load_adapter(path: Path | str, ref: str | None = None, *, manager: Any = None) -> Any:
+    """The ``adapter`` model loader, ``loader(path, ref)``: the adapter at ``path`` applied
+    to its base, in eval mode. The base is the registry parent of ``ref`` (the adapter's
+    own version), else ``llmos.json``'s ``base`` reference; it is loaded like any version
+    (:func:`load_ref`), and must not itself be an adapter."""
+    from llmos_models.adapter import apply_adapter, base_ref_of, is_adapter_model, read_adapter_config
+
+    path = Path(path)
+    read_adapter_config(path)
+    base = base_ref_of(path, read_meta(path), ref)
+    base_model, _, _ = load_ref(base, manager=manager)
+    if is_adapter_model(base_model):
+        raise ValidationError(f"the base {base} of {ref or path} is itself an adapter: merge it first "
+                              f"(llmos merge {base})")
+    model = apply_adapter(base_model, path)
+    model.llmos_base = base
+    return model
 
 
 def resolve_model_path(ref: str) -> tuple[Path, str | None]:

@@ -46,7 +46,7 @@ def llmos_register_architectures(register):
 def llmos_register_model_loaders(register):
     register("hf", "llmos_models.io:load_hf",
              description="Hugging Face causal LM from safetensors (built-in architectures, no remote code)")
-    register("adapter", "llmos_models.adapter:load",
+    register("adapter", "llmos_models.io:load_adapter",
              description="LoRA adapter versions (peft): the base found through the registry lineage, plus the "
              "adapter's tensors")
 
