@@ -32,8 +32,9 @@ $(VENV)/.torch: | $(PY)
 	$(PIP) install -q $(TORCH)
 	touch $@
 
-$(STAMP): pyproject.toml $(wildcard plugins/*/pyproject.toml) $(VENV)/.torch
-	$(PIP) install -q --no-build-isolation -e '.[dev]' $(foreach d,$(PLUGIN_DIRS),-e '$(d)[test]') $(TORCH)
+# tests/postgres: test support (a PostgreSQL server for the tests), not part of the core
+$(STAMP): pyproject.toml $(wildcard plugins/*/pyproject.toml) tests/postgres/pyproject.toml $(VENV)/.torch
+	$(PIP) install -q --no-build-isolation -e '.[dev]' -e tests/postgres $(foreach d,$(PLUGIN_DIRS),-e '$(d)[test]') $(TORCH)
 	touch $@
 
 install: $(STAMP)

@@ -37,7 +37,7 @@ def main() -> str:
     from benchmarks_stamp import stamp, write_section  # type: ignore[import-not-found]
     from conftest import build_tiny_model  # type: ignore[import-not-found]
 
-    from llmos.testing_pg import PostgresServer
+    from llmos_testing_postgres import PostgresServer
     from llmos_serve.scaleout import Cluster, Load, in_flight_at, promote_and_wait, version_mismatches
 
     work = Path(tempfile.mkdtemp(prefix="llmos-bench-scale-"))

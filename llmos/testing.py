@@ -28,9 +28,10 @@ Fixtures:
   ``installed_plugin("llmos-lion", {"llmos_lion/__init__.py": "..."}, "llmos_lion")``.
 - PostgreSQL fixtures (``postgres_url`` / ``postgres_database``: a real server started
   for the session / a fresh database on it) are opt-in, so that this pytest11 plugin,
-  loaded into every pytest session wherever llmos is installed, stays small: load
-  :mod:`llmos.testing_pg` with ``pytest -p llmos.testing_pg`` or
-  ``pytest_plugins = ["llmos.testing_pg"]`` in your root ``conftest.py``.
+  loaded into every pytest session wherever llmos is installed, stays small. They are
+  the separate test-support distribution ``llmos-testing-postgres`` (``tests/postgres``
+  in the llmos repository): ``pytest -p llmos_testing_postgres``, or
+  ``pytest_plugins = ["llmos_testing_postgres"]`` in your root ``conftest.py``.
 """
 
 from __future__ import annotations

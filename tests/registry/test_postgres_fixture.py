@@ -21,10 +21,14 @@ def test_postgres_url_is_a_real_server(postgres_url: str) -> None:
 
 def test_without_postgres_skips_locally_and_fails_under_ci(tmp_path: Path) -> None:
     (tmp_path / "test_pg.py").write_text("def test_needs_pg(postgres_url):\n    assert postgres_url\n")
-    env = dict(os.environ, LLMOS_POSTGRES_BINDIR=str(tmp_path / "no-such-bin"))
+    import llmos_testing_postgres
+
+    harness = str(Path(llmos_testing_postgres.__file__).parent)  # installed, or the checkout's tests/postgres
+    env = dict(os.environ, LLMOS_POSTGRES_BINDIR=str(tmp_path / "no-such-bin"),
+               PYTHONPATH=os.pathsep.join(p for p in (harness, os.environ.get("PYTHONPATH")) if p))
     env.pop("CI", None)
-    args = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-p", "no:randomly", "-p", "llmos.testing_pg",
-            str(tmp_path)]
+    args = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-p", "no:randomly",
+            "-p", "llmos_testing_postgres", str(tmp_path)]
     local = subprocess.run(args, capture_output=True, text=True, env=env, cwd=tmp_path, timeout=120)
     assert local.returncode == 0 and "1 skipped" in local.stdout, local.stdout[-1500:]
     ci = subprocess.run(args, capture_output=True, text=True, env=dict(env, CI="true"), cwd=tmp_path, timeout=120)

@@ -1,7 +1,7 @@
 """A real PostgreSQL server for tests (pytest fixtures, also usable from plugins).
 
 Opt-in (not loaded by the ``llmos.testing`` pytest11 plugin): ``pytest -p
-llmos.testing_pg``, or ``pytest_plugins = ["llmos.testing_pg"]`` in a root conftest.py
+llmos_testing_postgres``, or ``pytest_plugins = ["llmos_testing_postgres"]`` in a root conftest.py
 (as this repository's does)::
 
     def test_on_postgres(postgres_database, monkeypatch):
