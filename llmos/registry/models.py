@@ -183,7 +183,8 @@ class Tag(Base):
     __tablename__ = "tags"
     __table_args__ = (
         UniqueConstraint("version_id", "key", name="uq_tags_version_key"),
-        Index("ix_tags_key", "key"),  # search: tags.<key> ... (values may be long text: not indexed)
+        # search: tags.<key> = 'v' reads only this index (values are capped: refs.MAX_TAG_VALUE)
+        Index("ix_tags_key_value", "key", "value", "version_id"),
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
@@ -196,7 +197,7 @@ class VersionMetric(Base):
     __tablename__ = "version_metrics"
     __table_args__ = (
         UniqueConstraint("version_id", "name", name="uq_version_metrics_version_name"),
-        Index("ix_version_metrics_name_value", "name", "value"),  # search: metrics.<name> < value
+        Index("ix_version_metrics_name_value", "name", "value", "version_id"),  # search: metrics.<name> < x
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)

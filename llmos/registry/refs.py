@@ -114,6 +114,11 @@ def _check_metrics(metrics: Mapping[str, Any] | None) -> dict[str, float]:
     return out
 
 
+#: the longest tag value (characters): tags are indexed by (key, value) for search, and a
+#: PostgreSQL B-tree entry holds at most ~2.7 kB
+MAX_TAG_VALUE = 500
+
+
 def _check_tags(tags: Mapping[str, Any] | None) -> dict[str, str]:
     out: dict[str, str] = {}
     for key, value in dict(tags or {}).items():
@@ -121,7 +126,12 @@ def _check_tags(tags: Mapping[str, Any] | None) -> dict[str, str]:
             raise ValidationError(f"invalid tag key {key!r}: use letters, digits, '_', '.', '-' or '/'")
         if value is None or isinstance(value, (dict, list)):
             raise ValidationError(f"tag {key!r} needs a text value, got {value!r}")
-        out[key] = str(value)
+        text = str(value)
+        if len(text) > MAX_TAG_VALUE:
+            raise ValidationError(f"tag {key!r} is {len(text)} characters long; tag values are at most "
+                                  f"{MAX_TAG_VALUE} (they are indexed for search): keep longer text in the "
+                                  f"version's description or in a file of the version")
+        out[key] = text
     return out
 
 

@@ -31,7 +31,7 @@ import re
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import ColumnElement, and_, false, not_, or_, select
+from sqlalchemy import ColumnElement, and_, exists, false, not_, or_, select
 
 from llmos.errors import ValidationError
 from llmos.registry.models import Alias, Model, ModelVersion, Tag, VersionMetric
@@ -266,12 +266,21 @@ def _compare(column: Any, op: str, value: Any) -> ColumnElement[bool]:
     return column.ilike(value)
 
 
-def to_sql(node: Node) -> ColumnElement[bool]:
+def to_sql(node: Node, *, drives: bool = True) -> ColumnElement[bool]:
     """The filter as a boolean SQLAlchemy expression over ``ModelVersion`` joined to
-    ``Model`` (values are bound parameters). Metric, tag and alias comparisons are
-    ``id IN (subquery)``, which the (name, value), key and name indexes serve."""
+    ``Model`` (values are bound parameters).
+
+    A metric, tag or alias comparison that every match must satisfy (``drives``: the
+    filter's top-level ``and``) is ``id IN (subquery)``: the database reads the matching
+    versions from the (name, value, version_id) / (key, value, version_id) covering
+    index, and sorts only those. Under ``or`` or ``not`` it is a correlated
+    ``EXISTS``: the database walks versions newest first (the created_at index, which
+    is the result order) and probes each by its (version_id, name) unique index,
+    stopping at the limit; an ``IN`` there made SQLite materialize and merge whole
+    subqueries (query plans in docs/benchmarks/registry.md)."""
     if isinstance(node, BoolOp):
-        parts = [to_sql(a) for a in node.args]
+        keep = drives and node.op == "and"
+        parts = [to_sql(a, drives=keep) for a in node.args]
         if node.op == "not":
             return not_(parts[0])
         return and_(*parts) if node.op == "and" else or_(*parts)
@@ -280,16 +289,22 @@ def to_sql(node: Node) -> ColumnElement[bool]:
         column = COLUMNS[f][1]
         if f == "run_id":  # NULL run ids compare false, as a missing tag does
             return and_(column.is_not(None), _compare(column, op, v))
+        if COLUMNS[f][0] == "num" and float(v).is_integer():
+            # an integer column compared with a float parameter is cast to numeric by
+            # PostgreSQL, which then cannot use the column's index (EXPLAIN showed it)
+            v = int(v)
         return _compare(column, op, v)
     if f.startswith("metrics."):
-        sub = select(VersionMetric.version_id).where(VersionMetric.name == f[8:], _compare(VersionMetric.value, op, v))
+        table, cond = VersionMetric, and_(VersionMetric.name == f[8:], _compare(VersionMetric.value, op, v))
     elif f.startswith("tags."):
-        sub = select(Tag.version_id).where(Tag.key == f[5:], _compare(Tag.value, op, v))
+        table, cond = Tag, and_(Tag.key == f[5:], _compare(Tag.value, op, v))
     elif f == "aliases":
-        sub = select(Alias.version_id).where(_compare(Alias.name, op, v))
+        table, cond = Alias, _compare(Alias.name, op, v)
     else:  # pragma: no cover - the parser only makes the fields above
         return false()
-    return ModelVersion.id.in_(sub)
+    if drives:
+        return ModelVersion.id.in_(select(table.version_id).where(cond))
+    return exists().where(table.version_id == ModelVersion.id, cond)
 
 
 def search(
@@ -314,7 +329,7 @@ def search(
     if not include_deleted:
         where = and_(where, ModelVersion.status != "deleted")
     with store.session() as s:
-        rows = s.execute(
+        rows = s.connection().execute(  # Core execution: no ORM layer for plain rows
             select(Model.name, ModelVersion.id, ModelVersion.number, ModelVersion.status, ModelVersion.lineage,
                    ModelVersion.created_at, ModelVersion.size_bytes, ModelVersion.description, ModelVersion.run_id)
             .join(Model, Model.id == ModelVersion.model_id)

@@ -362,37 +362,64 @@ _PARENT_VERSION = aliased(ModelVersion)
 _PARENT_MODEL = aliased(Model)
 
 
+def _attributes_query() -> Any:
+    """One statement for the metrics, tags, aliases and parents of many versions (a
+    ``UNION ALL`` over ``:ids``), built once: searches run it for every result page."""
+    from sqlalchemy import Float, String, Text, bindparam, cast, literal, null, union_all
+
+    def ids(n: int) -> Any:
+        return bindparam(f"ids{n}", expanding=True)
+
+    no_text, no_num = cast(null(), Text), cast(null(), Float)
+    return union_all(
+        select(VersionMetric.version_id, literal("m", String), VersionMetric.name, VersionMetric.value, no_text)
+        .where(VersionMetric.version_id.in_(ids(1))),
+        select(Tag.version_id, literal("t", String), Tag.key, no_num, Tag.value).where(Tag.version_id.in_(ids(2))),
+        select(Alias.version_id, literal("a", String), Alias.name, no_num, no_text).where(Alias.version_id.in_(ids(3))),
+        select(LineageEdge.child_id, literal("p", String), _PARENT_MODEL.name, cast(_PARENT_VERSION.number, Float),
+               no_text)
+        .join(_PARENT_VERSION, _PARENT_VERSION.id == LineageEdge.parent_id)
+        .join(_PARENT_MODEL, _PARENT_MODEL.id == _PARENT_VERSION.model_id)
+        .where(LineageEdge.child_id.in_(ids(4))),
+    )
+
+
+_ATTRIBUTES: Any = None
+
+
 def version_infos(s: Session, rows: Sequence[Any]) -> list[VersionInfo]:
     """:class:`VersionInfo` of many versions at once (without files), in ``rows``' order:
     rows of ``(model name, id, number, status, lineage, created_at, size_bytes,
-    description, run_id)``; four queries per 500 versions, not four per version."""
-    ids = [r.id for r in rows]
+    description, run_id)``; one query per 500 versions (their metrics, tags, aliases and
+    parents together), not four per version."""
+    global _ATTRIBUTES
+    if _ATTRIBUTES is None:
+        _ATTRIBUTES = _attributes_query()
+    ids = [r[1] for r in rows]
     metrics: dict[int, dict[str, float]] = {}
     tags: dict[int, dict[str, str]] = {}
     aliases: dict[int, list[str]] = {}
-    parents: dict[int, list[str]] = {}
-    parent_version, parent_model = _PARENT_VERSION, _PARENT_MODEL
-    conn = s.connection()  # Core execution: these run for every search
+    parents: dict[int, list[tuple[str, int]]] = {}
+    conn = s.connection()  # Core execution: this runs for every search
     for chunk in (ids[i : i + 500] for i in range(0, len(ids), 500)):
-        for vid, key, value in conn.execute(
-            select(VersionMetric.version_id, VersionMetric.name, VersionMetric.value)
-            .where(VersionMetric.version_id.in_(chunk))
-        ).all():
-            metrics.setdefault(vid, {})[key] = value
-        for vid, key, value in conn.execute(select(Tag.version_id, Tag.key, Tag.value).where(Tag.version_id.in_(chunk))):
-            tags.setdefault(vid, {})[key] = value
-        for vid, alias in conn.execute(select(Alias.version_id, Alias.name).where(Alias.version_id.in_(chunk))):
-            aliases.setdefault(vid, []).append(alias)
-        for vid, pname, pnum in conn.execute(
-            select(LineageEdge.child_id, parent_model.name, parent_version.number)
-            .join(parent_version, parent_version.id == LineageEdge.parent_id)
-            .join(parent_model, parent_model.id == parent_version.model_id)
-            .where(LineageEdge.child_id.in_(chunk))
-            .order_by(parent_model.name, parent_version.number)
-        ).all():
-            parents.setdefault(vid, []).append(f"{pname}:{pnum}")
-    return [
-        version_info(r.name, r, metrics=metrics.get(r.id), tags=tags.get(r.id), parents=parents.get(r.id),
-                     aliases=aliases.get(r.id))
-        for r in rows
-    ]
+        for vid, kind, name, number, text in conn.execute(
+                _ATTRIBUTES, {"ids1": chunk, "ids2": chunk, "ids3": chunk, "ids4": chunk}).all():
+            if kind == "m":
+                metrics.setdefault(vid, {})[name] = number
+            elif kind == "t":
+                tags.setdefault(vid, {})[name] = text
+            elif kind == "a":
+                aliases.setdefault(vid, []).append(name)
+            else:
+                parents.setdefault(vid, []).append((name, int(number)))
+    # VersionInfo built here directly (what store.version_info does, less its copies), from
+    # rows unpacked by position (a Row's attribute lookup costs more than building the
+    # VersionInfo): a search page assembles up to 100 of them
+    out = []
+    for name, vid, number, status, lineage, created_at, size_bytes, description, run_id in rows:
+        out.append(VersionInfo(
+            model=name, number=number, ref=f"{name}:{number}", files=[], metrics=metrics.get(vid) or {},
+            tags=tags.get(vid) or {}, parents=[f"{n}:{k}" for n, k in sorted(parents[vid])] if vid in parents else [],
+            lineage=dict(lineage or {}), status=status, created_at=_utc(created_at), size_bytes=size_bytes,
+            description=description or "", aliases=sorted(aliases[vid]) if vid in aliases else [], run_id=run_id))
+    return out

@@ -133,3 +133,75 @@ def test_parser_never_raises_anything_else(text: str) -> None:
         S.to_sql(S.parse(text))
     except ValidationError as exc:
         assert "\n" not in exc.message
+
+
+def test_tag_values_are_capped_on_write(reg: Any, tmp_path: Path) -> None:
+    """Tags are indexed by (key, value): an over-long value is a one-line error, nothing written."""
+    from llmos.registry.refs import MAX_TAG_VALUE
+
+    src = make_model(tmp_path / "m", [1])
+    reg.register_version("capped", src, tags={"note": "x" * MAX_TAG_VALUE})
+    r = cli("model", "tag", "capped:1", "note=" + "y" * (MAX_TAG_VALUE + 1), "other=1")
+    assert r.exit_code == 2 and len(r.output.strip().splitlines()) == 1, r.output
+    assert f"tag 'note' is {MAX_TAG_VALUE + 1} characters long; tag values are at most {MAX_TAG_VALUE}" in r.output
+    assert reg.resolve("capped:1").tags == {"note": "x" * MAX_TAG_VALUE}  # unchanged, 'other' not set either
+    with pytest.raises(ValidationError, match="at most"):
+        reg.register_version("capped", src, tags={"note": "z" * 10_000})
+    assert len(reg.list_versions("capped")) == 1
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgres"])
+def test_index_migration_refuses_over_long_tags(backend: str, llmos_home: Path, tmp_path: Path,
+                                                monkeypatch: pytest.MonkeyPatch, request: pytest.FixtureRequest) -> None:
+    """A database from before the cap, with a tag too long to index: opening it names the
+    tag and leaves the database as it was (0005); once shortened, it migrates."""
+    from alembic import command
+    from sqlalchemy import create_engine, text
+
+    from llmos.errors import LlmosError
+    from llmos.registry import db, open_registry
+
+    url = f"sqlite:///{tmp_path / 'old.db'}" if backend == "sqlite" else request.getfixturevalue("postgres_database")
+    engine = create_engine(url.replace("postgresql://", "postgresql+psycopg://"))
+    cfg = db.alembic_config()
+    with engine.begin() as conn:
+        cfg.attributes["connection"] = conn
+        command.upgrade(cfg, "0005")
+        conn.execute(text("INSERT INTO models (id, name, name_key, description, last_version, created_at) "
+                          "VALUES (1, 'old', 'old', '', 1, '2026-01-01 00:00:00')"))
+        conn.execute(text("INSERT INTO model_versions (id, model_id, number, status, description, size_bytes, lineage, "
+                          "created_at) VALUES (1, 1, 1, 'ready', '', 0, '{}', '2026-01-01 00:00:00')"))
+        conn.execute(text("INSERT INTO tags (version_id, key, value) VALUES (1, 'essay', :v)"), {"v": "w" * 3000})
+    monkeypatch.setenv("LLMOS_DATABASE_URL", url)
+    with pytest.raises(LlmosError, match=r"old:1 tag 'essay' \(3000 characters\)"):
+        open_registry()
+    assert db.current_revision(engine) == "0005"
+    with engine.begin() as conn:
+        conn.execute(text("UPDATE tags SET value = 'short'"))
+    db.dispose_engines()
+    assert open_registry().resolve("old:1").tags == {"essay": "short"}
+    assert db.current_revision(engine) == db.HEAD_REVISION
+    engine.dispose()
+    db.dispose_engines()
+
+
+def test_sqlite_query_plans_use_the_covering_indexes(sqlite_reg: Any) -> None:
+    """What the search benchmark relies on: an and-ed tag or metric filter reads its
+    covering index; under or/not the versions are walked newest first (no sort)."""
+    from sqlalchemy import and_, select
+
+    from llmos.registry.models import Model, ModelVersion
+
+    def plan(query: str) -> str:
+        stmt = (select(ModelVersion.id).join(Model, Model.id == ModelVersion.model_id)
+                .where(and_(S.to_sql(S.parse(query)), ModelVersion.status != "deleted"))
+                .order_by(ModelVersion.created_at.desc(), ModelVersion.id.desc()).limit(100))
+        with sqlite_reg.session() as s:
+            sql = str(stmt.compile(s.get_bind(), compile_kwargs={"literal_binds": True}))
+            return " | ".join(r[3] for r in s.connection().exec_driver_sql("EXPLAIN QUERY PLAN " + sql))
+
+    p = plan("metrics.val_ppl < 50 and tags.team = 'nlp'")
+    assert "COVERING INDEX ix_version_metrics_name_value (name=? AND value<?)" in p, p
+    assert "COVERING INDEX ix_tags_key_value (key=? AND value=?)" in p, p
+    p = plan("not tags.team = 'nlp' and (metrics.tok_s > 990 or tags.stage like 'int%')")
+    assert "SCAN model_versions USING INDEX ix_model_versions_created_at" in p and "TEMP B-TREE" not in p, p
