@@ -62,6 +62,8 @@ class SamplingParams:
     logit_bias: dict[int, float] = field(default_factory=dict)
     #: record each chosen token's log-probability and this many alternatives (None: off)
     logprobs: int | None = None
+    #: record the prompt's log-probabilities with this many alternatives (None: off)
+    prompt_logprobs: int | None = None
 
 
 @dataclass
@@ -93,6 +95,15 @@ class Sequence:
     #: top ``params.logprobs`` ``(token id, log-probability)`` pairs
     token_logprobs: list[float] = field(default_factory=list, repr=False)
     top_logprobs: list[list[tuple[int, float]]] = field(default_factory=list, repr=False)
+    #: with ``params.prompt_logprobs``: per prompt token after the first, its log-probability
+    #: given the tokens before it and the top ``(token id, log-probability)`` pairs there
+    prompt_logprobs: list[float] = field(default_factory=list, repr=False)
+    prompt_top_logprobs: list[list[tuple[int, float]]] = field(default_factory=list, repr=False)
+    #: per-sequence logits processor (constrained decoding): ``apply(logits_row)`` edits the
+    #: row in place before sampling; ``accept(token) -> bool`` is told the chosen token and
+    #: returns True when the sequence is complete (finish_reason ``stop``); a non-None
+    #: ``error`` attribute fails the sequence
+    processor: Any = field(default=None, repr=False)
     generator: Any = field(default=None, repr=False)
 
     def cancel(self) -> None:
@@ -285,6 +296,7 @@ class Engine:
             input_ids=ids, attention_mask=mask, position_ids=pos, past_key_values=DynamicCache(), use_cache=True
         )
         cache = out.past_key_values
+        self._record_prompt_logprobs(out.logits, new)
         tokens = self._sample(out.logits[:, -1, :], new)
         next_pos = torch.tensor(lens, dtype=torch.long)
         last = torch.tensor(tokens, dtype=torch.long)
@@ -348,6 +360,8 @@ class Engine:
             if s.params.logit_bias:
                 ids = torch.tensor(list(s.params.logit_bias), dtype=torch.long)
                 logits[i, ids] += torch.tensor(list(s.params.logit_bias.values()), dtype=logits.dtype)
+            if s.processor is not None:
+                s.processor.apply(logits[i])
         out = torch.argmax(logits, dim=-1)
         for i, s in enumerate(seqs):
             self._choose(logits, out, i, s)
@@ -371,6 +385,27 @@ class Engine:
                 s.top_logprobs.append(list(zip(top.indices.tolist(), top.values.tolist(), strict=True)))
             else:
                 s.top_logprobs.append([])
+
+    @staticmethod
+    def _record_prompt_logprobs(logits: Any, seqs: list[Sequence]) -> None:
+        """Each prompt token's log-probability given those before it (``logits``: the
+        prefill's, left-padded ``(batch, width, vocab)``), for sequences that ask."""
+        import torch
+
+        width = logits.shape[1]
+        for i, s in enumerate(seqs):
+            k = s.params.prompt_logprobs
+            if k is None or len(s.prompt_ids) < 2:
+                continue
+            n = len(s.prompt_ids)
+            lp = torch.log_softmax(logits[i, width - n : width - 1].float(), -1)
+            s.prompt_logprobs = lp.gather(1, torch.tensor(s.prompt_ids[1:])[:, None])[:, 0].tolist()
+            if k > 0:
+                top = torch.topk(lp, min(k, lp.shape[-1]))
+                s.prompt_top_logprobs = [list(zip(ix, v, strict=True))
+                                         for ix, v in zip(top.indices.tolist(), top.values.tolist(), strict=True)]
+            else:
+                s.prompt_top_logprobs = [[] for _ in range(n - 1)]
 
     @staticmethod
     def _choose(logits: Any, out: Any, i: int, s: Sequence) -> None:
@@ -428,6 +463,13 @@ class Engine:
             self._select([i for i in range(len(self._active)) if i not in gone])
 
     def _advance(self, s: Sequence, tok: int) -> str | None:
+        done = False
+        if s.processor is not None:
+            done = s.processor.error is None and s.processor.accept(tok)
+            if s.processor.error is not None:
+                s.generated.append(tok)
+                s.error = s.processor.error
+                return "error"
         if tok in self.eos_token_ids:
             s.generated.append(tok)
             return "stop"
@@ -440,6 +482,8 @@ class Engine:
             cut = min((k for k in (text.find(st) for st in s.params.stop if st) if k >= 0), default=-1)
             if cut >= 0:
                 text, reason = text[:cut], "stop"
+        if reason is None and done:
+            reason = "stop"
         if reason is None and len(s.generated) >= s.params.max_tokens:
             reason = "length"
         s.text = text

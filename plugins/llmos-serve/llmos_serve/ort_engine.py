@@ -47,6 +47,8 @@ class OrtEngine(Engine):
             mask[i, width - lens[i]:] = 1
         pos = np.clip(mask.cumsum(-1) - 1, 0, None)
         logits, (keys, values) = self.model.step(ids, None, mask, pos)
+        if any(s.params.prompt_logprobs is not None for s in new):
+            self._record_prompt_logprobs(_torch(logits), new)
         tokens = self._sample(_torch(logits[:, -1, :]), new)
         next_pos = np.asarray(lens, dtype=np.int64)
         last = np.asarray(tokens, dtype=np.int64)

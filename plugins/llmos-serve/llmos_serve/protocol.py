@@ -2,7 +2,7 @@
 
 Fields follow OpenAI's API; fields OpenAI clients may send that this server does
 not act on (``user``...) are accepted and ignored, while features it does not
-implement (``tools``, ``suffix``, ``response_format`` other than text) are refused with 400.
+implement (``tools``, ``suffix``, a JSON schema outside the supported subset) are refused with 400.
 """
 
 from __future__ import annotations
@@ -63,6 +63,25 @@ class _Common(BaseModel):
     user: Text | None = None
 
 
+class JsonSchemaFormat(BaseModel):
+    """``response_format.json_schema``: ``schema`` in the subset of :mod:`llmos_serve.grammar`."""
+
+    model_config = ConfigDict(extra="ignore", strict=True, populate_by_name=True)
+    name: Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_-]+$")]
+    description: Text | None = None
+    schema_: dict[str, Any] | None = Field(default=None, alias="schema")
+    strict: bool | None = None
+
+
+class ResponseFormat(BaseModel):
+    """OpenAI's ``response_format``: ``text``, or JSON by constrained decoding
+    (``json_object``: any object; ``json_schema``: an object of the given schema)."""
+
+    model_config = ConfigDict(extra="ignore", strict=True)
+    type: Literal["text", "json_object", "json_schema"]
+    json_schema: JsonSchemaFormat | None = None
+
+
 class CompletionRequest(_Common):
     """``POST /v1/completions``."""
 
@@ -76,6 +95,9 @@ class CompletionRequest(_Common):
     )
     best_of: Annotated[int, Field(ge=1, le=16)] | None = Field(
         default=None, description="Generate this many per prompt and return the n with the highest log-probability."
+    )
+    response_format: ResponseFormat | None = Field(
+        default=None, description="Not in OpenAI's legacy API; as in chat (JSON by constrained decoding)."
     )
 
 
@@ -97,13 +119,6 @@ class ChatMessage(BaseModel):
         if isinstance(self.content, str):
             return self.content
         return "".join(p.text for p in self.content)
-
-
-class ResponseFormat(BaseModel):
-    """OpenAI's ``response_format``: only ``text`` is served (no constrained decoding)."""
-
-    model_config = ConfigDict(extra="allow", strict=True)
-    type: Literal["text", "json_object", "json_schema"]
 
 
 class ChatCompletionRequest(_Common):

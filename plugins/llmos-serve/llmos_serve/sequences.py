@@ -9,10 +9,13 @@ by byte length alone, prompts that cannot fit the context.
 
 from __future__ import annotations
 
+import functools
+import json
 import weakref
 from dataclasses import dataclass
 from typing import Any
 
+from llmos_serve import constrain, grammar
 from llmos_serve.engine import SamplingParams, Sequence
 from llmos_serve.errors import ApiError
 
@@ -51,26 +54,43 @@ def check_features(body: Any, *, chat: bool) -> None:
         raise ApiError(400, "suffix (insertion) is not supported by this server; remove the field", param="suffix")
     if chat and body.tools:
         raise ApiError(400, "tools are not supported by this server; remove the field", param="tools")
-    if chat and body.response_format is not None and body.response_format.type != "text":
-        raise ApiError(
-            400, f"response_format {body.response_format.type!r} is not supported by this server (it has no "
-            f"constrained decoding); remove the field or use {{'type': 'text'}}",
-            param="response_format", code="unsupported_parameter",
-        )
-    wants_logprobs = (body.logprobs is True) if chat else (body.logprobs is not None)
+    response_grammar(body)
     if chat and body.top_logprobs is not None and not body.logprobs:
         raise ApiError(400, "top_logprobs needs logprobs: true", param="top_logprobs")
-    if wants_logprobs and body.stream:
-        raise ApiError(400, "logprobs are not supported with stream: true yet; send stream: false",
-                       param="logprobs", code="unsupported_parameter")
-    if not chat and wants_logprobs and body.echo:
-        raise ApiError(400, "logprobs of the prompt (echo with logprobs) are not supported; drop echo",
-                       param="echo", code="unsupported_parameter")
     if not chat and body.best_of is not None:
         if body.best_of < body.n:
             raise ApiError(400, f"best_of ({body.best_of}) must be at least n ({body.n})", param="best_of")
         if body.stream and body.best_of > body.n:
             raise ApiError(400, "best_of cannot be used with stream: true", param="best_of")
+
+
+def response_grammar(body: Any) -> grammar.Grammar | None:
+    """The JSON grammar ``body.response_format`` asks for (None for text).
+
+    :raises ApiError: 400 naming what is wrong, e.g. a schema keyword outside the subset.
+    """
+    fmt = getattr(body, "response_format", None)
+    if fmt is None or fmt.type == "text":
+        return None
+    if fmt.type == "json_object":
+        return _grammar("json_object")
+    if fmt.json_schema is None:
+        raise ApiError(400, "response_format of type json_schema needs a json_schema object "
+                       "({'name': ..., 'schema': {...}})", param="response_format.json_schema",
+                       code="missing_required_parameter")
+    schema = fmt.json_schema.schema_
+    if schema is None:
+        return _grammar("json_object")
+    try:
+        return _grammar(json.dumps(schema, sort_keys=True))
+    except grammar.UnsupportedSchema as exc:
+        raise ApiError(400, f"Invalid schema for response_format {fmt.json_schema.name!r}: {exc}",
+                       param="response_format", code="invalid_json_schema") from exc
+
+
+@functools.lru_cache(maxsize=256)
+def _grammar(text: str) -> grammar.Grammar:
+    return grammar.json_object() if text == "json_object" else grammar.compile_schema(json.loads(text))
 
 
 def logit_bias(body: Any, vocab: int) -> dict[int, float]:
@@ -223,10 +243,16 @@ def build_sequences(model: Any, body: Any, *, chat: bool, config: Any) -> Prepar
     top_k = body.top_k if body.top_k is not None else int(_default(gen, "top_k", 0))
     bias = logit_bias(body, len(tok))
     best_of = getattr(body, "best_of", None) or body.n
+    prompt_logprobs = None
     if chat:
         logprobs = (body.top_logprobs or 0) if body.logprobs else None
     else:
         logprobs = body.logprobs if body.logprobs is not None else (0 if best_of > body.n else None)
+        if body.echo and body.logprobs is not None:
+            prompt_logprobs = body.logprobs
+    rules = response_grammar(body)
+    # each token's text and the masks are computed once per tokenizer and grammar (cached)
+    json_constraint = constrain.constraint(tok, rules) if rules is not None else None
     seqs = []
     for ids in prompts:
         for j in range(best_of):
@@ -235,7 +261,8 @@ def build_sequences(model: Any, body: Any, *, chat: bool, config: Any) -> Prepar
                 max_tokens=requested, temperature=temperature, top_p=top_p,
                 top_k=max(0, top_k), seed=seed, stop=stop,
                 presence_penalty=body.presence_penalty or 0.0, frequency_penalty=body.frequency_penalty or 0.0,
-                logit_bias=bias, logprobs=logprobs,
+                logit_bias=bias, logprobs=logprobs, prompt_logprobs=prompt_logprobs,
             )
-            seqs.append(Sequence(list(ids), params))
+            processor = json_constraint.start() if json_constraint is not None else None
+            seqs.append(Sequence(list(ids), params, processor=processor))
     return Prepared(seqs, sum(len(p) for p in prompts), echo_texts, per_prompt=best_of, n=body.n)

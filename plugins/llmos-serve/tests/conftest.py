@@ -18,8 +18,8 @@ TEXT = (
 ) * 30
 
 
-def build_tiny_model(path: Path, seed: int = 0, *, context: int = 512) -> Path:
-    """A ~60k-parameter Llama with a 300-token byte-level BPE, saved in HF layout."""
+def build_tiny_model(path: Path, seed: int = 0, *, context: int = 512, text: str = TEXT) -> Path:
+    """A ~60k-parameter Llama with a 300-token byte-level BPE (trained on ``text``), saved in HF layout."""
     import torch
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
     from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
@@ -30,7 +30,7 @@ def build_tiny_model(path: Path, seed: int = 0, *, context: int = 512) -> Path:
     trainer = trainers.BpeTrainer(
         vocab_size=300, special_tokens=["<|endoftext|>"], initial_alphabet=pre_tokenizers.ByteLevel.alphabet()
     )
-    tok.train_from_iterator([TEXT], trainer)
+    tok.train_from_iterator([text], trainer)
     fast = PreTrainedTokenizerFast(
         tokenizer_object=tok, eos_token="<|endoftext|>", bos_token="<|endoftext|>", pad_token="<|endoftext|>"
     )
@@ -170,16 +170,16 @@ def serve_process(llmos_home: Path, free_port: int) -> Iterator[Callable[..., Se
             p.proc.communicate()
 
 
-def train_tiny_model(path: Path, steps: int = 120) -> Path:
-    """:func:`build_tiny_model`, then ``steps`` of Adam on :data:`TEXT` (a second on CPU):
-    its greedy continuations are sentences of TEXT, with clear margins between tokens."""
+def train_tiny_model(path: Path, steps: int = 120, text: str = TEXT) -> Path:
+    """:func:`build_tiny_model`, then ``steps`` of Adam on ``text`` (default :data:`TEXT`; a
+    second on CPU): its greedy continuations are sentences of it, with clear margins between tokens."""
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    build_tiny_model(path)
+    build_tiny_model(path, text=text)
     tok = AutoTokenizer.from_pretrained(path)
     model = AutoModelForCausalLM.from_pretrained(path)
-    ids = torch.tensor(tok(TEXT[: len(TEXT) // 3])["input_ids"])
+    ids = torch.tensor(tok(text if text is not TEXT else TEXT[: len(TEXT) // 3])["input_ids"])
     g = torch.Generator().manual_seed(0)
     opt = torch.optim.Adam(model.parameters(), lr=1e-2)
     model.train()
@@ -202,6 +202,32 @@ def trained_tiny(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
     torch.set_num_threads(1)
     return train_tiny_model(tmp_path_factory.mktemp("trained") / "tiny")
+
+
+def json_records(count: int = 300, seed: int = 0) -> str:
+    """JSON lines of small records (words of :data:`TEXT`, numbers, booleans, lists)."""
+    import json
+    import random
+
+    rng = random.Random(seed)
+    words = sorted(set(TEXT.replace(",", " ").replace(".", " ").split()))
+    lines = []
+    for _ in range(count):
+        rec: dict[str, Any] = {"name": rng.choice(words), "age": rng.randint(0, 99),
+                               "tags": rng.sample(words, rng.randint(0, 3)), "ok": rng.random() < 0.5}
+        if rng.random() < 0.3:
+            rec["note"] = " ".join(rng.sample(words, 3))
+        lines.append(json.dumps(rec))
+    return "\n".join(lines) + "\n"
+
+
+@pytest.fixture(scope="session")
+def json_tiny(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny model trained on :func:`json_records` (it writes JSON-like lines, not always valid)."""
+    import torch
+
+    torch.set_num_threads(1)
+    return train_tiny_model(tmp_path_factory.mktemp("json") / "tiny", steps=200, text=json_records())
 
 
 @pytest.fixture(scope="session")

@@ -76,13 +76,13 @@ def test_chat_and_best_of(model):
         ({"prompt": ["a"] * 17}, False, "prompt", None),
         ({"prompt": "hi", "logit_bias": {"x1": 1}}, False, "logit_bias", "invalid_value"),
         ({"prompt": "hi", "best_of": 1, "n": 2}, False, "best_of", None),
-        ({"prompt": "hi", "echo": True, "logprobs": 1}, False, "echo", "unsupported_parameter"),
         ({"prompt": "hi", "suffix": "x"}, False, "suffix", None),
-        ({"messages": [{"role": "user", "content": "x"}], "response_format": {"type": "json_object"}}, True,
-         "response_format", "unsupported_parameter"),
+        ({"messages": [{"role": "user", "content": "x"}], "response_format": {"type": "json_schema", "json_schema": {
+            "name": "x", "schema": {"type": "object", "properties": {"a": {"type": "string", "pattern": "b+"}}}}}},
+         True, "response_format", "invalid_json_schema"),
+        ({"messages": [{"role": "user", "content": "x"}], "response_format": {"type": "json_schema"}}, True,
+         "response_format.json_schema", "missing_required_parameter"),
         ({"messages": [{"role": "user", "content": "x"}], "top_logprobs": 1}, True, "top_logprobs", None),
-        ({"messages": [{"role": "user", "content": "x"}], "logprobs": True, "stream": True}, True, "logprobs",
-         "unsupported_parameter"),
     ],
 )
 def test_bad_requests_are_api_errors(model, body, chat, param, code):

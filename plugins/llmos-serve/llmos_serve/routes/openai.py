@@ -88,10 +88,12 @@ async def _generate(request: Request, body: Any, *, chat: bool) -> Any:
         seqs, echo_texts = prepared.seqs, prepared.echo_texts
         info["prompt_tokens"] = prepared.prompt_tokens
         loop = asyncio.get_running_loop()
-        events: asyncio.Queue[tuple[str, Any, int]] = asyncio.Queue()
+        events: asyncio.Queue[tuple[str, Any, int, int]] = asyncio.Queue()
         for i, s in enumerate(seqs):
             s.stream = body.stream
-            s.sink = lambda ev, i=i: loop.call_soon_threadsafe(events.put_nowait, (ev[0], ev[1], i))
+            # called in the engine thread: how many tokens the event covers is read there
+            s.sink = lambda ev, i=i, s=s: loop.call_soon_threadsafe(
+                events.put_nowait, (ev[0], ev[1], i, len(s.generated)))
         capacity = lease.engine.max_batch_size + lease.engine.max_queue
         if len(seqs) > capacity:
             raise ApiError(
@@ -140,7 +142,7 @@ async def _wait_all(request: Request, seqs: list[Sequence], events: asyncio.Queu
     async def collect() -> None:
         left = len(seqs)
         while left:
-            kind, _, _ = await events.get()
+            kind, *_ = await events.get()
             if kind == "finish":
                 left -= 1
 
@@ -172,34 +174,45 @@ async def _wait_all(request: Request, seqs: list[Sequence], events: asyncio.Queu
                        headers={"Retry-After": "1"})
 
 
+def _wants_logprobs(body: Any, chat: bool) -> bool:
+    return bool(body.logprobs) if chat else body.logprobs is not None
+
+
 async def _stream(
     lease: Lease, body: Any, seqs: list[Sequence], events: asyncio.Queue[Any],
     rid: str, chat: bool, echo: list[str], info: dict[str, Any], timeout: float,
 ) -> AsyncIterator[bytes]:
     chunks = responses.Chunks(lease.ref, body, rid, chat)
+    lps = responses.StreamLogprobs(lease.model.tokenizer, chat, len(seqs)) if _wants_logprobs(body, chat) else None
+    # echo with logprobs waits for the prompt's logprobs (known once the prompt is prefilled)
+    echo_later = [bool(not chat and body.echo and echo[i // body.n] and lps is not None) for i in range(len(seqs))]
     deadline = time.monotonic() + timeout
     try:
         for i in range(len(seqs)):
             if chat:
                 yield chunks.choice(i, "", None, role=True)
-            elif body.echo and echo[i // body.n]:
+            elif body.echo and echo[i // body.n] and not echo_later[i]:
                 yield chunks.choice(i, echo[i // body.n], None)
         left = len(seqs)
         while left:
             try:
-                kind, payload, i = await asyncio.wait_for(events.get(), max(0.0, deadline - time.monotonic()))
+                kind, payload, i, upto = await asyncio.wait_for(events.get(), max(0.0, deadline - time.monotonic()))
             except TimeoutError:
                 yield responses.sse(error_body(504, f"the request took longer than {timeout:g} s", code="timeout"))
                 break
+            seq = seqs[i]
+            if echo_later[i] and lps is not None:
+                echo_later[i] = False
+                yield chunks.choice(i, echo[i // body.n], None, logprobs=lps.prompt(i, seq))
             if kind == "delta":
-                yield chunks.choice(i, payload, None)
+                yield chunks.choice(i, payload, None, logprobs=lps.chunk(i, seq, upto) if lps else None)
             elif kind == "finish":
                 left -= 1
-                seq: Sequence = payload
                 if seq.finish_reason == "error":
                     yield responses.sse(error_body(500, f"generation failed: {seq.error}"))
                 else:
-                    yield chunks.choice(i, None if chat else "", seq.finish_reason)
+                    yield chunks.choice(i, None if chat else "", seq.finish_reason,
+                                        logprobs=lps.chunk(i, seq, None) if lps else None)
         u = responses.record(info, seqs, body.n)
         if body.stream_options is not None and body.stream_options.include_usage:
             yield chunks.usage(u)
