@@ -47,7 +47,8 @@ def main(argv: list[str]) -> int:
             failed.append(area)
             continue
         print(text)  # the script wrote it to docs/benchmarks/<area>.md (benchmarks_stamp.write_section)
-    order = ["core", "registry", "data", "train", "lora", "compress", "serve", "scale", "monitor", "community"]
+    order = ["core", "registry", "data", "train", "lora", "compress", "serve", "constrain", "scale", "monitor",
+             "community"]
     sections = sorted(
         (DOCS / "benchmarks").glob("*.md"),
         key=lambda p: (order.index(p.stem) if p.stem in order else len(order), p.stem),
