@@ -259,7 +259,8 @@ METRICS_JSONL: Key[str] = Key(
     "metrics_jsonl", "`str`: path of the JSON Lines file", written_by="`monitoring.jsonl`",
     check=lambda v: isinstance(v, str))
 TEXT_LINES: Key[list[str]] = Key(
-    "text_lines", "`list[str]`: lines of text", written_by="`data.*` of scaffolded plugins (`llmos plugin new`)",
+    "text_lines", "`list[str]`: lines of text (no standard stage reads it: a data step for them writes `dataset`)",
+    written_by="the README's first plugin example",
     check=lambda v: isinstance(v, list) and all(isinstance(x, str) for x in v))
 
 #: Every declared key, in table order.

@@ -139,9 +139,11 @@ def uninstall(name: str, yes: bool) -> None:
 @click.command("new")
 @click.argument("name")
 @click.option("--kind", default="stage", show_default=True,
-              type=click.Choice(["stage", "sink", "optimizer", "schedule", "reader", "architecture", "eval-task",
-                                 "quantizer", "export-format", "engine"]),
-              help="What the plugin provides: a stage step (with --stage), or a metric sink (lifecycle hooks).")
+              type=click.Choice(["stage", "sink", "optimizer", "schedule", "reader", "tokenizer-trainer", "architecture",
+                                 "eval-task", "eval-metric", "quantizer", "export-format", "engine"]),
+              help="What the plugin provides: a stage step (with --stage), a metric sink (lifecycle hooks), or an "
+                   "extension a standard stage selects by name (optimizer, schedule, reader...); every kind's "
+                   "generated test runs llmos's tiny pipeline with it.")
 @click.option("--stage", type=click.Choice(STAGES), help="The stage of a --kind stage plugin.")
 @click.option("--dir", "directory", default=".", type=click.Path(file_okay=False), show_default=True,
               help="Create the project in DIR/<name>.")
@@ -159,6 +161,7 @@ def new(name: str, kind: str, stage: str | None, directory: str, author: str, em
     Examples:
       llmos plugin new llmos-my-corpus --stage data --author "Ada L." --email ada@example.org
       llmos plugin new llmos-my-sink --kind sink     (its test runs llmos's tiny pipeline)
+      llmos plugin new llmos-lion --kind optimizer   (then --set stages.train.config.optimizer=lion)
       cd llmos-my-corpus && pip install -e '.[test]' && pytest && llmos plugin test .
     """
     from pathlib import Path
