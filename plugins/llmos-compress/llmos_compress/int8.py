@@ -219,33 +219,6 @@ def load_int8(path: Path | str) -> Any:
     return _mark(model, names, per_channel)
 
 
-class Int8Step:
-    """``compression.int8``: quantize ``ctx.artifacts["model"]`` and record the lineage."""
-
-    def __init__(self, config: Any = None) -> None:
-        from llmos_compress.config import Int8Config
-
-        self.config = config if config is not None else Int8Config()
-
-    def run(self, ctx: Any) -> dict[str, float]:
-        from llmos_compress.measure import count_parameters
-
-        model = MODEL.get(ctx)
-        if model is None:
-            raise ValidationError("compression.int8 needs a model: put model.load or a training stage before it")
-        cfg = self.config
-        qmodel = quantize_int8(model, per_channel=cfg.per_channel, include_lm_head=cfg.include_lm_head,
-                               exclude=cfg.exclude)
-        MODEL.set(ctx, qmodel)
-        LINEAGE.set(ctx, {"method": METHOD, "settings": cfg.model_dump(mode="json")})
-        metrics = {"params": float(count_parameters(qmodel)),
-                   "quantized_layers": float(len(qmodel.llmos_compression["modules"]))}
-        METRICS.set(ctx, dict(metrics))  # the parent's evaluation no longer describes the model
-        return metrics
-
-    __call__ = run
-
-
 def quantize(model: Any, config: Any) -> Any:
     """The ``int8`` quantizer (llmos_register_quantizers): ``factory(model, config)``."""
     return quantize_int8(model, per_channel=config.per_channel, include_lm_head=config.include_lm_head,
@@ -280,3 +253,25 @@ class QuantizeStep:
 
     __call__ = run
 
+
+class Int8Step(QuantizeStep):
+    """``compression.int8``: the older name of ``compression.quantize`` with ``method = "int8"``.
+    Its settings are the int8 quantizer's; the quantizer is looked up through
+    ``llmos_register_quantizers`` exactly as ``compression.quantize`` looks it up."""
+
+    def __init__(self, config: Any = None) -> None:
+        from llmos_compress.config import Int8Config, QuantizeConfig
+
+        self.int8 = config if config is not None else Int8Config()
+        # model_construct: the lookup happens when the step runs (the settings are validated already)
+        super().__init__(QuantizeConfig.model_construct(method="int8", settings=self.int8.model_dump(mode="json")))
+
+    def run(self, ctx: Any) -> dict[str, float]:
+        if MODEL.get(ctx) is None:
+            raise ValidationError("compression.int8 needs a model: put model.load or a training stage before it")
+        metrics = super().run(ctx)
+        metrics["quantized_layers"] = float(len(MODEL.get(ctx).llmos_compression["modules"]))
+        METRICS.set(ctx, dict(metrics))
+        return metrics
+
+    __call__ = run

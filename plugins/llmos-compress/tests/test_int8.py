@@ -75,8 +75,9 @@ def test_step_sets_model_and_lineage(tiny_model_dir: Path, tmp_path: Path) -> No
     ctx.artifacts["model"] = model
     metrics = Int8Step(Int8Config(per_channel=True)).run(ctx)
     assert is_quantized(ctx.artifacts["model"]) and not is_quantized(model)
-    assert ctx.artifacts["lineage"] == {
-        "method": "int8_dynamic", "settings": {"per_channel": True, "include_lm_head": True, "exclude": []}}
+    assert ctx.artifacts["lineage"] == {  # compression.int8 is compression.quantize with method = "int8"
+        "method": "int8_dynamic", "settings": {"per_channel": True, "include_lm_head": True, "exclude": []},
+        "component": "llmos-compress:quantizers.int8"}
     assert metrics["quantized_layers"] == 15
     assert ctx.artifacts["metrics"] == metrics  # the parent's evaluation is not carried over
     with pytest.raises(ValidationError, match="needs a model"):

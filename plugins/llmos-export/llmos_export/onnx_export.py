@@ -33,7 +33,7 @@ import warnings
 from pathlib import Path
 from typing import Any
 
-from llmos.sdk import LlmosError, MODEL, ONNX_VERSION, TOKENIZER, ValidationError
+from llmos.sdk import MODEL, ONNX_VERSION, TOKENIZER, LlmosError, ValidationError, get_manager
 
 FILES = {"fp32": "model.onnx", "int8": "model.int8.onnx"}
 #: the graph's inputs (format 2; format-1 graphs, exported before, lack the mask and positions)
@@ -262,7 +262,8 @@ def _pipeline_name(ctx: Any, suffix: str) -> str:
 class OnnxExporter:
     """``deployment.onnx``: ``export(version_dir, out_dir)`` for ``llmos model export
     --format onnx``, and ``run(ctx)`` for pipelines (exports ``ctx.artifacts["model"]``
-    and registers the export as a derived version, lineage method ``export:onnx``)."""
+    with the ``onnx`` export format, looked up as ``deployment.export`` looks it up, and
+    registers the export as a derived version, lineage method ``export:onnx``)."""
 
     def __init__(self, config: Any = None) -> None:
         from llmos_export.config import OnnxConfig
@@ -285,7 +286,10 @@ class OnnxExporter:
         out = Path(ctx.workdir) / f"{sid}-export"
         if out.exists():
             shutil.rmtree(out)
-        _, report = export_onnx(model, TOKENIZER.get(ctx), out, self.config)
+        # the onnx export format (llmos_register_export_formats), found as deployment.export finds it
+        get_manager().get_extension("export_formats", "onnx").load_factory()(model, TOKENIZER.get(ctx), out,
+                                                                              self.config)
+        report = json.loads((out / "onnx.json").read_text())
         metrics = {"onnx_max_abs_diff": report["check"]["fp32"]["max_abs_diff"],
                    "onnx_top1_agreement": report["check"]["fp32"]["top1_agreement"]}
         if "int8" in report["check"]:

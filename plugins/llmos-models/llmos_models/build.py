@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from llmos.sdk import DATASET, MODEL, ValidationError
+from llmos.sdk import DATASET, MODEL, ValidationError, get_manager
 
 from llmos_models.config import PRESETS
 from llmos_models.lm import count_parameters  # noqa: F401 - where callers have always found it
@@ -105,7 +105,9 @@ def model_from_hf_config(config: Any, *, seed: int = 0) -> Any:
 
 class BuildStep:
     """``model.llama`` / ``model.gpt2``: build a model sized for ``ctx.artifacts["dataset"]``
-    and put it in ``ctx.artifacts["model"]``."""
+    and put it in ``ctx.artifacts["model"]``. They are the older names of ``model.build``
+    with ``architecture = "llama"`` / ``"gpt2"`` (their settings: the architecture's config
+    fields, flat): the architecture is looked up through ``llmos_register_architectures``."""
 
     arch = "llama"
 
@@ -141,8 +143,10 @@ class BuildStep:
         return {"params": float(params)}
 
     def make(self, cfg: Any, *, vocab_size: int, max_positions: int, seed: int, special: dict[str, int]) -> Any:
-        return build_model(self.arch, cfg, vocab_size=vocab_size, max_positions=max_positions, seed=seed,
-                           special=special)
+        # the architecture registered as self.arch (llmos_register_architectures), found as model.build finds it
+        ext = get_manager().get_extension("architectures", self.arch)
+        config = ext.load_factory()(cfg, vocab_size=vocab_size, max_positions=max_positions, special=special)
+        return model_from_hf_config(config, seed=seed)
 
     __call__ = run
 
