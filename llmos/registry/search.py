@@ -338,33 +338,3 @@ def search(
             .limit(limit)
         ).all()
         return version_infos(s, rows)
-
-
-# -- the same filter evaluated in Python (tests compare it with the SQL) -------------------
-
-
-def matches(node: Node, version: VersionInfo) -> bool:
-    """Does ``version`` satisfy the parsed filter? (The reference semantics of :func:`to_sql`.)"""
-    if isinstance(node, BoolOp):
-        if node.op == "not":
-            return not matches(node.args[0], version)
-        results = (matches(a, version) for a in node.args)
-        return all(results) if node.op == "and" else any(results)
-    f, op, v = node.field, node.op, node.value
-    if f.startswith("metrics."):
-        return f[8:] in version.metrics and _py_compare(version.metrics[f[8:]], op, v)
-    if f.startswith("tags."):
-        return f[5:] in version.tags and _py_compare(version.tags[f[5:]], op, v)
-    if f == "aliases":
-        return any(_py_compare(a, op, v) for a in version.aliases)
-    actual = {"name": version.model, "version": version.number, "status": version.status,
-              "description": version.description, "run_id": version.run_id, "created_at": version.created_at,
-              "size_bytes": version.size_bytes}[f]
-    return actual is not None and _py_compare(actual, op, v)
-
-
-def _py_compare(a: Any, op: str, b: Any) -> bool:
-    if op == "like":
-        pattern = "".join(".*" if c == "%" else "." if c == "_" else re.escape(c) for c in b)
-        return re.fullmatch(pattern, a, re.DOTALL | re.IGNORECASE) is not None
-    return {"=": a == b, "!=": a != b, "<": a < b, "<=": a <= b, ">": a > b, ">=": a >= b}[op]

@@ -5,6 +5,7 @@ evaluation of the same filter."""
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -117,12 +118,40 @@ def population(reg: Any, tmp_path: Path) -> Any:
     return reg
 
 
+def matches(node: Any, version: Any) -> bool:
+    """Does ``version`` satisfy the parsed filter? The reference semantics of
+    :func:`llmos.registry.search.to_sql`, evaluated in Python, for the property test."""
+    if isinstance(node, S.BoolOp):
+        if node.op == "not":
+            return not matches(node.args[0], version)
+        results = (matches(a, version) for a in node.args)
+        return all(results) if node.op == "and" else any(results)
+    f, op, v = node.field, node.op, node.value
+    if f.startswith("metrics."):
+        return f[8:] in version.metrics and _py_compare(version.metrics[f[8:]], op, v)
+    if f.startswith("tags."):
+        return f[5:] in version.tags and _py_compare(version.tags[f[5:]], op, v)
+    if f == "aliases":
+        return any(_py_compare(a, op, v) for a in version.aliases)
+    actual = {"name": version.model, "version": version.number, "status": version.status,
+              "description": version.description, "run_id": version.run_id, "created_at": version.created_at,
+              "size_bytes": version.size_bytes}[f]
+    return actual is not None and _py_compare(actual, op, v)
+
+
+def _py_compare(a: Any, op: str, b: Any) -> bool:
+    if op == "like":
+        pattern = "".join(".*" if c == "%" else "." if c == "_" else re.escape(c) for c in b)
+        return re.fullmatch(pattern, a, re.DOTALL | re.IGNORECASE) is not None
+    return {"=": a == b, "!=": a != b, "<": a < b, "<=": a <= b, ">": a > b, ">=": a >= b}[op]
+
+
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
 @given(query=filters)
 def test_search_equals_python_evaluation(population: Any, query: str) -> None:
     every = population.search("version >= 0", limit=1000)
     assert len(every) == 14
-    want = sorted(v.ref for v in every if S.matches(S.parse(query), v))
+    want = sorted(v.ref for v in every if matches(S.parse(query), v))
     assert sorted(v.ref for v in population.search(query, limit=1000)) == want, query
 
 
