@@ -26,6 +26,9 @@ def llmos_register_optimizers(register: Register) -> None:
     (In API 1 this hook name meant training *steps*: see
     :func:`llmos_register_optimizer_steps`.)
 
+    ``llmos plugin new NAME --kind optimizer`` writes a working one, with a test that
+    runs the standard tiny pipeline with it selected.
+
     :param register: see :func:`llmos_register_data_steps`.
     :returns: nothing.
 
@@ -53,6 +56,9 @@ def llmos_register_lr_schedules(register: Register) -> None:
     context ``{"warmup": ..., "total": ...}`` (pydantic's ``info.context``), so a
     validator can refuse impossible combinations at ``llmos run --check``.
 
+    ``llmos plugin new NAME --kind schedule`` writes a working one, with a test that
+    runs the standard tiny pipeline with it selected.
+
     :param register: see :func:`llmos_register_data_steps`.
     :returns: nothing.
 
@@ -75,6 +81,9 @@ def llmos_register_data_readers(register: Register) -> None:
     of one file, read lazily. ``config`` comes from the stage's ``reader_config``
     table; fields named like a corpus setting (``text_field``,
     ``split_paragraphs``) default to that setting's value.
+
+    ``llmos plugin new NAME --kind reader`` writes a working one, with a test that
+    runs the standard tiny pipeline with it selected.
 
     :param register: see :func:`llmos_register_data_steps`.
     :returns: nothing.
@@ -102,6 +111,9 @@ def llmos_register_tokenizer_trainers(register: Register) -> None:
     ``eos_token``, ``pad_token``) default to that setting's value; the corpus
     then makes the tokenizer start every text with ``bos_token`` (``add_bos``).
 
+    ``llmos plugin new NAME --kind tokenizer-trainer`` writes a working one, with a test that
+    runs the standard tiny pipeline with it selected.
+
     :param register: see :func:`llmos_register_data_steps`.
     :returns: nothing.
 
@@ -128,6 +140,9 @@ def llmos_register_architectures(register: Register) -> None:
     max_positions, special) -> transformers.PretrainedConfig`` (``special``: the
     dataset's ``{"bos", "eos", "pad"}`` token ids); ``model.build`` initialises a
     causal LM from it with the run's seed. llmos-models registers ``llama`` and ``gpt2``.
+
+    ``llmos plugin new NAME --kind architecture`` writes a working one, with a test that
+    runs the standard tiny pipeline with it selected.
 
     :param register: see :func:`llmos_register_data_steps`; also accepts ``presets=``.
     :returns: nothing.
@@ -172,6 +187,9 @@ def llmos_register_eval_tasks(register: Register) -> None:
     Selected by the evaluation stage's ``tasks`` setting. The factory is called
     as ``factory(config)`` and returns the task object the evaluation stage runs.
 
+    ``llmos plugin new NAME --kind eval-task`` writes a working one, with a test that
+    runs the standard tiny pipeline with it selected.
+
     :param register: see :func:`llmos_register_data_steps`.
     :returns: nothing.
 
@@ -193,6 +211,9 @@ def llmos_register_eval_metrics(register: Register) -> None:
     Selected by an evaluation task's ``metrics`` setting. The factory is called
     as ``factory(config)`` and returns the metric the evaluation stage applies.
 
+    ``llmos plugin new NAME --kind eval-metric`` writes a working one, with a test that
+    runs the standard tiny pipeline with it selected.
+
     :param register: see :func:`llmos_register_data_steps`.
     :returns: nothing.
 
@@ -213,6 +234,9 @@ def llmos_register_quantizers(register: Register) -> None:
     are validated by ``config``). The factory is called as
     ``factory(model, config) -> torch.nn.Module`` (the quantized model). A quantized model that cannot be saved by ``save_pretrained``
     should also come with a loader (:func:`llmos_register_model_loaders`).
+
+    ``llmos plugin new NAME --kind quantizer`` writes a working one, with a test that
+    runs the standard tiny pipeline with it selected.
 
     :param register: see :func:`llmos_register_data_steps`.
     :returns: nothing.
@@ -236,6 +260,9 @@ def llmos_register_export_formats(register: Register) -> None:
     validated by ``config``). The factory is called as
     ``factory(model, tokenizer, out_dir, config) -> list[pathlib.Path]`` (the
     files written).
+
+    ``llmos plugin new NAME --kind export-format`` writes a working one, with a test that
+    runs the standard tiny pipeline with it selected.
 
     :param register: see :func:`llmos_register_data_steps`.
     :returns: nothing.
@@ -262,6 +289,9 @@ def llmos_register_serving_engines(register: Register) -> None:
     ``llmos_serve.engine.Engine`` (subclassing it keeps the batching and sampling). An
     optional ``factory.unsupported(loaded) -> str | None`` says why it cannot serve a
     version. llmos-serve registers ``eager`` (PyTorch) and ``ort`` (ONNX Runtime).
+
+    ``llmos plugin new NAME --kind engine`` writes a working one, with a test that
+    runs the standard tiny pipeline with it selected.
 
     :param register: see :func:`llmos_register_data_steps`.
     :returns: nothing.
