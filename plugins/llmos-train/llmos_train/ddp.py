@@ -60,6 +60,15 @@ def _load_data(ref: dict[str, Any]) -> Any:
     return np.memmap(ref["path"], dtype=ref["dtype"], mode="r", offset=ref["offset"], shape=tuple(ref["shape"]))
 
 
+def _lora_spec(model: Any) -> dict[str, Any] | None:
+    """For a peft (LoRA) model, what a worker needs besides the config to rebuild it: the
+    frozen base's dtype (the adapter's settings are the stage's LoraConfig)."""
+    if not hasattr(model, "peft_config"):
+        return None
+    frozen = next(p for p in model.parameters() if not p.requires_grad)
+    return {"dtype": str(frozen.dtype).removeprefix("torch.")}
+
+
 def launch(ctx: Any, io: Any, cfg: Any, model: Any, train_blocks: Any, val_blocks: Any, *, seed: int,
            nproc: int) -> Any:
     """Train ``model`` with ``nproc`` DDP processes; returns the loop's :class:`TrainResult`."""
@@ -83,7 +92,7 @@ def launch(ctx: Any, io: Any, cfg: Any, model: Any, train_blocks: Any, val_block
     job.mkdir(parents=True, exist_ok=True)
     (job / "model").mkdir(exist_ok=True)
     model.config.to_json_file(str(job / "model" / "config.json"))
-    save_model(model, str(job / "model" / "model.safetensors"))
+    save_model(model, str(job / "model" / "model.safetensors"))  # a LoRA model: base + adapter tensors
     stop_file, result_file = job / "STOP", job / "result.json"
     stop_file.unlink(missing_ok=True)
     result_file.unlink(missing_ok=True)
@@ -97,6 +106,8 @@ def launch(ctx: Any, io: Any, cfg: Any, model: Any, train_blocks: Any, val_block
         "validation": _data_ref(val_blocks, job / "validation.npy"),
         "stop_file": str(stop_file),
         "result_file": str(result_file),
+        # optimizer.lora: the workers rebuild the same peft model (base dtype, adapter settings)
+        "lora": _lora_spec(model),
     }
     (job / "job.json").write_text(json.dumps(spec, indent=1))
     threads = cfg.threads or max(1, (os.cpu_count() or 1) // nproc)
@@ -176,9 +187,15 @@ def worker(job_path: str) -> int:
     from llmos_train.loop import Dist, TrainIO, train
 
     job = json.loads(Path(job_path).read_text())
+    lora = job.get("lora")
     # the optimizer and schedule are looked up by name in this process's own plugin manager
     # (entry points, as in the pipeline process): a plugin's optimizer reaches the workers
-    cfg = TrainConfig.model_validate(job["config"])
+    if lora:
+        from llmos_train.lora import LoraConfig
+
+        cfg: TrainConfig = LoraConfig.model_validate(job["config"])
+    else:
+        cfg = TrainConfig.model_validate(job["config"])
     from llmos.sdk import resolve_device
 
     device = resolve_device(cfg.device)
@@ -191,7 +208,13 @@ def worker(job_path: str) -> int:
     rank, world = dist.get_rank(), dist.get_world_size()
     config = AutoConfig.from_pretrained(job["model_dir"])
     torch.manual_seed(job["seed"])
-    model = AutoModelForCausalLM.from_config(config)
+    if lora:  # the same peft model as the pipeline's: frozen base + adapter, only the adapter trains (and syncs)
+        from llmos_train.lora import attach_lora
+
+        model = AutoModelForCausalLM.from_config(config, dtype=getattr(torch, lora["dtype"]))
+        model = attach_lora(model, cfg, None)
+    else:
+        model = AutoModelForCausalLM.from_config(config)
     load_model(model, str(Path(job["model_dir"]) / "model.safetensors"))
     stop_file = Path(job["stop_file"])
 

@@ -180,6 +180,12 @@ def _full_state(model: torch.nn.Module, dist: Dist) -> dict[str, torch.Tensor]:
     return model.state_dict()
 
 
+def _placed_by_quantizer(model: torch.nn.Module) -> bool:
+    """A base loaded quantized by bitsandbytes (optimizer.lora's nf4/int8, through peft too):
+    already on its GPU, and ``.to()`` is refused for it."""
+    return getattr(model, "hf_quantizer", None) is not None
+
+
 def _prepare(model: torch.nn.Module, cfg: TrainConfig, dist: Dist, device: str) -> torch.nn.Module:
     """Move ``model`` to ``device``, turn on gradient checkpointing, wrap it for DDP or FSDP
     and compile it, as ``cfg`` says. Returns what the loop calls forward on."""
@@ -192,7 +198,8 @@ def _prepare(model: torch.nn.Module, cfg: TrainConfig, dist: Dist, device: str) 
             raise ValueError("gradient_checkpointing needs a transformers model (activation_checkpointing_enable)")
         if getattr(getattr(model, "config", None), "use_cache", None):
             model.config.use_cache = False  # no KV cache while training with recomputation
-    model.to(device)
+    if not _placed_by_quantizer(model):
+        model.to(device)
     net: torch.nn.Module = model
     if dist.world > 1:
         if dist.fsdp:
@@ -391,6 +398,6 @@ def train(
         path = str(found) if found else None
     metrics = {k: v for k, v in final.items() if k != "step"}
     metrics["steps"] = float(step)
-    if dist.world == 1:
+    if dist.world == 1 and not _placed_by_quantizer(model):
         model.to(home)  # the next stages get the model where it was
     return TrainResult(step=step, stopped=stopped, metrics=metrics, history=history, checkpoint=path)

@@ -13,7 +13,12 @@ Reduced-precision bases (QLoRA-style), where the device supports them:
   CUDA GPUs; on other CPUs it runs, slower. The registered adapter is plain fp32 and
   loads on the fp32 base.
 - ``quantize = "nf4"`` / ``"int8"``: the base reloaded quantized by bitsandbytes, whose
-  kernels need a CUDA GPU: on any other device the step refuses before training.
+  kernels need a CUDA GPU: on any other device the config itself is refused (so a
+  pipeline is refused when it is read, located at the setting, before any stage runs).
+  The quantizer places the base on its GPU; the loop leaves it there (no ``.to()``).
+
+Under DDP (``nproc > 1``) each worker rebuilds the same peft model (``llmos_train.ddp``);
+only the adapter's matrices require gradients, so only they are synchronised.
 
 This module imports only pydantic at import time (the hook reads its config).
 """
@@ -22,7 +27,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, ValidationInfo, field_validator
 
 from llmos_train.config import TrainConfig
 from llmos.sdk import LINEAGE, METRICS, MODEL, MODEL_VERSION
@@ -49,6 +54,33 @@ class LoraConfig(TrainConfig):
     )
     lr: float = Field(2e-3, gt=0, description="Peak learning rate (LoRA takes larger ones than full fine-tuning).")
     weight_decay: float = Field(0.0, ge=0, description="Weight decay on the adapter's matrices.")
+
+    @field_validator("quantize")
+    @classmethod
+    def _quantize(cls, v: str, info: ValidationInfo) -> str:
+        """nf4/int8 are refused when the pipeline is read (before any stage runs) where they cannot run."""
+        if v not in ("nf4", "int8"):
+            return v
+        device = str(info.data.get("device", "auto"))
+        if device == "auto" or device.startswith("cuda"):
+            import torch  # only for a quantized base: reading a plain config stays torch-free
+
+            has_cuda = torch.cuda.is_available()
+        else:
+            has_cuda = False
+        if not has_cuda:
+            where = "this machine has none" if device == "auto" or device.startswith("cuda") else \
+                f"device = {device!r}"
+            raise ValueError(
+                f"quantize = {v!r} (a QLoRA-style base through bitsandbytes) needs a CUDA GPU, and {where}: set "
+                f"quantize = 'none' (LoRA on the fp32 base) or 'bf16' (a bf16 frozen base), or run on a CUDA machine"
+            )
+        import importlib.util
+
+        if importlib.util.find_spec("bitsandbytes") is None:
+            raise ValueError(f"quantize = {v!r} needs bitsandbytes, which is not installed: pip install bitsandbytes "
+                             f"(or set quantize = 'none' or 'bf16')")
+        return v
 
     @field_validator("target_modules")
     @classmethod
@@ -114,7 +146,12 @@ def _quantized_base(base_ref: str, cfg: LoraConfig) -> Any:
                                bnb_4bit_compute_dtype=torch.bfloat16)
     else:
         q = BitsAndBytesConfig(load_in_8bit=True)
-    model = AutoModelForCausalLM.from_pretrained(str(path), quantization_config=q, device_map={"": 0},
+    from llmos.sdk import resolve_device
+
+    device = resolve_device(cfg.device)
+    gpu = int(device.split(":")[1]) if device.startswith("cuda:") else 0
+    # placed on its GPU by the quantizer: the loop does not move it (bitsandbytes models refuse .to())
+    model = AutoModelForCausalLM.from_pretrained(str(path), quantization_config=q, device_map={"": gpu},
                                                  use_safetensors=True)
     return prepare_model_for_kbit_training(model)
 
@@ -167,8 +204,17 @@ class LoraStep:
                 f"optimizer.lora: the model ({base_ref}) already carries an adapter: merge it first "
                 f"(llmos merge {base_ref}) and load the merged version"
             )
-        if (cfg.nproc or int(getattr(ctx, "nproc", 1) or 1)) > 1:
-            raise ValidationError("optimizer.lora trains in one process: set nproc = 1 for this stage")
+        nproc = cfg.nproc or int(getattr(ctx, "nproc", 1) or 1)
+        if nproc > 1 and cfg.quantize in ("nf4", "int8"):
+            raise ValidationError(
+                f"optimizer.lora: quantize = {cfg.quantize!r} trains in one process (the bitsandbytes base is not "
+                f"rebuilt in DDP workers): set nproc = 1 for this stage, or quantize = 'none' or 'bf16'"
+            )
+        if nproc > 1 and cfg.parallel == "fsdp":
+            raise ValidationError(
+                "optimizer.lora: parallel = 'fsdp' is not supported (the frozen base would be sharded for an adapter "
+                "of a few % of it): set parallel = 'ddp' (each process holds the base, only the adapter syncs)"
+            )
         if cfg.quantize == "bf16":
             import torch
 

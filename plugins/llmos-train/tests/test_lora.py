@@ -244,10 +244,49 @@ def test_lora_refuses_unknown_target_modules_and_quantization_without_cuda(make_
     with pytest.raises(ValidationError, match=r"target_modules nope not in the model; its layers are: .*q_proj"):
         LoraStep(LoraConfig(target_modules=["nope"], max_steps=1, batch_size=2)).run(ctx)
     if not torch.cuda.is_available():
-        with pytest.raises(ValidationError, match="quantize = 'nf4' needs a CUDA GPU"):
-            LoraStep(LoraConfig(quantize="nf4", max_steps=1, batch_size=2)).run(ctx)
+        # refused when the config is read, before anything runs (the pipeline test below: located)
+        for q in ("nf4", "int8"):
+            with pytest.raises(Exception, match=rf"quantize = '{q}' .*needs a CUDA GPU, and this machine has none"):
+                LoraConfig(quantize=q)
+    with pytest.raises(Exception, match=r"quantize = 'nf4' .*needs a CUDA GPU, and device = 'cpu'"):
+        LoraConfig(quantize="nf4", device="cpu")  # an explicit CPU device: refused on any machine
+    assert LoraConfig(quantize="bf16", device="cpu").quantize == "bf16"
     with pytest.raises(Exception, match="target_modules must be a non-empty list"):
         LoraConfig(target_modules=[])
+
+
+@pytest.mark.skipif("__import__('torch').cuda.is_available()", reason="the refusal is for machines without CUDA")
+def test_quantized_base_is_refused_on_cpu_before_any_stage_runs(tmp_path) -> None:
+    home = tmp_path / "home"
+    text = _corpus(tmp_path / "t.jsonl", SENTENCES, 40)
+    p = tmp_path / "q.toml"
+    p.write_text(f"""
+[pipeline]
+name = "q"
+[[stages]]
+use = "data.corpus"
+[stages.config]
+paths = ["{text}"]
+vocab_size = 300
+block_size = 32
+[[stages]]
+use = "model.load"
+[stages.config]
+ref = "base:1"
+[[stages]]
+use = "optimizer.lora"
+[stages.config]
+quantize = "nf4"
+""")
+    r = _cli(["run", str(p)], home)
+    err = r.stderr + r.stdout
+    assert r.returncode != 0
+    assert "stages[2].config.quantize" in err and "needs a CUDA GPU" in err and "set quantize = 'none'" in err
+    assert "Traceback" not in err
+    # refused while reading the pipeline: no run was recorded, no stage ran (no tokenizer trained)
+    r = _cli(["runs", "list", "--json"], home)
+    assert r.returncode != 0 or json.loads(r.stdout) == []
+    assert not list(home.rglob("tokenizer.json")) if home.exists() else True
 
 
 def test_lora_trains_only_the_adapter(make_ctx, dataset, model_factory):
