@@ -2,7 +2,8 @@
 
 - Home: ``$LLMOS_HOME``, else the per-user data directory (``~/.local/share/llmos``
   on Linux, via ``platformdirs`` conventions without importing it).
-- Database: ``$LLMOS_DATABASE_URL``, else ``sqlite:///<home>/llmos.db``.
+- Database: ``$LLMOS_DATABASE_URL``, else ``sqlite:///<home>/llmos.db`` (resolved by
+  :class:`llmos.registry.store.Store`, for the home it is given).
 - Settings: ``<home>/settings.json`` — the persisted list of disabled plugins.
   A plain JSON file (not the database) so that loading plugins stays fast and
   works even when the database is unreachable.
@@ -31,14 +32,6 @@ def home() -> Path:
         path = Path(base) / "llmos"
     path.mkdir(parents=True, exist_ok=True)
     return path
-
-
-def database_url() -> str:
-    """The SQLAlchemy URL of the registry database."""
-    url = os.environ.get("LLMOS_DATABASE_URL")
-    if url:
-        return url
-    return f"sqlite:///{home() / 'llmos.db'}"
 
 
 def _settings_path() -> Path:

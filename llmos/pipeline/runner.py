@@ -57,10 +57,6 @@ __all__ = ["MetricBuffer", "RunResult", "Runner", "StageRecord", "new_run_id", "
 COMPLETED, FAILED, INTERRUPTED, RUNNING = "completed", "failed", "interrupted", "running"
 
 
-class StageFailed(LlmosError):
-    """A stage raised: the run is recorded ``failed`` and can be resumed."""
-
-
 @dataclass
 class StageRecord:
     id: str
