@@ -104,7 +104,7 @@ class TokenConstraint:
 
     def __init__(self, grammar: Grammar, table: TokenTable) -> None:
         self.grammar, self.table = grammar, table
-        self._masks: OrderedDict[Any, tuple[Any, bool]] = OrderedDict()
+        self._masks: OrderedDict[Any, tuple[Any, bool, dict[Any, Any]]] = OrderedDict()
         self._capacity = max(64, MASK_CACHE_BYTES // max(1, table.size))
         self.hits = self.misses = 0
 
@@ -112,13 +112,27 @@ class TokenConstraint:
         """A new sequence's processor."""
         return JsonProcessor(self)
 
-    def banned(self, state: Any) -> tuple[Any, bool]:
-        """``(mask of refused token ids, whether any token is allowed)`` in ``state``."""
+    def banned(self, state: Any, device: Any = None) -> tuple[Any, bool]:
+        """``(mask of refused token ids, whether any token is allowed)`` in ``state``, the
+        mask on ``device`` (default: the CPU; a copy per device is cached beside it)."""
         got = self._masks.get(state)
-        if got is not None:
+        if got is None:
+            self.misses += 1
+            got = self._masks[state] = self._compute(state)
+            if len(self._masks) > self._capacity:
+                self._masks.popitem(last=False)
+        else:
             self.hits += 1
-            return got
-        self.misses += 1
+            self._masks.move_to_end(state)
+        mask, any_ok, on = got
+        if device is None or device == mask.device:
+            return mask, any_ok
+        moved = on.get(device)
+        if moved is None:
+            moved = on[device] = mask.to(device)
+        return moved, any_ok
+
+    def _compute(self, state: Any) -> tuple[Any, bool, dict[Any, Any]]:
         import torch
 
         allowed = self._walk(state)
@@ -128,11 +142,7 @@ class TokenConstraint:
             ok = torch.zeros(self.table.size, dtype=torch.bool)
         if allowed:
             ok[torch.tensor(allowed, dtype=torch.long)] = True
-        got = (~ok, bool(ok.any()))
-        self._masks[state] = got
-        if len(self._masks) > self._capacity:
-            self._masks.popitem(last=False)
-        return got
+        return ~ok, bool(ok.any()), {}
 
     def _walk(self, state: Any) -> list[int]:
         feed = self.grammar.feed
@@ -174,7 +184,7 @@ class JsonProcessor:
 
     def apply(self, row: Any) -> None:
         """Set the logits of tokens that cannot continue the document to ``-inf`` (in place)."""
-        banned, any_ok = self.c.banned(self.state)
+        banned, any_ok = self.c.banned(self.state, row.device)
         if not any_ok:
             self.error = "no token of the vocabulary continues the JSON document here"
             return

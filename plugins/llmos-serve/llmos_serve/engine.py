@@ -399,7 +399,8 @@ class Engine:
                 continue
             n = len(s.prompt_ids)
             lp = torch.log_softmax(logits[i, width - n : width - 1].float(), -1)
-            s.prompt_logprobs = lp.gather(1, torch.tensor(s.prompt_ids[1:])[:, None])[:, 0].tolist()
+            target = torch.tensor(s.prompt_ids[1:], device=lp.device)[:, None]
+            s.prompt_logprobs = lp.gather(1, target)[:, 0].tolist()
             if k > 0:
                 top = torch.topk(lp, min(k, lp.shape[-1]))
                 s.prompt_top_logprobs = [list(zip(ix, v, strict=True))

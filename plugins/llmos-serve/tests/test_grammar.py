@@ -150,3 +150,17 @@ def test_token_texts_keep_leading_spaces(tok):
     texts = constrain.token_texts(tok)
     ids = tok(" the quick brown fox").input_ids
     assert "".join(texts[i] for i in ids) == " the quick brown fox"
+
+
+def test_masks_are_kept_on_the_logits_device(tok):
+    """A mask is moved once to the device of the logits it applies to, then reused."""
+    import torch
+
+    from llmos_serve import constrain
+
+    c = constrain.TokenConstraint(grammar.json_object(), constrain.token_table(tok))
+    state = c.grammar.start()
+    cpu, _ = c.banned(state)
+    meta, _ = c.banned(state, torch.device("meta"))
+    assert cpu.device.type == "cpu" and meta.device.type == "meta"
+    assert c.banned(state, torch.device("meta"))[0] is meta and (c.hits, c.misses) == (2, 1)
