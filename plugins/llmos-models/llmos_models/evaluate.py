@@ -221,7 +221,8 @@ class EvaluateStep:
         if cfg.tasks:
             from llmos_models.tasks import run_tasks
 
-            metrics.update(run_tasks(cfg.tasks, model, tokenizer))
+            metrics.update(run_tasks(cfg.tasks, model, tokenizer,
+                                     progress=lambda total, desc: ctx.progress(total, desc, unit="request")))
         METRICS.set(ctx, dict(metrics))
         SAMPLES.set(ctx, samples)
         ctx.log_metrics(getattr(ctx, "step", None), metrics, kind="eval")

@@ -259,3 +259,59 @@ def stream(model: Any, tokenizer: Any, prompt: str, settings: GenerationSettings
         thread.join()
     if errors:
         raise errors[0]
+
+
+def generate_batch(model: Any, tokenizer: Any, prompts: list[str], settings: GenerationSettings | None = None, *,
+                   batch_size: int = 16, progress: Any = None) -> list[Completion]:
+    """Greedy (or seeded sampled) completions of many prompts, ``batch_size`` at a time:
+    prompts are left-padded (the attention mask hides the padding, positions follow it),
+    each completion is cut at end-of-sequence and at the first stop string, as
+    :func:`generate` does for one. A prompt longer than the model's context keeps its
+    end (``max_new_tokens`` positions left free). ``progress.update(n)`` after each batch."""
+    import torch
+
+    settings = settings or GenerationSettings()
+    if settings.num_beams > 1:
+        raise ValueError("generate_batch decodes greedily or by sampling; use generate() for beam search")
+    cfg = getattr(model, "config", None)
+    limit = getattr(cfg, "max_position_embeddings", None) or getattr(cfg, "n_positions", None)
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+    start = tokenizer.bos_token_id if tokenizer.bos_token_id is not None else tokenizer.eos_token_id
+    device = getattr(model, "device", None)
+    eos = tokenizer.eos_token_id
+    out: list[Completion] = []
+    model.eval()
+    for first in range(0, len(prompts), batch_size):
+        chunk = prompts[first:first + batch_size]
+        rows = [tokenizer(p, add_special_tokens=True)["input_ids"] or [start] for p in chunk]
+        step = settings
+        if limit is not None:
+            keep = max(1, limit - settings.max_new_tokens)
+            rows = [r[-keep:] for r in rows]
+            room = limit - max(len(r) for r in rows)
+            if room < settings.max_new_tokens:
+                step = settings.model_copy(update={"max_new_tokens": max(1, room)})
+        width = max(len(r) for r in rows)
+        ids = torch.full((len(rows), width), int(pad if pad is not None else 0), dtype=torch.long)
+        mask = torch.zeros((len(rows), width), dtype=torch.long)
+        for i, r in enumerate(rows):
+            ids[i, width - len(r):] = torch.tensor(r, dtype=torch.long)
+            mask[i, width - len(r):] = 1
+        if device is not None:
+            ids, mask = ids.to(device), mask.to(device)
+        _warn_past_training_context(model, width + step.max_new_tokens)
+        with torch.random.fork_rng(devices=[]), torch.inference_mode():
+            if step.seed is not None:
+                torch.manual_seed(step.seed)
+            gen = model.generate(input_ids=ids, attention_mask=mask, **step.generate_kwargs(tokenizer))
+        for i, r in enumerate(rows):
+            new = gen[i, width:].tolist()
+            hit_eos = eos is not None and eos in new
+            if hit_eos:
+                new = new[: new.index(eos)]
+            text, hit_stop = _cut_at_stop(tokenizer.decode(new, skip_special_tokens=True), step.stop)
+            finish = "stop" if hit_eos or hit_stop or len(new) < step.max_new_tokens else "length"
+            out.append(Completion(text, len(r), len(new), finish))
+        if progress is not None:
+            progress.update(len(chunk))
+    return out

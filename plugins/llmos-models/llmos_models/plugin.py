@@ -59,6 +59,14 @@ def llmos_register_eval_tasks(register):
              description="Multiple-choice log-likelihood task from a local lm-eval-harness task YAML (JSON Lines data)")
     register("stdlib-docstrings", "llmos_models.tasks:MultipleChoiceTask", config=StdlibConfig,
              description="Pick the true next sentence of a held-out stdlib docstring among 4 (shipped, built offline)")
+    from llmos_models.gen_tasks import GenerationTaskConfig, StdlibCompletionConfig
+
+    register("generation", "llmos_models.gen_tasks:GenerationTask", config=GenerationTaskConfig,
+             description="Greedy generation for the prompts of a local lm-eval task YAML (generate_until), scored "
+             "by generation metrics")
+    register("stdlib-completion", "llmos_models.gen_tasks:GenerationTask", config=StdlibCompletionConfig,
+             description="Finish the first sentence of a held-out stdlib docstring (shipped, built offline): "
+             "exact match, BLEU, chrF")
 
 
 @hookimpl
@@ -67,12 +75,23 @@ def llmos_register_eval_metrics(register):
              description="Multiple choice: 1 when the most likely choice is the gold one")
     register("acc_norm", "llmos_models.tasks:accuracy_norm_metric",
              description="Multiple choice: acc with log-likelihoods divided by each choice's length in bytes")
+    from llmos_models.gen_metrics import ExactMatchConfig
+
+    register("exact_match", "llmos_models.gen_metrics:exact_match_metric", config=ExactMatchConfig,
+             description="Generation: share of outputs equal to the reference after normalisation (regexes_to_ignore, "
+             "ignore_case, ignore_punctuation, ignore_numbers)")
+    register("bleu", "llmos_models.gen_metrics:bleu_metric",
+             description="Generation: corpus BLEU-4 (sacrebleu: 13a tokens, brevity penalty), 0-100")
+    register("chrf", "llmos_models.gen_metrics:chrf_metric",
+             description="Generation: corpus chrF (sacrebleu: character 6-grams, beta 2), 0-100")
 
 
 @hookimpl
 def llmos_register_commands(cli):
     from llmos_models.cli import generate
+    from llmos_models.eval_cmd import evaluate
     from llmos_models.merge_cmd import add_commands
 
     cli.add_command(generate)
+    cli.add_command(evaluate)
     add_commands(cli)

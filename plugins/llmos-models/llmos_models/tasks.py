@@ -80,13 +80,18 @@ def _render(template: Any, doc: dict[str, Any], where: str) -> Any:
     return text
 
 
-class MultipleChoiceTask:
-    """One multiple-choice task; ``evaluate(model, tokenizer)`` → ``{metric: value}``."""
+class LocalTask:
+    """An lm-eval task YAML whose data is a local JSON Lines file (the part every task
+    kind shares: the file, its documents, name, version and metrics)."""
 
-    def __init__(self, config: MultipleChoiceConfig | StdlibConfig) -> None:
+    OUTPUT_TYPE = ""
+    DEFAULT_PATH = STDLIB_TASK
+    DEFAULT_METRICS: list[Any] = ["acc", "acc_norm"]
+
+    def __init__(self, config: Any) -> None:
         import yaml
 
-        path = Path(getattr(config, "path", None) or STDLIB_TASK).expanduser()
+        path = Path(getattr(config, "path", None) or self.DEFAULT_PATH).expanduser()
         if not path.is_file():
             raise NotFoundError(f"task file {str(path)!r} does not exist: give an lm-eval task YAML")
         try:
@@ -95,8 +100,11 @@ class MultipleChoiceTask:
             raise ValidationError(f"{path}: not valid YAML ({exc})") from None
         if not isinstance(spec, dict) or not spec.get("task"):
             raise ValidationError(f"{path}: an lm-eval task YAML needs a 'task' name")
-        if spec.get("output_type") != "multiple_choice":
-            raise ValidationError(f"{path}: output_type {spec.get('output_type')!r}: only multiple_choice tasks run here")
+        if spec.get("output_type") != self.OUTPUT_TYPE:
+            other = {"multiple_choice": "multiple-choice", "generate_until": "generation"}.get(spec.get("output_type"))
+            hint = f" (a {other} task: run it as {{name = '{other}', path = ...}})" if other else ""
+            raise ValidationError(f"{path}: output_type {spec.get('output_type')!r}: this task kind runs "
+                                  f"{self.OUTPUT_TYPE} tasks{hint}")
         if spec.get("dataset_path") != "json":
             raise ValidationError(f"{path}: dataset_path must be 'json' (a local JSON Lines file; nothing is downloaded)")
         split = spec.get("test_split") or spec.get("validation_split")
@@ -108,8 +116,10 @@ class MultipleChoiceTask:
         self.data_path = (path.parent / data) if not Path(data).is_absolute() else Path(data)
         self.name = str(spec["task"])
         self.version = str((spec.get("metadata") or {}).get("version", "0"))
-        listed = [m["metric"] for m in spec.get("metric_list") or [] if isinstance(m, dict) and "metric" in m]
-        self.metrics = list(config.metrics or listed or ["acc", "acc_norm"])
+        listed = [m for m in spec.get("metric_list") or [] if isinstance(m, dict) and "metric" in m]
+        #: metric specs: a name, or {"metric": name, **options} (lm-eval's metric_list entries)
+        self.metric_specs: list[Any] = list(config.metrics or listed or self.DEFAULT_METRICS)
+        self.metrics = [m["metric"] if isinstance(m, dict) else m for m in self.metric_specs]
         self.limit = config.limit
         self.delimiter = str(spec.get("target_delimiter", " "))
 
@@ -133,6 +143,33 @@ class MultipleChoiceTask:
                     break
         return out
 
+    def metric_functions(self, manager: Any, scores: str) -> dict[str, Any]:
+        """``{name: metric}`` through the registered eval metrics, each spec's options
+        validated by the metric's config; a metric of the wrong kind is refused."""
+        out = {}
+        for spec in self.metric_specs:
+            name = spec["metric"] if isinstance(spec, dict) else spec
+            options = {k: v for k, v in spec.items() if k not in ("metric", "aggregation", "higher_is_better")} \
+                if isinstance(spec, dict) else {}
+            ext = manager.get_extension("eval_metrics", name)
+            try:
+                cfg = ext.validate_config(options) if ext.config is not None else (options or None)
+            except Exception as exc:  # noqa: BLE001 - pydantic's error, reported located
+                raise ValidationError(f"{self.path}: metric {name!r}: {exc}") from None
+            fn = ext.load_factory()(cfg)
+            kind = getattr(fn, "scores", "multiple_choice")
+            if kind != scores:
+                raise ValidationError(f"{self.path}: metric {name!r} scores {kind.replace('_', '-')} outputs, "
+                                      f"not this task's {scores.replace('_', '-')}")
+            out[name] = fn
+        return out
+
+
+class MultipleChoiceTask(LocalTask):
+    """One multiple-choice task; ``evaluate(model, tokenizer)`` → ``{metric: value}``."""
+
+    OUTPUT_TYPE = "multiple_choice"
+
     def evaluate(self, model: Any, tokenizer: Any, *, manager: Any = None, progress: Any = None) -> dict[str, float]:
         from llmos_models.harness import loglikelihood
 
@@ -141,7 +178,7 @@ class MultipleChoiceTask:
 
             manager = get_manager()
         # an eval metric's factory(config) returns metric(log_likelihoods, choices, gold) -> float
-        metric_fns = {m: manager.get_extension("eval_metrics", m).load_factory()(None) for m in self.metrics}
+        metric_fns = self.metric_functions(manager, "multiple_choice")
         items = []
         for i, doc in enumerate(self.docs()):
             where = f"{self.data_path}: document {i + 1}"
@@ -156,7 +193,8 @@ class MultipleChoiceTask:
                 raise ValidationError(f"{where}: doc_to_target must give the gold choice's index (or text)")
             items.append((context, [str(c) for c in choices], gold))
         requests = [(ctx, self.delimiter + c) for ctx, choices, _ in items for c in choices]
-        lls = [ll for ll, _ in loglikelihood(model, tokenizer, requests, progress=progress)]
+        with (progress or _no_progress)(len(requests), f"task {self.key}") as bar:
+            lls = [ll for ll, _ in loglikelihood(model, tokenizer, requests, progress=bar)]
         scores: dict[str, list[float]] = {m: [] for m in self.metrics}
         pos = 0
         for _, choices, gold in items:
@@ -167,6 +205,12 @@ class MultipleChoiceTask:
         out = {m: sum(v) / len(v) for m, v in scores.items() if v}
         out["n"] = float(len(items))
         return out
+
+
+def _no_progress(total: int, description: str) -> Any:
+    from llmos.sdk import NullProgress
+
+    return NullProgress()
 
 
 def accuracy(lls: list[float], choices: list[str], gold: int) -> float:
@@ -191,7 +235,10 @@ def accuracy_norm_metric(config: Any = None) -> Any:
 def run_tasks(specs: list[Any], model: Any, tokenizer: Any, *, manager: Any = None,
               progress: Any = None) -> dict[str, float]:
     """Run eval task specs (``"name"`` or ``{"name": ..., **config}``) through the registered
-    eval tasks; returns version metrics ``task.<name>.v<version>.<metric>``."""
+    eval tasks; returns version metrics ``task.<name>.v<version>.<metric>``.
+
+    ``progress``: ``progress(total, description)`` → a progress bar (``ctx.progress``
+    with its unit bound); each task draws one."""
     if manager is None:
         from llmos.sdk import get_manager
 
