@@ -34,7 +34,7 @@ def test_help_lists_commands_with_examples():
 def test_search_the_real_index(llmos_home):
     out = llmos("plugin", "search", "--stage", "compression", "--json", cwd=REPO, check=True)
     hits = json.loads(out.stdout)
-    assert [h["name"] for h in hits] == ["llmos-compress"] and hits[0]["latest"] == "0.1.0"
+    assert [h["name"] for h in hits] == ["llmos-compress"] and hits[0]["latest"] == "0.2.0"
     assert "No plugin" in llmos("plugin", "search", "zzz-nothing", cwd=REPO, check=True).stdout
 
 
@@ -43,7 +43,7 @@ def test_hook_after_plugin_info_shows_index_state(llmos_home):
     out = llmos("plugin", "info", "llmos-data", "--json", cwd=REPO,
                 extra_env={"LLMOS_PLUGINS": "llmos-data,llmos-community"}, check=True)
     data = json.loads(out.stdout)
-    assert data["index"]["latest"] == "0.1.0" and data["index"]["origin"] == "in-tree"
+    assert data["index"]["latest"] == "0.2.0" and data["index"]["origin"] == "in-tree"
     # an in-tree entry is maintained by the core maintainers of maintainers.toml (no key of its own)
     assert "index-founder-1" in data["index"]["maintainers"]
 

@@ -77,7 +77,9 @@ def test_standard_wheel_rebuilt_from_recorded_commit_installs_by_name(tmp_path, 
     from llmos_community.project import build_wheel, file_sha256
 
     name = "llmos-jsonl-sink"
-    version = tomllib.loads((INDEX / "plugins" / name / "versions" / "0.1.0.toml").read_text())
+    latest = max((INDEX / "plugins" / name / "versions").glob("*.toml"),
+                 key=lambda p: tuple(int(x) for x in p.stem.split(".")))
+    version = tomllib.loads(latest.read_text())
     src = version["source"]
     data = subprocess.run(["git", "-C", str(REPO), "archive", "--format=tar", src["commit"], src["subdirectory"]],
                           capture_output=True)
@@ -95,7 +97,7 @@ def test_standard_wheel_rebuilt_from_recorded_commit_installs_by_name(tmp_path, 
     if sha == version["artifact"]["sha256"]:
         assert size == version["artifact"]["size"]
         assert out.returncode == 0, out.stderr
-        assert "Installed llmos-jsonl-sink 0.1.0" in out.stdout and has_dist(py, name)
+        assert f"Installed llmos-jsonl-sink {version['version']}" in out.stdout and has_dist(py, name)
         comps = llmos("components", "--json", python=str(py), extra_env={"LLMOS_PLUGINS": name}, check=True)
         assert any(c["plugin"] == name for c in json.loads(comps.stdout))
     else:

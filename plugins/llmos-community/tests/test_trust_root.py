@@ -49,6 +49,8 @@ def test_standard_plugin_added_and_released_without_any_key(tmp_path, approved, 
     base = _commit(root, "index")
     shutil.copytree(REPO / "plugins" / STD, root / "plugins" / STD,
                     ignore=shutil.ignore_patterns("*.egg-info", "__pycache__", "build"))
+    pyproject = root / "plugins" / STD / "pyproject.toml"  # its first release in this repository: 0.1.0
+    pyproject.write_text(re.sub(r'(?m)^version = ".*"$', 'version = "0.1.0"', pyproject.read_text()))
     _commit(root, "add the plugin's code")
     wh = tmp_path / "wheelhouse"
     out = llmos("index", "release-standard", STD, "--index", str(root / "registry"), "--wheelhouse", str(wh),
