@@ -304,7 +304,10 @@ def search_lines(sr: dict) -> list[str]:
         "integer columns (`version`, `size_bytes`) are compared with integer parameters (PostgreSQL cast the "
         "column to numeric for a float one, and could not use its index); a page's metrics, tags, aliases and "
         "parents come in one prebuilt `UNION ALL` statement. Not indexed: `like` (case-insensitive) on tag "
-        "values, which PostgreSQL answers with a scan of the tags table.",
+        "values, which PostgreSQL answers with a scan of the tags table. Measured when this landed "
+        "(2026-12-02, the code before and after run alternately, 3 rounds each, load average ~8 on 2 CPUs): "
+        "median CPU time per filter 2.9-28.4 ms before, 1.1-5.5 ms after; wall 10-94 ms before, 1.1-19.4 ms "
+        "after.",
         "",
     ]
     return lines
