@@ -106,6 +106,10 @@ class GenerationTask(LocalTask):
                 target = target[0]
             if not isinstance(prompt, str) or not isinstance(target, (str, int, float)):
                 raise ValidationError(f"{where}: doc_to_text and doc_to_target must give text (one reference)")
+            if not prompt.strip() or not str(target).strip():
+                empty = "doc_to_text" if not prompt.strip() else "doc_to_target"
+                raise ValidationError(f"{where}: {empty} gave empty text (does the document have the field its "
+                                      f"template names? it has: {', '.join(sorted(doc)) or 'none'})")
             out.append((prompt, str(target)))
         return out
 

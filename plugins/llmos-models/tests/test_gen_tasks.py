@@ -123,6 +123,9 @@ def test_generation_task_scores_through_registered_metrics(standard_plugins, tra
     with pytest.raises(ValidationError, match="decode greedily"):
         run_tasks([{"name": "generation", "path": str(_gen_task(tmp_path, docs, extra="  do_sample: true\n"))}],
                   trained, tokenizer, manager=manager)
+    with pytest.raises(ValidationError, match=r"document 2: doc_to_target gave empty text .* it has: answer, prompt"):
+        run_tasks([{"name": "generation", "path": str(_gen_task(tmp_path, [docs[0], {"prompt": "x", "answer": "y"}]))}],
+                  trained, tokenizer, manager=manager)
     with pytest.raises(ValidationError, match="a generation task: run it as"):
         run_tasks([{"name": "multiple-choice", "path": str(yml)}], trained, tokenizer, manager=manager)
 
