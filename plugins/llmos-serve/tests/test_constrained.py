@@ -232,7 +232,8 @@ def test_echo_with_logprobs_scores_the_prompt(start_server, trained_tiny):
 
 def test_ort_engine_honours_constraints(start_server, trained_tiny, engine_cache, monkeypatch):
     """The ort engine samples through the same per-row processor: greedy constrained output
-    is the eager engine's, and schema output validates (a bounded schema: it always closes)."""
+    is the eager engine's, and schema output validates (a bounded schema: it always closes);
+    its prompt logprobs (echo) are the eager engine's too."""
     monkeypatch.setenv("LLMOS_ENGINE_CACHE", str(engine_cache[0]))
     ort = start_server(model=str(trained_tiny), engine="ort")
     eager = start_server(model=str(trained_tiny), engine="eager")
@@ -249,4 +250,10 @@ def test_ort_engine_honours_constraints(start_server, trained_tiny, engine_cache
             doc = json.loads(o.message.content)
             assert set(doc) == {"kind", "n", "ok", "v"} and doc["kind"] in ("fox", "dog"), doc
         texts[name] = [o.message.content for o in outs]
-    assert texts["ort"] == texts["eager"]
+        echo = c.completions.create(model="tiny", prompt=PROMPTS[2], max_tokens=3, temperature=0, logprobs=1,
+                                    echo=True).choices[0].logprobs
+        texts[name + " echo"] = echo.tokens
+        texts[name + " echo logprobs"] = echo.token_logprobs
+    assert texts["ort"] == texts["eager"] and texts["ort echo"] == texts["eager echo"]
+    assert texts["ort echo logprobs"][0] is None and len(texts["ort echo"]) > 4
+    assert texts["ort echo logprobs"][1:] == pytest.approx(texts["eager echo logprobs"][1:], abs=1e-4)
