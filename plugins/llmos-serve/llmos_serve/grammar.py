@@ -16,7 +16,8 @@ keyword): ``type`` (``object``, ``array``, ``string``, ``number``, ``integer``,
 
 Limits that keep a sampled document finite: at most :data:`MAX_WS` whitespace
 characters in a row between tokens of the document, at most :data:`MAX_DIGITS` digits
-in the integer or fraction part of a number and 3 in an exponent.
+in the integer or fraction part of a number and 3 in an exponent, objects and arrays
+nested at most :data:`MAX_NESTING` deep (a schema: :data:`MAX_SCHEMA_DEPTH`).
 """
 
 from __future__ import annotations
@@ -29,6 +30,10 @@ from typing import Any
 MAX_WS = 2
 #: most digits of a number's integer part, and of its fraction
 MAX_DIGITS = 15
+#: deepest nesting of schemas (objects and arrays inside each other) a json_schema may have
+MAX_SCHEMA_DEPTH = 32
+#: deepest nesting of objects and arrays in a generated document
+MAX_NESTING = 64
 _WS = frozenset(" \t\n\r")
 _DIGITS = frozenset("0123456789")
 _HEX = frozenset("0123456789abcdefABCDEF")
@@ -143,6 +148,8 @@ class Grammar:
         """Start a value of node ``nid`` with ``c`` (on top of ``below``)."""
         node = self.nodes[nid]
         kind = node[0]
+        if (c == "{" or c == "[") and len(below) >= MAX_NESTING:
+            return None
         if kind == ANY:
             if c == "{":
                 return (below + (("O", nid, 0, frozenset(), None),), 0)
@@ -299,6 +306,9 @@ def _where(path: str) -> str:
 
 
 def _compile(g: Grammar, s: Any, path: str) -> int:
+    if path.count(".") >= 2 * MAX_SCHEMA_DEPTH:
+        raise UnsupportedSchema(f"the schema nests deeper than {MAX_SCHEMA_DEPTH} levels{_where(path[:60] + '...')}",
+                                "properties", path)
     if s is True or s == {}:
         return nid_any(g)
     if not isinstance(s, dict):

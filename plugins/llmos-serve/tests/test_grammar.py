@@ -164,3 +164,26 @@ def test_masks_are_kept_on_the_logits_device(tok):
     meta, _ = c.banned(state, torch.device("meta"))
     assert cpu.device.type == "cpu" and meta.device.type == "meta"
     assert c.banned(state, torch.device("meta"))[0] is meta and (c.hits, c.misses) == (2, 1)
+
+
+def test_unsupported_schemas_name_the_keyword():
+    deep: dict[str, Any] = {"type": "string"}
+    for _ in range(40):
+        deep = {"type": "object", "properties": {"a": deep}}
+    for schema, keyword in (
+        ({"type": "object", "properties": {"a": {"type": "string", "format": "date"}}}, "format"),
+        ({"type": "object", "properties": {"a": {"type": "array", "items": [{"type": "string"}]}}}, "schema"),
+        ({"type": "object", "properties": {"a": {"type": ["string", "string"]}}}, "type"),
+        ({"type": "object", "properties": {"a": {"enum": []}}}, "enum"),
+        ({"type": "object", "properties": {"a": {"type": "array", "minItems": 3, "maxItems": 2}}}, "maxItems"),
+        (deep, "properties"),
+    ):
+        with pytest.raises(grammar.UnsupportedSchema) as err:
+            grammar.compile_schema(schema)
+        assert err.value.keyword == keyword, (schema, str(err.value))
+
+
+def test_nesting_is_bounded():
+    g = grammar.json_object()
+    assert _feed(g, '{"a":' + "[" * (grammar.MAX_NESTING - 1)) is not None
+    assert _feed(g, '{"a":' + "[" * grammar.MAX_NESTING) is None
