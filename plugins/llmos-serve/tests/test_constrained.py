@@ -257,3 +257,24 @@ def test_ort_engine_honours_constraints(start_server, trained_tiny, engine_cache
     assert texts["ort"] == texts["eager"] and texts["ort echo"] == texts["eager echo"]
     assert texts["ort echo logprobs"][0] is None and len(texts["ort echo"]) > 4
     assert texts["ort echo logprobs"][1:] == pytest.approx(texts["eager echo logprobs"][1:], abs=1e-4)
+
+
+def test_constrained_and_free_rows_share_a_batch(start_server, json_tiny):
+    """Per-row constraint: JSON and free requests decoded together give what each gives alone."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    srv = start_server(model=str(json_tiny))
+    c = _client(srv)
+    reqs = [(p, fmt) for p in PROMPTS[:2] for fmt in ({"type": "json_object"}, None)]
+
+    def one(req: tuple[str, Any]) -> str:
+        kw = {"response_format": req[1]} if req[1] else {}
+        return _chat(c, req[0], temperature=0, max_tokens=60, **kw).choices[0].message.content
+
+    alone = [one(r) for r in reqs]
+    with ThreadPoolExecutor(len(reqs)) as ex:
+        together = list(ex.map(one, reqs))
+    assert together == alone
+    assert json.loads(alone[0]) is not None and json.loads(alone[2]) is not None
+    stats = httpx.get(srv.url + "/stats", timeout=10).json()["engines"][0]
+    assert stats["max_batch_size_seen"] >= 2, stats
