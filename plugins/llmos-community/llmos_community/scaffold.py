@@ -258,7 +258,7 @@ def _write_kind(kind: str, name: str, pkg: str, comp: str, target: Path, *, auth
 
     out = {
         "pyproject.toml": fill(template("templates/pyproject.toml.tmpl")),
-        f"src/{pkg}/__init__.py": f'"""{name}: {"an llmos metric sink" if ext is None else "llmos " + ext.what}."""\n',
+        f"src/{pkg}/__init__.py": f'"""{name}: {"a metric sink" if ext is None else ext.what} for llmos."""\n',
         "tests/tiny.toml": template("templates/tiny.toml"),
         "README.md": fill(template(f"templates/kinds/{kind}/README.md.tmpl" if ext is None
                                    else "templates/kinds/README.md.tmpl")),

@@ -22,7 +22,7 @@ def llmos_register_compression_steps(register):
         "llmos_compress.int8:Int8Step",
         config=Int8Config,
         description="Dynamic int8 quantization of nn.Linear layers (PyTorch's own); saved as int8 safetensors "
-        "+ scales, reloaded by its own loader",
+        "+ scales, reloaded by its own loader; compression.quantize with method = int8, its settings flat",
     )
     register(
         "prune",

@@ -64,3 +64,29 @@ def test_unknown_quantizer_is_a_located_check_error(standard_plugins, tmp_path):
     r = CliRunner().invoke(main, ["run", str(f), "--check"])
     assert r.exit_code != 0
     assert "stages[0].config" in r.output and "no quantizer named 'int4' (available quantizers: fp16, int8" in r.output
+
+
+def test_compression_int8_quantizes_through_the_registered_quantizer(standard_plugins, tiny_model_dir, tmp_path):
+    """compression.int8 (the older name) is compression.quantize with method = int8: the same
+    lookup, so a second plugin registering "int8" is a conflict there too."""
+    import pytest
+
+    from llmos.sdk import LINEAGE, RunContext
+    from llmos_models.io import load_model
+
+    class OtherInt8:
+        LLMOS_API = 2
+
+        @hookimpl
+        def llmos_register_quantizers(self, register):
+            register("int8", to_half, config=HalfConfig, description="not the int8 of llmos-compress")
+
+    manager = standard_plugins("llmos-models", "llmos-compress")
+    model, _ = load_model(tiny_model_dir)
+    ctx = RunContext.standalone(tmp_path, artifacts={"model": model})
+    metrics = manager.get_component("compression.int8").create({"per_channel": True}).run(ctx)
+    assert LINEAGE.get(ctx)["component"] == "llmos-compress:quantizers.int8" and metrics["quantized_layers"] > 0
+    manager.register(OtherInt8(), name="other-int8")
+    model, _ = load_model(tiny_model_dir)
+    with pytest.raises(ValueError, match="llmos-compress.*other-int8|other-int8.*llmos-compress"):
+        manager.get_component("compression.int8").create({}).run(RunContext.standalone(tmp_path, artifacts={"model": model}))

@@ -23,7 +23,8 @@ def llmos_register_deployment_steps(register):
         "llmos_export.onnx_export:OnnxExporter",
         config=OnnxConfig,
         description="Export to ONNX (torch.onnx dynamo exporter, KV cache), logits checked with ONNX Runtime; "
-        "optional ONNX Runtime int8",
+        "optional ONNX Runtime int8; deployment.export with format = onnx, plus registering the export as a "
+        "version",
     )
     register(
         "safetensors",

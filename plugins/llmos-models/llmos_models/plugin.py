@@ -19,9 +19,11 @@ def llmos_register_model_steps(register):
     )
 
     register("llama", "llmos_models.build:LlamaStep", config=LlamaConfig,
-             description="Llama-style decoder (RMSNorm, RoPE, SwiGLU) from a size preset: tiny ~1M, small ~10M, base ~30M")
+             description="Llama-style decoder (RMSNorm, RoPE, SwiGLU) from a size preset: tiny ~1M, small ~10M, base ~30M; "
+                         "model.build with architecture = llama, its settings flat")
     register("gpt2", "llmos_models.build:GPT2Step", config=GPT2Config,
-             description="GPT-2-style decoder (LayerNorm, learned positions, GELU) from a size preset")
+             description="GPT-2-style decoder (LayerNorm, learned positions, GELU) from a size preset; model.build with "
+                         "architecture = gpt2, its settings flat")
     register("build", "llmos_models.build:ArchitectureStep", config=BuildConfig,
              description="A model of any registered architecture (llmos components --kind architectures) from a preset")
     register("load", "llmos_models.steps:LoadStep", config=LoadConfig,

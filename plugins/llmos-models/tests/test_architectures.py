@@ -87,3 +87,28 @@ def test_unknown_architecture_or_preset_is_a_located_check_error(standard_plugin
     f.write_text(PIPE.format(arch="narrow", preset="mini", settings="{ heads = 3 }"))
     r = runner.invoke(main, ["run", str(f), "--check"])
     assert r.exit_code != 0 and "settings.heads" in r.output
+
+
+def test_model_llama_builds_through_the_registered_architecture(standard_plugins, tmp_path):
+    """model.llama (the older name) looks llama up like model.build does: a second plugin
+    registering "llama" makes it a located conflict, not a silent built-in."""
+    import pytest
+
+    from llmos.sdk import MODEL, ConflictError, RunContext
+
+    class OtherLlama:
+        LLMOS_API = 2
+
+        @hookimpl
+        def llmos_register_architectures(self, register):
+            register("llama", narrow_llama, config=NarrowConfig, description="another llama")
+
+    manager = standard_plugins("llmos-models")
+    step = manager.get_component("model.llama").create({"vocab_size": 64, "hidden_size": 32, "num_heads": 2,
+                                                        "num_layers": 1})
+    ctx = RunContext.standalone(tmp_path)
+    step.run(ctx)
+    assert type(MODEL.get(ctx)).__name__ == "LlamaForCausalLM" and MODEL.get(ctx).config.hidden_size == 32
+    manager.register(OtherLlama(), name="other-llama")
+    with pytest.raises(ConflictError, match="llmos-models.*other-llama|other-llama.*llmos-models"):
+        step.run(ctx)
