@@ -328,8 +328,8 @@ def search(
     where = to_sql(parse(query))
     if not include_deleted:
         where = and_(where, ModelVersion.status != "deleted")
-    with store.session() as s:
-        rows = s.connection().execute(  # Core execution: no ORM layer for plain rows
+    with store.engine.connect() as s:  # a Core connection (one read transaction): no ORM session to set up
+        rows = s.execute(
             select(Model.name, ModelVersion.id, ModelVersion.number, ModelVersion.status, ModelVersion.lineage,
                    ModelVersion.created_at, ModelVersion.size_bytes, ModelVersion.description, ModelVersion.run_id)
             .join(Model, Model.id == ModelVersion.model_id)

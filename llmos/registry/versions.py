@@ -387,7 +387,7 @@ def _attributes_query() -> Any:
 _ATTRIBUTES: Any = None
 
 
-def version_infos(s: Session, rows: Sequence[Any]) -> list[VersionInfo]:
+def version_infos(s: Session | Any, rows: Sequence[Any]) -> list[VersionInfo]:
     """:class:`VersionInfo` of many versions at once (without files), in ``rows``' order:
     rows of ``(model name, id, number, status, lineage, created_at, size_bytes,
     description, run_id)``; one query per 500 versions (their metrics, tags, aliases and
@@ -400,7 +400,7 @@ def version_infos(s: Session, rows: Sequence[Any]) -> list[VersionInfo]:
     tags: dict[int, dict[str, str]] = {}
     aliases: dict[int, list[str]] = {}
     parents: dict[int, list[tuple[str, int]]] = {}
-    conn = s.connection()  # Core execution: this runs for every search
+    conn = s.connection() if isinstance(s, Session) else s  # Core execution: this runs for every search
     for chunk in (ids[i : i + 500] for i in range(0, len(ids), 500)):
         for vid, kind, name, number, text in conn.execute(
                 _ATTRIBUTES, {"ids1": chunk, "ids2": chunk, "ids3": chunk, "ids4": chunk}).all():
