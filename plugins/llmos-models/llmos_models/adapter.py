@@ -78,12 +78,11 @@ def read_adapter_config(path: Path) -> dict[str, Any]:
     return data
 
 
-def base_ref_of(path: Path | str, meta: dict[str, Any], ref: str | None = None) -> str:
+def base_ref_of(path: Path | str, ref: str | None = None) -> str:
     """The registry reference of the adapter's base.
 
     With ``ref`` (the adapter's own registry version) it is that version's parent —
-    the lineage the registry recorded. Otherwise ``meta``'s (``llmos.json``'s) ``base``
-    reference.
+    the lineage the registry recorded. Otherwise ``llmos.json``'s ``base`` reference.
     """
     from llmos.sdk import open_registry
 
@@ -96,7 +95,9 @@ def base_ref_of(path: Path | str, meta: dict[str, Any], ref: str | None = None) 
                 f"one, its base: register it with --parent BASE"
             )
         return parents[0]
-    base = meta.get("base")
+    from llmos_models.meta import read_meta
+
+    base = read_meta(path).get("base")
     if not isinstance(base, str) or not base:
         raise ValidationError(
             f"{path} is an adapter without a base: register it in the registry with --parent BASE, "

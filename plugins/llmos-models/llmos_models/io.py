@@ -42,7 +42,8 @@ from typing import Any
 from llmos.sdk import PICKLE_SUFFIXES as _PICKLE_SUFFIXES
 from llmos.sdk import NotFoundError, ValidationError
 
-LLMOS_JSON = "llmos.json"
+from llmos_models.meta import LLMOS_JSON, read_meta  # noqa: F401 - read_meta is part of this module's API
+
 FORMAT = 1
 
 
@@ -203,20 +204,6 @@ def _check_no_pickles(path: Path) -> None:
         )
 
 
-def read_meta(path: Path | str) -> dict[str, Any]:
-    """The ``llmos.json`` of a model directory (``{}`` for a plain HF directory)."""
-    f = Path(path) / LLMOS_JSON
-    if not f.is_file():
-        return {}
-    try:
-        meta = json.loads(f.read_text())
-    except ValueError as exc:
-        raise ValidationError(f"{f} is not valid JSON ({exc}); re-save the model") from None
-    if not isinstance(meta, dict):
-        raise ValidationError(f"{f} must hold a JSON object, got {type(meta).__name__}; re-save the model")
-    return meta
-
-
 def load_hf(path: Path | str) -> Any:
     """The ``hf`` model loader: a Hugging Face causal LM from safetensors weights
     (built-in architectures only: ``trust_remote_code`` is never set)."""
@@ -305,7 +292,7 @@ def load_adapter(path: Path | str, ref: str | None = None, *, manager: Any = Non
 
     path = Path(path)
     read_adapter_config(path)
-    base = base_ref_of(path, read_meta(path), ref)
+    base = base_ref_of(path, ref)
     base_model, _, _ = load_ref(base, manager=manager)
     if is_adapter_model(base_model):
         raise ValidationError(f"the base {base} of {ref or path} is itself an adapter: merge it first "
