@@ -191,7 +191,7 @@ def worker(job_path: str) -> int:
     # the optimizer and schedule are looked up by name in this process's own plugin manager
     # (entry points, as in the pipeline process): a plugin's optimizer reaches the workers
     if lora:
-        from llmos_train.lora import LoraConfig
+        from llmos_train.lora_model import LoraConfig
 
         cfg: TrainConfig = LoraConfig.model_validate(job["config"])
     else:
@@ -209,7 +209,7 @@ def worker(job_path: str) -> int:
     config = AutoConfig.from_pretrained(job["model_dir"])
     torch.manual_seed(job["seed"])
     if lora:  # the same peft model as the pipeline's: frozen base + adapter, only the adapter trains (and syncs)
-        from llmos_train.lora import attach_lora
+        from llmos_train.lora_model import attach_lora
 
         model = AutoModelForCausalLM.from_config(config, dtype=getattr(torch, lora["dtype"]))
         model = attach_lora(model, cfg, None)

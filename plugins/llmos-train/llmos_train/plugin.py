@@ -10,7 +10,7 @@ LLMOS_API = 2
 @hookimpl
 def llmos_register_optimizer_steps(register):
     from llmos_train.config import GridSearchConfig, TrainConfig
-    from llmos_train.lora import LoraConfig
+    from llmos_train.lora_model import LoraConfig
 
     register(
         "train",
