@@ -180,11 +180,14 @@ class StreamLogprobs:
         return out
 
     def chunk(self, i: int, s: Sequence, upto: int | None) -> dict[str, Any] | None:
-        """The logprobs object of choice ``i``'s next chunk (tokens up to ``upto``; None: all)."""
+        """The logprobs object of choice ``i``'s next chunk (tokens up to ``upto``; None: all),
+        or None when it has no new token."""
         rows = content_rows(s, self.tok)
         end = len(rows) if upto is None else min(upto, len(rows))
         new = rows[self.sent[i]:end]
         self.sent[i] = max(self.sent[i], end)
+        if not new:
+            return None  # a chunk of held-back text whose tokens were sent already, or the last one
         if self.chat:
             return {"content": chat_entries(new, self.tok), "refusal": None}
         out, self.offset[i] = legacy_entries(new, self.tok, self.offset[i])

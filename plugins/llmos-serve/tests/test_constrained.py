@@ -152,12 +152,16 @@ def test_unsupported_schemas_are_400_naming_the_keyword(start_server, tiny_dir, 
 
 
 def _stream_chat_logprobs(c: Any, **kw: Any) -> tuple[str, list[Any]]:
-    text, content = "", []
+    text, content, chunks = "", [], 0
     for chunk in c.chat.completions.create(stream=True, **kw):
         for ch in chunk.choices:
             text += ch.delta.content or ""
             if ch.logprobs is not None:
                 content += ch.logprobs.content or []
+                chunks += 1
+            # the tokens sent so far cover the text sent so far (text may lag: a held-back stop-string prefix)
+            assert "".join(t.token for t in content).startswith(text), (text, content)
+    assert chunks > 1  # streamed token by token, not all at the end
     return text, content
 
 
