@@ -10,7 +10,7 @@ a throw-away registry; the server is a real `llmos serve` subprocess on
 
 Both serving engines run, each in its own `llmos serve` process: `--engine eager`
 (PyTorch) and `--engine ort` (ONNX Runtime; the server exports `bench:1` once into its
-engine cache before it is ready).
+engine cache before it is ready: a format-3 graph, which reads the KV cache in place).
 
 Figures (ratios measured side by side in one run):
 
@@ -180,38 +180,49 @@ def ort_generate(model: Any) -> Any:
     return run
 
 
-def concurrency(url: str, clients: int = 8, per_client: int = 2) -> dict[str, float]:
+def concurrency(urls: dict[str, str], clients: int = 8, per_client: int = 2) -> dict[str, dict[str, float]]:
+    """Per engine (``name -> url``): aggregate tokens/s of the same ``clients * per_client``
+    requests sent one by one and from ``clients`` concurrent clients; the engines
+    alternate (one by one on each, then concurrent on each) so they share the minutes."""
     import httpx
 
     jobs = [PROMPTS[i % len(PROMPTS)] + f" ({i})" for i in range(clients * per_client)]
 
-    def one(client: httpx.Client, prompt: str) -> int:
+    def one(client: httpx.Client, url: str, prompt: str) -> int:
         r = client.post(url + "/v1/completions", json={
             "model": "bench", "prompt": prompt, "max_tokens": NEW_TOKENS, "temperature": 0,
         })
         r.raise_for_status()
         return r.json()["usage"]["completion_tokens"]
 
-    with httpx.Client(timeout=600) as c:
-        t0 = time.perf_counter()
-        seq_tokens = sum(one(c, p) for p in jobs)
-        seq_time = time.perf_counter() - t0
-
-    totals = [0] * clients
-
-    def worker(k: int) -> None:
+    def sequential(url: str) -> float:
         with httpx.Client(timeout=600) as c:
-            for p in jobs[k::clients]:
-                totals[k] += one(c, p)
+            t0 = time.perf_counter()
+            tokens = sum(one(c, url, p) for p in jobs)
+            return tokens / (time.perf_counter() - t0)
 
-    threads = [threading.Thread(target=worker, args=(k,)) for k in range(clients)]
-    t0 = time.perf_counter()
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    conc_time = time.perf_counter() - t0
-    return {"sequential": seq_tokens / seq_time, "concurrent": sum(totals) / conc_time}
+    def concurrent(url: str) -> float:
+        totals = [0] * clients
+
+        def worker(k: int) -> None:
+            with httpx.Client(timeout=600) as c:
+                for p in jobs[k::clients]:
+                    totals[k] += one(c, url, p)
+
+        threads = [threading.Thread(target=worker, args=(k,)) for k in range(clients)]
+        t0 = time.perf_counter()
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        return sum(totals) / (time.perf_counter() - t0)
+
+    out: dict[str, dict[str, float]] = {e: {} for e in urls}
+    for e, url in urls.items():
+        out[e]["sequential"] = sequential(url)
+    for e, url in urls.items():
+        out[e]["concurrent"] = concurrent(url)
+    return out
 
 
 def load_test(url: str, token: str, registry: Any, total: int = 2000, clients: int = 32,
@@ -311,6 +322,7 @@ def main() -> str:
     from benchmarks_stamp import stamp, write_section  # type: ignore[import-not-found]
 
     torch.set_num_threads(THREADS)
+    load_start = ", ".join(f"{x:.1f}" for x in os.getloadavg())
     work = Path(tempfile.mkdtemp(prefix="llmos-bench-serve-"))
     home = work / "home"
     env = dict(os.environ, LLMOS_HOME=str(home), LLMOS_PLUGINS="llmos-serve")
@@ -360,10 +372,8 @@ def main() -> str:
         ss = single_stream(sides, tokenizer, rounds=3)
         urls = {"eager": eager_url, "ort": ort_url}
         del model, onnx
-        conc: dict[str, dict[str, float]] = {}
-        for e in ("eager", "ort"):
-            _say(f"single stream: {ss}; {e}: 8 clients vs one by one")
-            conc[e] = concurrency(urls[e])
+        _say(f"single stream: {ss}; 8 clients vs one by one, both engines")
+        conc = concurrency(urls)
         _say(f"concurrency: {conc}; load test (2000 requests, 32 clients, 10 alias switches)")
         load = load_test(eager_url, token, reg)
         _say(f"load test: {load}")
@@ -390,7 +400,8 @@ def main() -> str:
         "",
         stamp(),
         "",
-        f"Machine load: the load average was {load_avg} (1, 5, 15 min) at the end of the run, on "
+        f"Machine load: the load average was {load_start} (1, 5, 15 min) at the start of the run and {load_avg} at "
+        f"the end, on "
         f"{os.cpu_count()} CPUs shared with other work — high this session, so absolute tokens/s are low and "
         "noisy; the ratios compare sides measured alternately in the same minutes.",
         "",
@@ -424,7 +435,9 @@ def main() -> str:
         f"| all 0 | {mark(ok3)} |",
         "",
         "Single stream alternates the four sides (each engine in process and over HTTP) prompt by prompt (median of "
-        "12 each); the concurrency figures run eager then ort. The load test moves "
+        "12 each); the concurrency figures run the 16 requests one by one on eager then ort, then from 8 clients on "
+        "eager then ort. The ort engine runs a format-3 graph (the KV cache read in place from preallocated "
+        "buffers, only the new tokens' keys and values returned) with each row at its own length. The load test moves "
         "`bench@production` between versions 1 and 2, alternately through `POST /admin/alias` (which loads the "
         "new version beside the old one and switches atomically before answering) and directly in the registry "
         "(as `llmos deploy promote` does; the server's watcher, polling every second, loads and switches). A "

@@ -2,11 +2,13 @@
 
 The graph is produced by PyTorch's current exporter (``torch.onnx.export(...,
 dynamo=True)``, i.e. ``torch.export`` + onnxscript) from a wrapper around the
-``transformers`` model that takes and returns the KV cache as plain tensors, so one
-graph serves the prompt (empty cache) and every next token, with an attention mask and
-position ids so that left-padded batches work (format 2; see :mod:`llmos_export.runtime`).
-Attention is exported in its "eager" form (explicit mask), which ``torch.export`` traces
-with a dynamic cache length.
+``transformers`` model that takes the KV cache as plain tensors, so one graph serves the
+prompt (empty cache) and every next token, with an attention mask and position ids so
+that padded batches work. Format 3 (:mod:`llmos_export.kv_graph`: one cache input per
+layer, read in place; only the new tokens' keys and values come out) is written when
+the architecture's attention goes through ``transformers``' attention interface;
+otherwise format 2 (the stacked cache in and out, attention in its "eager" form). See
+:mod:`llmos_export.runtime` for both.
 
 Before anything is written, ONNX Runtime runs the graph on a random sequence (prompt,
 then one cached next-token step) and its logits are compared with PyTorch's: the
@@ -36,7 +38,8 @@ from typing import Any
 from llmos.sdk import MODEL, ONNX_VERSION, TOKENIZER, LlmosError, ValidationError, get_manager
 
 FILES = {"fp32": "model.onnx", "int8": "model.int8.onnx"}
-#: the graph's inputs (format 2; format-1 graphs, exported before, lack the mask and positions)
+#: the inputs of a format-2 graph (format-1 graphs, exported before, lack the mask and positions;
+#: format 3 has one cache input per layer, :func:`llmos_export.kv_graph.input_names`)
 INPUTS = ("input_ids", "attention_mask", "position_ids", "past_keys", "past_values")
 
 
@@ -121,7 +124,7 @@ def check_against_pytorch(model: Any, onnx_path: Path, tokens: int, seed: int = 
     import numpy as np
     import torch
 
-    from llmos_export.runtime import feeds, session
+    from llmos_export.runtime import run_graph, session
 
     sess = session(onnx_path)
     dims = _kv_dims(model.config)
@@ -131,8 +134,8 @@ def check_against_pytorch(model: Any, onnx_path: Path, tokens: int, seed: int = 
         ref = model(input_ids=x).logits.float().numpy()
     z = np.zeros((dims["layers"], 1, dims["kv_heads"], 0, dims["head_dim"]), dtype=np.float32)
     prompt = x[:, :-1].numpy()
-    logits, keys, values = sess.run(None, feeds(sess, prompt, z, z))
-    nxt, _, _ = sess.run(None, feeds(sess, x[:, -1:].numpy(), keys, values))
+    logits, keys, values = run_graph(sess, prompt, z, z)
+    nxt, _, _ = run_graph(sess, x[:, -1:].numpy(), keys, values)
     got = np.concatenate([logits, nxt], axis=1)
     return {
         "max_abs_diff": float(np.abs(got - ref).max()),
@@ -154,6 +157,68 @@ def _quiet(logger_name: str) -> Any:
         log.setLevel(before)
 
 
+def _io(fmt: int) -> dict[str, Any]:
+    """``onnx.json``'s description of a graph's inputs and outputs."""
+    common = {"input_ids": "int64 (batch, n)",
+              "attention_mask": "int64 (batch, past + n): 1 for tokens, 0 for padding and unused cache columns",
+              "position_ids": "int64 (batch, n): each token's position, padding not counted"}
+    if fmt == 3:
+        return {"inputs": {**common, "past_key_<i>": "float32 (batch, kv_heads, past, head_dim), layer i",
+                           "past_value_<i>": "float32 (batch, kv_heads, past, head_dim), layer i"},
+                "outputs": {"logits": "float32 (batch, n, vocab)",
+                            "new_keys": "float32 (layers, batch, kv_heads, n, head_dim): the n new tokens only",
+                            "new_values": "float32 (layers, batch, kv_heads, n, head_dim): the n new tokens only"}}
+    return {"inputs": {**common, "past_keys": "float32 (layers, batch, kv_heads, past, head_dim)",
+                       "past_values": "float32 (layers, batch, kv_heads, past, head_dim)"},
+            "outputs": {"logits": "float32 (batch, n, vocab)", "keys": "past_keys with n more positions",
+                        "values": "past_values with n more positions"}}
+
+
+def _export_graph(model: Any, eager: Any, dims: dict[str, int], onnx_path: Path, cfg: Any) -> int:
+    """Write the graph of ``eager`` to ``onnx_path``: format 3 if its attention exports
+    that way, else format 2. Returns the format."""
+    import torch
+
+    from llmos_export import kv_graph
+
+    layers = dims["layers"]
+    example_ids = torch.randint(0, int(eager.config.vocab_size), (2, 3))
+    example_mask = torch.ones(2, 8, dtype=torch.long)
+    example_mask[1, :2] = 0  # a padded row, as a batching server sends
+    example_pos = torch.tensor([[5, 6, 7], [3, 4, 5]])
+    dyn = torch.export.Dim.DYNAMIC
+    ids_dims = {"input_ids": {0: dyn, 1: dyn}, "attention_mask": {0: dyn, 1: dyn}, "position_ids": {0: dyn, 1: dyn}}
+
+    def export(wrapper: Any, args: tuple[Any, ...], names: list[str], outputs: list[str], shapes: Any) -> None:
+        with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()), _quiet("torch.onnx"):
+            warnings.simplefilter("ignore")
+            torch.onnx.export(wrapper, args, str(onnx_path), dynamo=True, opset_version=cfg.opset,
+                              external_data=False, verbose=False, input_names=names, output_names=outputs,
+                              dynamic_shapes=shapes)
+
+    past = [torch.zeros(2, dims["kv_heads"], 5, dims["head_dim"]) for _ in range(2 * layers)]
+    implementation = eager.config._attn_implementation
+    try:
+        export(kv_graph.wrapper(eager, layers), (example_ids, example_mask, example_pos, *past),
+               kv_graph.input_names(layers), ["logits", "new_keys", "new_values"],
+               (*ids_dims.values(), tuple({0: dyn, 2: dyn} for _ in past)))
+        return 3
+    except Exception as exc:  # noqa: BLE001 - the exporter raises many types; format 2 still works
+        logging.getLogger("llmos.export").info("%s: no format-3 graph (%s); writing format 2", type(model).__name__,
+                                                str(exc).strip().splitlines()[0][:200] if str(exc).strip() else exc)
+    finally:
+        eager.set_attn_implementation(implementation)
+    stacked = torch.zeros(layers, 2, dims["kv_heads"], 5, dims["head_dim"])
+    try:
+        export(_wrapper(eager, layers), (example_ids, example_mask, example_pos, stacked, stacked.clone()),
+               list(INPUTS), ["logits", "keys", "values"],
+               {**ids_dims, "past_keys": {1: dyn, 3: dyn}, "past_values": {1: dyn, 3: dyn}})
+    except Exception as exc:  # noqa: BLE001 - the exporter raises many types
+        raise LlmosError(f"torch.onnx.export failed for {type(model).__name__}: "
+                         f"{str(exc).strip().splitlines()[0][:300]}") from exc
+    return 2
+
+
 def export_onnx(model: Any, tokenizer: Any, out_dir: Path | str, cfg: Any = None, *,
                 generation: dict[str, Any] | None = None) -> tuple[list[Path], dict[str, Any]]:
     """Export ``model`` (+ tokenizer and config) into ``out_dir``; returns the files
@@ -170,31 +235,11 @@ def export_onnx(model: Any, tokenizer: Any, out_dir: Path | str, cfg: Any = None
     out_dir = Path(out_dir)
     dims = _kv_dims(getattr(model, "config", None))
     eager = _eager_copy(model)
-    wrapper = _wrapper(eager, dims["layers"])
-    example_ids = torch.randint(0, int(eager.config.vocab_size), (2, 3))
-    past = torch.zeros(dims["layers"], 2, dims["kv_heads"], 5, dims["head_dim"])
-    example_mask = torch.ones(2, 8, dtype=torch.long)
-    example_mask[1, :2] = 0  # a left-padded row, as a batching server sends
-    example_pos = torch.tensor([[5, 6, 7], [3, 4, 5]])
-    dyn = torch.export.Dim.DYNAMIC
     tmp = Path(tempfile.mkdtemp(prefix=".onnx-", dir=out_dir.parent if out_dir.parent.exists() else None))
     try:
         onnx_path = tmp / FILES["fp32"]
         t0 = time.perf_counter()
-        try:
-            with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()), _quiet("torch.onnx"):
-                warnings.simplefilter("ignore")
-                torch.onnx.export(
-                    wrapper, (example_ids, example_mask, example_pos, past, past.clone()), str(onnx_path),
-                    dynamo=True, opset_version=cfg.opset, external_data=False, verbose=False,
-                    input_names=list(INPUTS), output_names=["logits", "keys", "values"],
-                    dynamic_shapes={"input_ids": {0: dyn, 1: dyn}, "attention_mask": {0: dyn, 1: dyn},
-                                    "position_ids": {0: dyn, 1: dyn}, "past_keys": {1: dyn, 3: dyn},
-                                    "past_values": {1: dyn, 3: dyn}},
-                )
-        except Exception as exc:  # noqa: BLE001 - the exporter raises many types
-            raise LlmosError(f"torch.onnx.export failed for {type(model).__name__}: "
-                             f"{str(exc).strip().splitlines()[0][:300]}") from exc
+        fmt = _export_graph(model, eager, dims, onnx_path, cfg)
         export_s = time.perf_counter() - t0
         check = check_against_pytorch(eager, onnx_path, cfg.check_tokens)
         if not check["max_abs_diff"] <= cfg.tolerance:
@@ -203,16 +248,10 @@ def export_onnx(model: Any, tokenizer: Any, out_dir: Path | str, cfg: Any = None
                 f"the export is wrong; raise --set tolerance=... only if the difference is expected"
             )
         report: dict[str, Any] = {
-            "format": 2,
+            "format": fmt,
             "exporter": f"torch.onnx.export(dynamo=True), torch {torch.__version__}",
             "opset": cfg.opset,
-            "inputs": {"input_ids": "int64 (batch, n)",
-                       "attention_mask": "int64 (batch, past + n): 1 for tokens, 0 for (left) padding",
-                       "position_ids": "int64 (batch, n): each token's position, padding not counted",
-                       "past_keys": "float32 (layers, batch, kv_heads, past, head_dim)",
-                       "past_values": "float32 (layers, batch, kv_heads, past, head_dim)"},
-            "outputs": {"logits": "float32 (batch, n, vocab)", "keys": "past_keys with n more positions",
-                        "values": "past_values with n more positions"},
+            **_io(fmt),
             "kv": dims,
             "files": {"fp32": FILES["fp32"]},
             "check": {"fp32": {**check, "tolerance": cfg.tolerance, "tokens": cfg.check_tokens}},

@@ -164,7 +164,7 @@ class Engine:
         self._cache: Any = None
         self._mask: Any = None
         self._pos: Any = None
-        self._last: Any = None
+        self._last: list[int] = []  # each running row's last token (the next step's input)
         # statistics (read by /stats and tests)
         self.batch_sizes: Counter[int] = Counter()
         self.steps = 0
@@ -245,8 +245,8 @@ class Engine:
                     if self._stopping:
                         leftover = list(self._waiting) + list(self._active)
                         self._waiting.clear()
-                        self._active = []
-                        self._cache = None
+                        self._active, self._last = [], []
+                        self._clear_batch()
                         for s in leftover:
                             self._finish(s, "cancelled")
                         return
@@ -267,7 +267,8 @@ class Engine:
                 except Exception as exc:  # noqa: BLE001 - fail the batch, keep serving
                     log.exception("engine %s: batch failed", self.label)
                     failed = self._active + [s for s in new if s.finish_reason is None]
-                    self._active, self._cache = [], None
+                    self._active, self._last = [], []
+                    self._clear_batch()
                     for s in failed:
                         s.error = f"{type(exc).__name__}: {exc}"
                         self._finish(s, "error")
@@ -280,34 +281,64 @@ class Engine:
                     self._finish(s, "cancelled")
             self._select(keep)
 
+    # -- one step: what both engines share (the batch state itself is engine-specific) -------
+
     def _prefill(self, new: list[Sequence]) -> None:
+        """Run the prompts of ``new`` and add them to the running batch (after its rows)."""
+        logits = self._prefill_batch(new)
+        tokens = self._sample(logits, new)
+        self._active = self._active + new
+        self._last = self._last + tokens
+        self._accept(tokens, offset=len(self._active) - len(new))
+
+    def _decode_step(self) -> None:
+        """One forward pass for every running sequence: each gets one token."""
+        batch = len(self._active)
+        self.batch_sizes[batch] += 1
+        self.steps += 1
+        if self.observer is not None:
+            self.observer.on_batch(batch)
+        tokens = self._sample(self._decode_batch(), self._active)
+        self._last = tokens
+        self._accept(tokens, offset=0)
+
+    def _select(self, keep: list[int]) -> None:
+        """Keep the running rows ``keep`` (indices into ``self._active``), in that order."""
+        if not keep:
+            self._active, self._last = [], []
+            self._clear_batch()
+            return
+        if len(keep) == len(self._active):
+            return
+        self._active = [self._active[i] for i in keep]
+        self._last = [self._last[i] for i in keep]
+        self._keep_rows(keep)
+
+    # -- the eager (PyTorch) batch state: a transformers DynamicCache, left-padded --------
+
+    def _clear_batch(self) -> None:
+        self._cache, self._mask, self._pos = None, None, None
+
+    def _prefill_batch(self, new: list[Sequence]) -> Any:
         import torch
         from transformers import DynamicCache
 
-        lens = [len(s.prompt_ids) for s in new]
-        width = max(lens)
-        ids = torch.full((len(new), width), self.pad_id, dtype=torch.long)
-        mask = torch.zeros((len(new), width), dtype=torch.long)
-        for i, s in enumerate(new):
-            ids[i, width - lens[i] :] = torch.tensor(s.prompt_ids, dtype=torch.long)
-            mask[i, width - lens[i] :] = 1
+        ids_np, mask_np, lens = pad_prompts(new, self.pad_id, left=True)
+        ids, mask = torch.from_numpy(ids_np), torch.from_numpy(mask_np)
         pos = (mask.cumsum(-1) - 1).clamp(min=0)
         out = self.model(
             input_ids=ids, attention_mask=mask, position_ids=pos, past_key_values=DynamicCache(), use_cache=True
         )
         cache = out.past_key_values
-        self._record_prompt_logprobs(out.logits, new)
-        tokens = self._sample(out.logits[:, -1, :], new)
+        self._record_prompt_logprobs(out.logits, new, left=True)
         next_pos = torch.tensor(lens, dtype=torch.long)
-        last = torch.tensor(tokens, dtype=torch.long)
         if self._active and self._cache is not None:
-            self._merge(cache, mask, next_pos, last)
+            self._merge(cache, mask, next_pos)
         else:
-            self._cache, self._mask, self._pos, self._last = cache, mask, next_pos, last
-        self._active = self._active + new
-        self._accept(tokens, offset=len(self._active) - len(new))
+            self._cache, self._mask, self._pos = cache, mask, next_pos
+        return out.logits[:, -1, :]
 
-    def _merge(self, cache: Any, mask: Any, pos: Any, last: Any) -> None:
+    def _merge(self, cache: Any, mask: Any, pos: Any) -> None:
         import torch
         import torch.nn.functional as F
 
@@ -327,19 +358,14 @@ class Engine:
             mine.keys = torch.cat([mine.keys, theirs.keys], 0)
             mine.values = torch.cat([mine.values, theirs.values], 0)
         self._pos = torch.cat([self._pos, pos])
-        self._last = torch.cat([self._last, last])
 
-    def _decode_step(self) -> None:
+    def _decode_batch(self) -> Any:
         import torch
 
         batch = len(self._active)
-        self.batch_sizes[batch] += 1
-        self.steps += 1
-        if self.observer is not None:
-            self.observer.on_batch(batch)
         mask = torch.cat([self._mask, torch.ones((batch, 1), dtype=torch.long)], 1)
         out = self.model(
-            input_ids=self._last[:, None],
+            input_ids=torch.tensor(self._last, dtype=torch.long)[:, None],
             attention_mask=mask,
             position_ids=self._pos[:, None],
             past_key_values=self._cache,
@@ -348,9 +374,24 @@ class Engine:
         self._cache = out.past_key_values
         self._mask = mask
         self._pos = self._pos + 1
-        tokens = self._sample(out.logits[:, -1, :], self._active)
-        self._last = torch.tensor(tokens, dtype=torch.long)
-        self._accept(tokens, offset=0)
+        return out.logits[:, -1, :]
+
+    def _keep_rows(self, keep: list[int]) -> None:
+        import torch
+
+        idx = torch.tensor(keep, dtype=torch.long)
+        self._cache.batch_select_indices(idx)
+        self._mask, self._pos = self._mask[idx], self._pos[idx]
+        # drop columns that are padding for every remaining row
+        used = self._mask.any(0).nonzero()
+        start = int(used[0]) if len(used) else 0
+        if start > 0:
+            self._mask = self._mask[:, start:]
+            for layer in self._cache.layers:
+                layer.keys = layer.keys[:, :, start:]
+                layer.values = layer.values[:, :, start:]
+
+    # -- sampling and stopping (both engines) -------------------------------------------
 
     def _sample(self, logits: Any, seqs: list[Sequence]) -> list[int]:
         import torch
@@ -387,9 +428,10 @@ class Engine:
                 s.top_logprobs.append([])
 
     @staticmethod
-    def _record_prompt_logprobs(logits: Any, seqs: list[Sequence]) -> None:
+    def _record_prompt_logprobs(logits: Any, seqs: list[Sequence], *, left: bool) -> None:
         """Each prompt token's log-probability given those before it (``logits``: the
-        prefill's, left-padded ``(batch, width, vocab)``), for sequences that ask."""
+        prefill's ``(batch, width, vocab)``, prompts padded on the left or the right), for
+        sequences that ask."""
         import torch
 
         width = logits.shape[1]
@@ -398,7 +440,8 @@ class Engine:
             if k is None or len(s.prompt_ids) < 2:
                 continue
             n = len(s.prompt_ids)
-            lp = torch.log_softmax(logits[i, width - n : width - 1].float(), -1)
+            start = width - n if left else 0
+            lp = torch.log_softmax(logits[i, start : start + n - 1].float(), -1)
             target = torch.tensor(s.prompt_ids[1:], device=lp.device)[:, None]
             s.prompt_logprobs = lp.gather(1, target)[:, 0].tolist()
             if k > 0:
@@ -502,27 +545,6 @@ class Engine:
                 self._emit(s, ("delta", delta))
         return reason
 
-    def _select(self, keep: list[int]) -> None:
-        import torch
-
-        if not keep:
-            self._active, self._cache, self._mask, self._pos, self._last = [], None, None, None, None
-            return
-        if len(keep) == len(self._active):
-            return
-        idx = torch.tensor(keep, dtype=torch.long)
-        self._active = [self._active[i] for i in keep]
-        self._cache.batch_select_indices(idx)
-        self._mask, self._pos, self._last = self._mask[idx], self._pos[idx], self._last[idx]
-        # drop columns that are padding for every remaining row
-        used = self._mask.any(0).nonzero()
-        start = int(used[0]) if len(used) else 0
-        if start > 0:
-            self._mask = self._mask[:, start:]
-            for layer in self._cache.layers:
-                layer.keys = layer.keys[:, :, start:]
-                layer.values = layer.values[:, :, start:]
-
     def _finish(self, s: Sequence, reason: str) -> None:
         if s.finish_reason is not None:
             return
@@ -546,3 +568,20 @@ class Engine:
                 s.sink(event)
             except Exception:  # noqa: BLE001 - a closed event loop must not kill the engine
                 log.debug("sink of sequence %s failed", s.id, exc_info=True)
+
+
+def pad_prompts(seqs: list[Sequence], pad_id: int, *, left: bool) -> tuple[Any, Any, list[int]]:
+    """The prompts of ``seqs`` as one padded batch: ``(ids, mask, lengths)``, numpy int64
+    ``(rows, longest)`` arrays (mask 1 over the prompt's tokens), padded on the left
+    (the eager engine: every row ends at the last column) or on the right."""
+    import numpy as np
+
+    lens = [len(s.prompt_ids) for s in seqs]
+    width = max(lens)
+    ids = np.full((len(seqs), width), pad_id, dtype=np.int64)
+    mask = np.zeros((len(seqs), width), dtype=np.int64)
+    for i, s in enumerate(seqs):
+        cols = slice(width - lens[i], width) if left else slice(0, lens[i])
+        ids[i, cols] = s.prompt_ids
+        mask[i, cols] = 1
+    return ids, mask, lens

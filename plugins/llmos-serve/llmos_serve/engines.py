@@ -21,11 +21,17 @@ Plugins add engines with the ``llmos_register_serving_engines`` hook (kind
 
 Which engine: ``--engine`` (``ServeConfig.engine``) when not ``auto``; else the
 version's registry tag ``engine`` (``llmos model tag NAME:N engine=eager``); else
-``auto``: ``ort`` for ONNX versions (the only engine that runs them) and for PyTorch
-versions whose ONNX export is already in the engine cache (its greedy output is the
-eager engine's, and it is faster for few concurrent streams on CPU), ``eager`` for the rest —
-exporting on first load takes tens of seconds, so ``auto`` never starts one:
-``--engine ort`` does, once per set of weights.
+``auto``, which picks the faster engine wherever its output is the eager engine's:
+
+- ``ort`` for ONNX versions (the only engine that runs them);
+- ``ort`` for a PyTorch fp32 version whose ONNX export is in the engine cache **and**
+  passes the identity check at load (:func:`same_greedy_output`): the :data:`PROBES`
+  prompts, batched together (rows of different lengths), decoded greedily for
+  :data:`PROBE_TOKENS` tokens by both engines, must give the same token ids. If they
+  differ, the server logs which probe and token differ and serves with ``eager``;
+- ``eager`` for the rest (int8 PyTorch versions, and versions not exported yet:
+  exporting takes tens of seconds, so ``auto`` never starts one — ``--engine ort`` makes
+  the export once per set of weights, after which ``auto`` checks it and uses it).
 """
 
 from __future__ import annotations
@@ -92,7 +98,7 @@ def cache_root() -> Path:
 
 def weights_key(path: Path) -> str:
     """sha256 over a version directory's config and weight files (names and bytes)."""
-    h = hashlib.sha256(b"llmos-onnx-export-2\0")
+    h = hashlib.sha256(b"llmos-onnx-export-3\0")  # 3: the graph format; older exports are made again
     for f in sorted(Path(path).iterdir()):
         if f.is_file() and (f.suffix in (".safetensors", ".bin") or f.name in ("config.json", "llmos.json")):
             h.update(f.name.encode() + b"\0")
@@ -143,9 +149,11 @@ def ort_engine(loaded: Any, **options: Any) -> Any:
 
     model = loaded.model
     if not is_onnx(model):
-        from llmos_export.runtime import OnnxCausalLM
+        model = getattr(loaded, "onnx_model", None)  # checked by choose() already
+        if model is None:
+            from llmos_export.runtime import OnnxCausalLM
 
-        model = OnnxCausalLM(ensure_export(loaded), threads=_threads())
+            model = OnnxCausalLM(ensure_export(loaded), threads=_threads())
         loaded.model = model
     return OrtEngine(model, loaded.tokenizer, **options)
 
@@ -234,8 +242,69 @@ def choose(kind: str, loaded: Any, tags: dict[str, str] | None = None) -> tuple[
     if is_onnx(loaded.model):
         return "ort", "an ONNX version"
     if "ort" in engines and not _ort_unsupported(loaded) and cached_export(loaded) is not None:
-        return "ort", "auto: its ONNX export is in the engine cache (same greedy output, faster)"
-    return "eager", "auto: a PyTorch version (--engine ort exports it once for ONNX Runtime)"
+        from llmos_export.runtime import OnnxCausalLM
+
+        onnx = OnnxCausalLM(cached_export(loaded), threads=_threads())
+        differs = same_greedy_output(loaded, onnx)
+        if differs is None:
+            loaded.onnx_model = onnx  # ort_engine serves this one
+            return "ort", (f"auto: its ONNX export in the engine cache gives the eager engine's greedy output "
+                           f"on {len(PROBES)} probe prompts")
+        log.warning("%s: the ort engine's greedy output differs from eager's (%s): serving with eager", loaded.ref,
+                    differs)
+        return "eager", "auto: the ort engine's output differs from eager's"
+    return "eager", "auto: a PyTorch version not exported to ONNX yet (--engine ort exports it once)"
+
+
+# -- the identity check -------------------------------------------------------------
+
+#: the probe prompts of :func:`same_greedy_output` (texts: every tokenizer encodes them)
+PROBES = ("The quick brown fox", "Once upon a time, in a land far away, there lived a", "1, 2, 3,")
+#: the greedy tokens decoded after each probe
+PROBE_TOKENS = 16
+
+
+def _probe(engine: Any, prompts: list[list[int]]) -> list[list[int]]:
+    import threading
+
+    from llmos_serve.engine import SamplingParams, Sequence
+
+    done = threading.Semaphore(0)
+    seqs = [Sequence(prompt_ids=p, params=SamplingParams(max_tokens=PROBE_TOKENS, temperature=0.0),
+                     sink=lambda ev: done.release() if ev[0] == "finish" else None) for p in prompts]
+    engine.start()
+    try:
+        engine.submit(seqs)
+        for _ in seqs:
+            if not done.acquire(timeout=300):
+                raise TimeoutError("the probe did not finish in 300 s")
+    finally:
+        engine.stop()
+    errors = [s.error for s in seqs if s.error]
+    if errors:
+        raise RuntimeError(errors[0])
+    return [list(s.generated) for s in seqs]
+
+
+def same_greedy_output(loaded: Any, onnx_model: Any) -> str | None:
+    """None when the ort engine (``onnx_model``) and the eager engine (``loaded.model``)
+    decode the same greedy tokens after each of :data:`PROBES`, all in one batch;
+    otherwise the first difference, in words."""
+    from llmos_serve.engine import Engine
+    from llmos_serve.ort_engine import OrtEngine
+
+    tok = loaded.tokenizer
+    prompts = [list(tok(p)["input_ids"]) or [0] for p in PROBES]
+    try:
+        got = {name: _probe(cls(model, tok, max_batch_size=len(prompts), label=f"{loaded.ref} probe"), prompts)
+               for name, cls, model in (("eager", Engine, loaded.model), ("ort", OrtEngine, onnx_model))}
+    except Exception as exc:  # noqa: BLE001 - a graph that does not run is not identical
+        return f"the probe failed: {type(exc).__name__}: {exc}"
+    for i, (a, b) in enumerate(zip(got["eager"], got["ort"], strict=True)):
+        if a != b:
+            k = next((j for j, (x, y) in enumerate(zip(a, b)) if x != y), min(len(a), len(b)))
+            return f"probe {i + 1} ({PROBES[i]!r}), token {k + 1}: eager {a[k:k + 1]}, ort {b[k:k + 1]}"
+    return None
 
 
 def create(kind: str, loaded: Any, tags: dict[str, str] | None = None, **options: Any) -> Any:

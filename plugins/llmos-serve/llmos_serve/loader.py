@@ -79,6 +79,8 @@ class LoadedModel:
     context_length: int
     chat_template: str | None = None
     generation: dict[str, Any] = field(default_factory=dict)
+    #: the ONNX Runtime model the ``auto`` engine choice checked against ``model`` (engines.choose)
+    onnx_model: Any = None
 
     @property
     def ref(self) -> str:

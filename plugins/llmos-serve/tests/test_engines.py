@@ -38,23 +38,7 @@ def versions(llmos_home: Path, trained_tiny: Path, engine_cache: tuple[Path, Pat
 
 def _completions(url: str, model: str, stream: bool, max_tokens: int = 20) -> list[str]:
     """Greedy completions of PROMPTS sent at once (so the engine batches them, padded)."""
-
-    def one(prompt: str) -> str:
-        body = {"model": model, "prompt": prompt, "max_tokens": max_tokens, "temperature": 0, "stream": stream}
-        if not stream:
-            r = httpx.post(url + "/v1/completions", json=body, timeout=120)
-            assert r.status_code == 200, r.text
-            return r.json()["choices"][0]["text"]
-        text = ""
-        with httpx.stream("POST", url + "/v1/completions", json=body, timeout=120) as r:
-            assert r.status_code == 200
-            for line in r.iter_lines():
-                if line.startswith("data: ") and line != "data: [DONE]":
-                    text += "".join(c["text"] for c in json.loads(line[6:])["choices"])
-        return text
-
-    with ThreadPoolExecutor(len(PROMPTS)) as ex:
-        return list(ex.map(one, PROMPTS))
+    return _texts(url, model, [(p, max_tokens) for p in PROMPTS], stream)
 
 
 def _engine_of(url: str) -> str:
@@ -139,3 +123,78 @@ def test_engine_errors_are_one_line(versions, start_server, llmos_home, trained_
     assert r.returncode != 0 and r.stderr.strip() == (
         "Error: unknown serving engine 'tensorrt': use --engine auto|eager|ort"), r.stderr
     shutil.rmtree(int8_dir)
+
+
+def _texts(url: str, model: str, jobs: list[tuple[str, int]], stream: bool) -> list[str]:
+    """Greedy completions of ``(prompt, max_tokens)`` jobs, all sent at once."""
+
+    def one(job: tuple[str, int]) -> str:
+        body = {"model": model, "prompt": job[0], "max_tokens": job[1], "temperature": 0, "stream": stream}
+        if not stream:
+            r = httpx.post(url + "/v1/completions", json=body, timeout=300)
+            assert r.status_code == 200, r.text
+            return r.json()["choices"][0]["text"]
+        text = ""
+        with httpx.stream("POST", url + "/v1/completions", json=body, timeout=300) as r:
+            assert r.status_code == 200
+            for line in r.iter_lines():
+                if line.startswith("data: ") and line != "data: [DONE]":
+                    text += "".join(c["text"] for c in json.loads(line[6:])["choices"])
+        return text
+
+    with ThreadPoolExecutor(len(jobs)) as ex:
+        return list(ex.map(one, jobs))
+
+
+def test_ort_rows_of_different_lengths_give_the_eager_text(versions, start_server):
+    # six rows at once: prompts from 1 to ~90 tokens, lengths so that rows finish at different
+    # steps (the batch drops rows mid-decode) and the longest run past the cache's first
+    # 64-column chunk (it grows while the others decode)
+    long_prompt = " ".join(PROMPTS * 6)
+    jobs = [("the", 70), (PROMPTS[0], 5), (long_prompt, 40), (PROMPTS[1], 90), (PROMPTS[2] + " " + PROMPTS[3], 12),
+            (PROMPTS[3], 1)]
+    ort = start_server(model="tiny:1", engine="ort")
+    eager = start_server(model="tiny:1", engine="eager")
+    for stream in (False, True):
+        expected = _texts(eager.url, "tiny", jobs, stream)
+        assert all(expected[:5]), expected
+        assert _texts(ort.url, "tiny", jobs, stream) == expected
+    stats = httpx.get(ort.url + "/stats", timeout=10).json()["engines"][0]
+    assert stats["engine"] == "ort" and stats["max_batch_size_seen"] >= 3, stats
+
+
+def test_auto_serves_with_ort_only_when_its_greedy_output_is_eager(versions, engine_cache, start_server, tmp_path,
+                                                                    monkeypatch, caplog):
+    import logging
+
+    import numpy as np
+    import onnx
+    from onnx import numpy_helper
+
+    from llmos_serve.engines import weights_key
+
+    # the cached export is the eager engine's output on the probes: auto takes ort, and says why
+    with caplog.at_level(logging.INFO, logger="llmos.serve"):
+        auto = start_server(model="tiny:1")
+    assert _engine_of(auto.url) == "ort"
+    assert any("ort engine (auto: its ONNX export" in r.getMessage() and "probe prompts" in r.getMessage()
+               for r in caplog.records), [r.getMessage() for r in caplog.records]
+
+    # a cached graph whose weights are not tiny:1's (its largest weight reversed): the
+    # probes decode other tokens, so auto serves with eager and logs the difference
+    cache = tmp_path / "cache"
+    key_dir = cache / "onnx" / weights_key(versions.checkout("tiny:1"))
+    shutil.copytree(engine_cache[1], key_dir)
+    graph = onnx.load(str(key_dir / "model.onnx"))
+    big = max(graph.graph.initializer, key=lambda t: int(np.prod(t.dims)))
+    big.CopyFrom(numpy_helper.from_array(numpy_helper.to_array(big)[::-1].copy(), big.name))
+    onnx.save(graph, str(key_dir / "model.onnx"))
+    monkeypatch.setenv("LLMOS_ENGINE_CACHE", str(cache))
+    caplog.clear()
+    with caplog.at_level(logging.INFO, logger="llmos.serve"):
+        fallback = start_server(model="tiny:1")
+    assert _engine_of(fallback.url) == "eager"
+    warned = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert any("greedy output differs from eager's (probe 1" in m and "serving with eager" in m for m in warned), warned
+    # --engine ort still serves that graph when asked for (no check: the user's choice)
+    assert _engine_of(start_server(model="tiny:1", engine="ort").url) == "ort"
