@@ -402,8 +402,8 @@ def main() -> str:
         "",
         f"Machine load: the load average was {load_start} (1, 5, 15 min) at the start of the run and {load_avg} at "
         f"the end, on "
-        f"{os.cpu_count()} CPUs shared with other work — high this session, so absolute tokens/s are low and "
-        "noisy; the ratios compare sides measured alternately in the same minutes.",
+        f"{os.cpu_count()} CPUs shared with other work, so absolute tokens/s move with the neighbours' load; "
+        "the ratios compare sides measured alternately in the same minutes.",
         "",
         f"Model: `small`-preset Llama, {params / 1e6:.1f}M parameters, untrained (built from config; "
         "throughput does not depend on the weights), 4096-token BPE. Servers: `llmos serve bench@production "

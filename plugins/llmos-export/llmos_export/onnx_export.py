@@ -174,6 +174,34 @@ def _io(fmt: int) -> dict[str, Any]:
                         "values": "past_values with n more positions"}}
 
 
+def _fuse_for_ort(onnx_path: Path, eager: Any, cfg: Any) -> dict[str, int]:
+    """Fuse the graph for ONNX Runtime (onnxscript's ``optimize_for_ort``: RMS/skip
+    normalisation, rotary embeddings as single operators), in place, if the fused graph
+    still passes the check; returns what was fused (nothing when it was not kept)."""
+    try:
+        import onnx_ir as ir
+        from onnxscript.rewriter.ort_fusions import optimize_for_ort
+    except ImportError:
+        return {}
+    fused_path = onnx_path.with_name("fused-" + onnx_path.name)
+    try:
+        graph = ir.load(str(onnx_path))
+        graph, counts = optimize_for_ort(graph)
+        counts = {k: int(v) for k, v in counts.items() if v}
+        if not counts:
+            return {}
+        ir.save(graph, str(fused_path))
+        if not check_against_pytorch(eager, fused_path, cfg.check_tokens)["max_abs_diff"] <= cfg.tolerance:
+            return {}
+        fused_path.replace(onnx_path)
+        return counts
+    except Exception as exc:  # noqa: BLE001 - fusion is an optimisation: the plain graph stays
+        logging.getLogger("llmos.export").info("ONNX Runtime fusions not applied: %s", exc)
+        return {}
+    finally:
+        fused_path.unlink(missing_ok=True)
+
+
 def _export_graph(model: Any, eager: Any, dims: dict[str, int], onnx_path: Path, cfg: Any) -> int:
     """Write the graph of ``eager`` to ``onnx_path``: format 3 if its attention exports
     that way, else format 2. Returns the format."""
@@ -240,6 +268,7 @@ def export_onnx(model: Any, tokenizer: Any, out_dir: Path | str, cfg: Any = None
         onnx_path = tmp / FILES["fp32"]
         t0 = time.perf_counter()
         fmt = _export_graph(model, eager, dims, onnx_path, cfg)
+        fused = _fuse_for_ort(onnx_path, eager, cfg)
         export_s = time.perf_counter() - t0
         check = check_against_pytorch(eager, onnx_path, cfg.check_tokens)
         if not check["max_abs_diff"] <= cfg.tolerance:
@@ -255,6 +284,7 @@ def export_onnx(model: Any, tokenizer: Any, out_dir: Path | str, cfg: Any = None
             "kv": dims,
             "files": {"fp32": FILES["fp32"]},
             "check": {"fp32": {**check, "tolerance": cfg.tolerance, "tokens": cfg.check_tokens}},
+            "fused": fused,
             "export_seconds": round(export_s, 2),
         }
         if cfg.quantize:

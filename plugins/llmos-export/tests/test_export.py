@@ -49,6 +49,8 @@ def test_export_onnx_from_the_registry_cli(standard_plugins, registry, tmp_path:
     assert report["kv"] == {"layers": 2, "kv_heads": 2, "head_dim": 16}
     # format 3: the cache read in place, one input per layer, only the new keys out
     assert report["format"] == 3 and "past_key_<i>" in report["inputs"] and "new_keys" in report["outputs"]
+    # fused for ONNX Runtime (RMS normalisation and rotary embeddings as single operators), still checked
+    assert report["fused"].get("rms_normalization", 0) > 0 and report["fused"].get("rotary_embedding", 0) > 0
 
     # the logits match PyTorch on a new input, for the prompt and for cached steps
     ref_model, tok = load_model(registry.checkout("tiny:1"))
