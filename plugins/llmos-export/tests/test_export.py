@@ -216,3 +216,53 @@ def test_int8_version_exported_hf_or_safetensors_loads_in_transformers(standard_
         # activations, so the logits agree to 0.05 (scale ~1), and the greedy tokens mostly
         assert (got - expected).abs().max() < 0.05, (got - expected).abs().max()
         assert (got.argmax(-1) == expected.argmax(-1)).float().mean() >= 0.9
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("arch", ["mistral", "gpt_neox"])
+def test_format3_graph_decodes_like_transformers_across_architectures(arch: str, tmp_path: Path) -> None:
+    """Format 3 for attention other than Llama's: grouped queries with a sliding window
+    shorter than the text (Mistral), and partial rotary with fused QKV (GPT-NeoX). Greedy
+    decoding through KVCache (prompt, then one column per step, growing past the first
+    chunk) gives transformers' tokens; a padded batch of rows of different lengths gives
+    each row's own logits."""
+    from transformers import GPTNeoXConfig, GPTNeoXForCausalLM, MistralConfig, MistralForCausalLM
+
+    from llmos_export.onnx_export import export_onnx
+    from llmos_export.runtime import KVCache, OnnxCausalLM
+
+    common = dict(vocab_size=128, hidden_size=64, num_hidden_layers=2, num_attention_heads=4,
+                  intermediate_size=128, max_position_embeddings=256)
+    torch.manual_seed(0)
+    if arch == "mistral":
+        model = MistralForCausalLM(MistralConfig(**common, num_key_value_heads=2, sliding_window=8)).eval()
+    else:
+        model = GPTNeoXForCausalLM(GPTNeoXConfig(**common, rotary_pct=0.5)).eval()
+    _, report = export_onnx(model, None, tmp_path / "onnx")
+    assert report["format"] == 3
+    onnx = OnnxCausalLM(tmp_path / "onnx")
+    x = torch.randint(0, 128, (1, 10), generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        ref = model.generate(x, attention_mask=torch.ones_like(x), max_new_tokens=70, min_new_tokens=70,
+                             do_sample=False, eos_token_id=None, pad_token_id=0)
+    assert onnx.generate(x, max_new_tokens=70).tolist() == ref.tolist()
+
+    # rows of 3, 10 and 7 tokens prefilled together (right-padded), then two steps each
+    rows = [x[0, :3], x[0], x[0, 3:]]
+    cache = KVCache(onnx.kv_shape)
+    ids = np.zeros((3, 10), dtype=np.int64)
+    for i, r in enumerate(rows):
+        ids[i, : len(r)] = r.numpy()
+    logits = cache.prefill(onnx, ids, [len(r) for r in rows])
+    got = [[logits[i, len(r) - 1]] for i, r in enumerate(rows)]
+    nxt = [int(g[0].argmax()) for g in got]
+    for _ in range(2):
+        step = cache.step(onnx, np.asarray(nxt))
+        for i in range(3):
+            got[i].append(step[i])
+        nxt = [int(s.argmax()) for s in step]
+    for i, r in enumerate(rows):
+        seq = torch.cat([r, torch.tensor([int(g.argmax()) for g in got[i][:-1]])])[None]
+        with torch.no_grad():
+            want = model(input_ids=seq).logits[0, len(r) - 1:].numpy()
+        assert np.abs(np.stack(got[i]) - want).max() < 1e-4, (arch, i)
