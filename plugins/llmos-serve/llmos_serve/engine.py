@@ -29,6 +29,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from llmos_serve.rows import pad_prompts, text_decoder
+
 log = logging.getLogger("llmos.serve.engine")
 
 _ids = itertools.count(1)
@@ -155,7 +157,7 @@ class Engine:
         if pad is None:
             pad = next(iter(eos)) if eos else 0
         self.pad_id = int(pad)
-        self._decode = _text_decoder(tokenizer)
+        self._decode = text_decoder(tokenizer)
         self._cv = threading.Condition()
         self._waiting: deque[Sequence] = deque()
         self._active: list[Sequence] = []
@@ -568,34 +570,3 @@ class Engine:
             except Exception:  # noqa: BLE001 - a closed event loop must not kill the engine
                 log.debug("sink of sequence %s failed", s.id, exc_info=True)
 
-
-def pad_prompts(seqs: list[Sequence], pad_id: int, *, left: bool) -> tuple[Any, Any, list[int]]:
-    """The prompts of ``seqs`` as one padded batch: ``(ids, mask, lengths)``, numpy int64
-    ``(rows, longest)`` arrays (mask 1 over the prompt's tokens), padded on the left
-    (the eager engine: every row ends at the last column) or on the right."""
-    import numpy as np
-
-    lens = [len(s.prompt_ids) for s in seqs]
-    width = max(lens)
-    ids = np.full((len(seqs), width), pad_id, dtype=np.int64)
-    mask = np.zeros((len(seqs), width), dtype=np.int64)
-    for i, s in enumerate(seqs):
-        cols = slice(width - lens[i], width) if left else slice(0, lens[i])
-        ids[i, cols] = s.prompt_ids
-        mask[i, cols] = 1
-    return ids, mask, lens
-
-
-def _text_decoder(tokenizer: Any) -> Callable[[list[int]], str]:
-    """``ids -> tokenizer.decode(ids, skip_special_tokens=True)``, called straight on the Rust
-    tokenizer when that is all ``transformers``' decode does (its own fast tokenizer class,
-    no clean-up of spaces): the same text without the Python wrapping of every call (about
-    a tenth of a millisecond per row per step, each step re-decodes a row's text)."""
-    backend = getattr(tokenizer, "backend_tokenizer", None)
-    kind = type(tokenizer)
-    plain = (getattr(kind, "_decode", None) is not None
-             and kind._decode.__qualname__ == "TokenizersBackend._decode"
-             and kind.decode.__qualname__.split(".")[0] in ("PreTrainedTokenizerBase", "TokenizersBackend"))
-    if backend is not None and plain and not getattr(tokenizer, "clean_up_tokenization_spaces", True):
-        return lambda ids: backend.decode(ids, skip_special_tokens=True)
-    return lambda ids: tokenizer.decode(ids, skip_special_tokens=True)

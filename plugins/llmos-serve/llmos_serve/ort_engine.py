@@ -20,7 +20,8 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from llmos_serve.engine import Engine, Sequence, pad_prompts
+from llmos_serve.engine import Engine, Sequence
+from llmos_serve.rows import pad_prompts
 
 log = logging.getLogger("llmos.serve.engine")
 
