@@ -7,9 +7,12 @@ bf16 vs fp32 and torch.compile vs eager, side by side in one run.
 No downloads: a Llama-style model built from its config, random token blocks. Training is
 ``llmos_train.loop.train`` (the loop ``optimizer.train`` runs) with ``device``/``precision``/
 ``compile`` set as a pipeline would; generation is ``llmos_models.generate`` on the model
-placed with ``llmos.devices.place_for_inference`` (the path ``llmos generate --device`` and
-the server's loader take). Prints one JSON object per measurement and a table of ratios;
-``--write`` also writes docs/benchmarks/gpu.md.
+placed with ``llmos.devices.place_for_inference`` (the path ``llmos generate --device``
+takes); serving is llmos-serve's own path: a version directory loaded by its model pool
+(``llmos_serve.loader`` places it with ``device``/``precision``) and decoded by its eager
+engine (continuous batching, input ids, masks, positions, KV cache and sampling on the
+device), 8 sequences at once. Prints one JSON object per measurement and a table of
+ratios; ``--write`` also writes docs/benchmarks/gpu.md.
 """
 
 from __future__ import annotations
@@ -95,6 +98,61 @@ def generate_tokens_per_s(device: str, precision: str, *, shape: dict, new_token
             "tokens_per_s": out.completion_tokens / elapsed}
 
 
+def serve_tokens_per_s(device: str, precision: str, *, shape: dict, new_tokens: int, clients: int = 8) -> dict:
+    import shutil
+    import tempfile
+    import threading
+
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    from llmos_serve.engine import SamplingParams, Sequence
+    from llmos_serve.pool import ModelPool
+
+    text = "the quick brown fox jumps over the lazy dog, and a server answers every request. " * 20
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    tok.train_from_iterator([text], trainers.BpeTrainer(vocab_size=300,
+                                                        initial_alphabet=pre_tokenizers.ByteLevel.alphabet()))
+    fast = PreTrainedTokenizerFast(tokenizer_object=tok)  # no end-of-text token: every sequence runs to its length
+    root = Path(tempfile.mkdtemp(prefix="llmos-gpu-check-"))
+    build(len(fast), shape["hidden"], shape["layers"], shape["block"]).save_pretrained(root / "m")
+    fast.save_pretrained(root / "m")
+    pool = ModelPool(str(root / "m"), engine="eager", device=device, precision=precision, poll_interval=0)
+    try:
+        pool.start()
+        with pool.acquire(pool.name) as lease:
+            engine, loaded = lease.engine, lease.model
+            assert engine.device.type == device.split(":")[0], (engine.device, device)
+
+            def run(n: int, tokens: int) -> tuple[list[Sequence], float]:
+                done, finished = threading.Event(), []
+
+                def sink(event: tuple) -> None:
+                    if event[0] == "finish":
+                        finished.append(event[1])
+                        if len(finished) == n:
+                            done.set()
+
+                seqs = [Sequence(prompt_ids=fast(f"request {i}: the quick brown fox")["input_ids"],
+                                 params=SamplingParams(max_tokens=tokens, temperature=0), sink=sink) for i in range(n)]
+                t0 = time.perf_counter()
+                engine.submit(seqs)
+                assert done.wait(300), "the engine did not finish"
+                return seqs, time.perf_counter() - t0
+
+            run(2, 4)  # warm-up
+            seqs, elapsed = run(clients, new_tokens)
+        assert all(s.finish_reason == "length" for s in seqs), [s.error for s in seqs]
+        generated = sum(s.completion_tokens for s in seqs)
+    finally:
+        pool.close()
+        shutil.rmtree(root, ignore_errors=True)
+    return {"what": f"serve x{clients}", "device": loaded.device, "precision": loaded.precision, "compile": False,
+            "tokens_per_s": generated / elapsed}
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--cpu", action="store_true", help="reduced check on the CPU (no GPU needed)")
@@ -125,6 +183,10 @@ def main() -> int:
         r = generate_tokens_per_s(device, precision, shape=shape, new_tokens=new)
         results.append(r)
         print(json.dumps(r), flush=True)
+    for precision in ("fp32", "bf16"):
+        r = serve_tokens_per_s(device, precision, shape=shape, new_tokens=new)
+        results.append(r)
+        print(json.dumps(r), flush=True)
 
     def tps(what: str, precision: str, comp: bool) -> float | None:
         for r in results:
@@ -153,7 +215,9 @@ def main() -> int:
     lines += ["", f"- training bf16 vs fp32: {ratio(tps('train', 'bf16', False), tps('train', 'fp32', False))}",
               f"- training compiled vs eager ({backend}): "
               f"{ratio(tps('train', 'bf16' if gpu else 'fp32', True), tps('train', 'bf16' if gpu else 'fp32', False))}",
-              f"- generation bf16 vs fp32: {ratio(tps('generate', 'bf16', False), tps('generate', 'fp32', False))}"]
+              f"- generation bf16 vs fp32: {ratio(tps('generate', 'bf16', False), tps('generate', 'fp32', False))}",
+              f"- serving (8 sequences, eager engine) bf16 vs fp32: "
+              f"{ratio(tps('serve x8', 'bf16', False), tps('serve x8', 'fp32', False))}"]
     text = "\n".join(lines) + "\n"
     print(text)
     if args.write:

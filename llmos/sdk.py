@@ -85,6 +85,7 @@ _LAZY = {
     "autocast": "llmos.devices:autocast",
     "autocast_dtype": "llmos.devices:autocast_dtype",
     "check_device_name": "llmos.devices:check_device_name",
+    "PRECISIONS": "llmos.devices:PRECISIONS",
     "place_for_inference": "llmos.devices:place_for_inference",
     "precision_name": "llmos.devices:precision_name",
     "resolve_device": "llmos.devices:resolve_device",

@@ -78,16 +78,17 @@ def read_adapter_config(path: Path) -> dict[str, Any]:
     return data
 
 
-def base_ref_of(path: Path | str, ref: str | None = None) -> str:
+def base_ref_of(path: Path | str, ref: str | None = None, registry: Any = None) -> str:
     """The registry reference of the adapter's base.
 
     With ``ref`` (the adapter's own registry version) it is that version's parent —
     the lineage the registry recorded. Otherwise ``llmos.json``'s ``base`` reference.
+    ``registry``: the registry to ask (default: the process's).
     """
     from llmos.sdk import open_registry
 
     if ref is not None:
-        info = open_registry().resolve(ref)
+        info = (registry if registry is not None else open_registry()).resolve(ref)
         parents = list(info.parents or [])
         if len(parents) != 1:
             raise ValidationError(
@@ -131,3 +132,127 @@ def merge(model: Any) -> Any:
     if not is_adapter_model(model):
         raise ValidationError("this version has no adapter to merge: it is already a full model")
     return copy.deepcopy(model).merge_and_unload()
+
+
+class SharedBase:
+    """One loaded base model serving several adapters through peft's multi-adapter API
+    (``load_adapter``/``set_adapter``): the base's weights are in memory once, each adapter
+    adds only its own tensors.
+
+    Each adapter is used through its :class:`AdapterView`; a call runs under this object's
+    lock with that adapter active, so calls for different adapters never mix in one forward
+    pass (a server decodes each adapter's batch in its own steps).
+
+    :param model: the base model, already on its device and in its precision.
+    :param ref: its registry reference (for messages and statistics).
+    :param place: optional ``place(model)`` run after each attach, under the lock (moves and
+        casts the new adapter's tensors as the base was; tensors already there stay put).
+    """
+
+    def __init__(self, model: Any, ref: str | None = None, place: Any = None) -> None:
+        import threading
+
+        if is_adapter_model(model):
+            raise ValidationError(f"the base {ref or ''} is itself an adapter: merge it first (llmos merge {ref})")
+        self.base = model
+        self.ref = ref
+        self.peft: Any = None
+        self.lock = threading.RLock()
+        self._place = place
+        self._active: str | None = None
+        self._views: dict[str, AdapterView] = {}
+        self._count = 0
+
+    @property
+    def model(self) -> Any:
+        """The peft model holding every attached adapter (the base before the first)."""
+        return self.peft if self.peft is not None else self.base
+
+    @property
+    def adapters(self) -> list[str]:
+        """The labels of the attached adapters, in attach order."""
+        with self.lock:
+            return [v.label for v in self._views.values()]
+
+    def attach(self, path: Path | str, label: str | None = None) -> AdapterView:
+        """Load the adapter at ``path`` onto the base; its view. ``label`` names it in
+        statistics (its registry reference)."""
+        import warnings
+
+        path = Path(path)
+        read_adapter_config(path)
+        with self.lock:
+            self._count += 1
+            name = f"adapter{self._count}"  # peft names are module keys: never a user's text
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", FutureWarning)
+                if self.peft is None:
+                    from peft import PeftModel
+
+                    self.peft = PeftModel.from_pretrained(self.base, str(path), adapter_name=name,
+                                                          is_trainable=False, use_safetensors=True)
+                else:
+                    self.peft.load_adapter(str(path), adapter_name=name, is_trainable=False, use_safetensors=True)
+            self.peft.eval()
+            self._active = None
+            if self._place is not None:
+                self._place(self.peft)
+            view = AdapterView(self, name, label or str(path))
+            self._views[name] = view
+            return view
+
+    def detach(self, view: AdapterView) -> None:
+        """Remove ``view``'s adapter (its tensors are freed); the base stays loaded."""
+        with self.lock:
+            if self._views.pop(view.name, None) is None:
+                return
+            if self._views:
+                self.peft.delete_adapter(view.name)
+            else:  # the last one: give the base back its own layers
+                self.base = self.peft.unload()
+                self.peft = None
+            self._active = None
+
+    def forward(self, name: str, *args: Any, **kwargs: Any) -> Any:
+        """Call the model with adapter ``name`` active."""
+        with self.lock:
+            if name not in self._views:
+                raise ValidationError(f"adapter {name} is no longer attached to {self.ref}")
+            if self._active != name:
+                try:
+                    self.peft.set_adapter(name, inference_mode=True)
+                except TypeError:  # peft < 0.16 has no inference_mode (eval mode already is)
+                    self.peft.set_adapter(name)
+                self._active = name
+            return self.peft(*args, **kwargs)
+
+
+class AdapterView:
+    """A :class:`SharedBase` seen with one adapter active: what an engine calls as its model
+    (``view(input_ids=..., ...)``), with the base's ``config`` and ``device``."""
+
+    def __init__(self, shared: SharedBase, name: str, label: str) -> None:
+        self.shared, self.name, self.label = shared, name, label
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        return self.shared.forward(self.name, *args, **kwargs)
+
+    @property
+    def config(self) -> Any:
+        return self.shared.base.config
+
+    @property
+    def device(self) -> Any:
+        return next(self.shared.base.parameters()).device
+
+    def parameters(self) -> Any:
+        """The base's parameters and this adapter's (those of the other adapters excluded)."""
+        for n, p in self.shared.model.named_parameters():
+            if "lora_" not in n or f".{self.name}." in f"{n}.":
+                yield p
+
+    def eval(self) -> AdapterView:
+        return self
+
+    def detach(self) -> None:
+        self.shared.detach(self)

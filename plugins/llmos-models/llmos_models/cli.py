@@ -51,7 +51,7 @@ def generate(model_ref: str, prompt: str, max_new_tokens: int, temperature: floa
     import sys
     import warnings
 
-    from llmos.sdk import check_device_name, place_for_inference
+    from llmos.sdk import check_device_name
     from llmos_models.generate import GenerationSettings
     from llmos_models.generate import generate as run_generate
     from llmos_models.generate import stream
@@ -72,7 +72,9 @@ def generate(model_ref: str, prompt: str, max_new_tokens: int, temperature: floa
     except ValueError as exc:
         raise click.BadParameter(str(exc), param_hint="--device") from None
     model, tokenizer, version = load_ref(model_ref)
-    place_for_inference(model, device, precision)
+    from llmos_models.placement import place
+
+    place(model, device, precision, what=version or model_ref)
     # warnings (e.g. positions past the training context) as one plain line on stderr
     warnings.formatwarning = lambda message, *args, **kwargs: f"warning: {message}\n"
     if tokenizer is None:

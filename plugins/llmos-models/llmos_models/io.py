@@ -273,14 +273,22 @@ def load_model(path: Path | str, *, device: str | None = None, manager: Any = No
     model.eval()
     if isinstance(meta.get("train_context"), int):
         model.llmos_train_context = meta["train_context"]
-    tokenizer = None
-    if (path / "tokenizer.json").is_file():
-        from transformers import PreTrainedTokenizerFast
+    return model, load_tokenizer(path, meta)
 
-        tokenizer = PreTrainedTokenizerFast.from_pretrained(str(path))
-        if meta.get("chat_template") and not getattr(tokenizer, "chat_template", None):
-            tokenizer.chat_template = meta["chat_template"]
-    return model, tokenizer
+
+def load_tokenizer(path: Path | str, meta: dict[str, Any] | None = None) -> Any:
+    """The tokenizer of a model directory (``tokenizer.json``; ``None`` without one), with
+    ``llmos.json``'s chat template when the tokenizer files carry none."""
+    path = Path(path)
+    if not (path / "tokenizer.json").is_file():
+        return None
+    from transformers import PreTrainedTokenizerFast
+
+    meta = read_meta(path) if meta is None else meta
+    tokenizer = PreTrainedTokenizerFast.from_pretrained(str(path))
+    if meta.get("chat_template") and not getattr(tokenizer, "chat_template", None):
+        tokenizer.chat_template = meta["chat_template"]
+    return tokenizer
 
 
 def load_adapter(path: Path | str, ref: str | None = None, *, manager: Any = None) -> Any:

@@ -16,6 +16,15 @@ from llmos.sdk import echo_json as _echo_json
 @click.option("--canary", default=None, metavar="REF", help="Second version getting --canary-percent of requests.")
 @click.option("--canary-percent", default=0.0, show_default=True, type=click.FloatRange(0, 100),
               help="Share of requests for the canary, in percent.")
+@click.option("--also", "also", multiple=True, metavar="REF",
+              help="Also serve this version (repeatable), chosen by requests naming it: e.g. several adapter "
+                   "versions of one base, which share one loaded base.")
+@click.option("--device", default="auto", show_default=True, metavar="auto|cpu|cuda|cuda:N|mps",
+              help="Where versions run: auto is cuda, then mps, then cpu (a version's tag device=... decides "
+                   "under auto).")
+@click.option("--precision", default="auto", show_default=True, type=click.Choice(["auto", "fp32", "bf16", "fp16"]),
+              help="auto: bf16 on CUDA GPUs that support it, fp32 elsewhere (a version's tag precision=... "
+                   "decides under auto).")
 @click.option("--admin-token", envvar="LLMOS_ADMIN_TOKEN", default=None, metavar="TOKEN",
               help="Bearer token enabling /admin/alias and /admin/reload [env: LLMOS_ADMIN_TOKEN].")
 @click.option("--api-key", envvar="LLMOS_API_KEY", default=None, metavar="KEY",
@@ -43,7 +52,7 @@ from llmos.sdk import echo_json as _echo_json
               help="Largest request body (413 beyond).")
 @click.option("--no-access-log", is_flag=True, help="Do not log a line per request.")
 def serve(model_ref: str, host: str, port: int, workers: int, canary: str | None, canary_percent: float,
-          admin_token: str | None, api_key: str | None, drain_timeout: float, threads: int | None, engine: str, max_batch_size: int, max_queue: int, timeout: float,
+          also: tuple[str, ...], device: str, precision: str, admin_token: str | None, api_key: str | None, drain_timeout: float, threads: int | None, engine: str, max_batch_size: int, max_queue: int, timeout: float,
           max_tokens_limit: int | None, poll_interval: float, max_body_bytes: int, no_access_log: bool) -> None:
     """Serve MODEL_REF with an OpenAI-compatible HTTP API.
 
@@ -56,6 +65,7 @@ def serve(model_ref: str, host: str, port: int, workers: int, canary: str | None
       llmos serve quickstart@production
       llmos serve quickstart@production --canary quickstart@canary --canary-percent 10
       llmos serve ./exports/quickstart --port 9000 --workers 2
+      llmos serve quickstart-lora:1 --also quickstart-lora:2 --device cuda   # two adapters, one base
 
     \b
     Then, with any OpenAI client:
@@ -79,8 +89,15 @@ def serve(model_ref: str, host: str, port: int, workers: int, canary: str | None
     from llmos_serve.server import serve as run
 
     _hide_secrets(("--api-key", "--admin-token"))
+    from llmos.sdk import check_device_name
+
+    try:
+        check_device_name(device)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--device") from None
     config = ServeConfig(
         model=model_ref, host=host, port=port, workers=workers, canary=canary, canary_percent=canary_percent,
+        also=list(also), device=device, precision=precision,
         admin_token=admin_token or None, api_key=api_key or None, drain_timeout=drain_timeout, threads=threads, engine=engine, max_batch_size=max_batch_size, max_queue=max_queue, timeout=timeout,
         max_tokens_limit=max_tokens_limit, poll_interval=poll_interval, max_body_bytes=max_body_bytes,
         access_log=not no_access_log,

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 
 class ServeConfig(BaseModel):
@@ -20,6 +20,21 @@ class ServeConfig(BaseModel):
     workers: int = Field(default=1, ge=1, le=64, description="Server processes sharing the port")
     canary: str | None = Field(default=None, description="A second model spec that gets canary_percent of requests")
     canary_percent: float = Field(default=0.0, ge=0.0, le=100.0, description="Share of requests for the canary (%)")
+    also: list[str] = Field(
+        default_factory=list,
+        description="More versions served by this server, each chosen by requests naming it ('name:N', "
+        "'name@alias'); adapter versions of one base share one loaded base",
+    )
+    device: str = Field(
+        default="auto",
+        description="Where versions run: auto (cuda, then mps, then cpu), cpu, cuda, cuda:N or mps; under auto a "
+        "version's tag device=... decides",
+    )
+    precision: str = Field(
+        default="auto",
+        description="auto (bf16 on CUDA GPUs that support it, else fp32), fp32, bf16 or fp16; under auto a "
+        "version's tag precision=... decides",
+    )
     admin_token: str | None = Field(
         default=None, repr=False, description="Bearer token for /admin/* endpoints (they are off without one)"
     )
@@ -53,3 +68,19 @@ class ServeConfig(BaseModel):
     block: bool = Field(
         default=True, description="In a pipeline: serve until interrupted (false: start in the background)"
     )
+
+    @field_validator("device")
+    @classmethod
+    def _device(cls, value: str) -> str:
+        from llmos.sdk import check_device_name
+
+        return check_device_name(value)
+
+    @field_validator("precision")
+    @classmethod
+    def _precision(cls, value: str) -> str:
+        from llmos.sdk import PRECISIONS
+
+        if value not in PRECISIONS:
+            raise ValueError(f"unknown precision {value!r}: use {', '.join(PRECISIONS)}")
+        return value

@@ -189,7 +189,7 @@ class JsonProcessor:
             self.error = "no token of the vocabulary continues the JSON document here"
             return
         n = min(banned.shape[0], row.shape[-1])
-        row[:n].masked_fill_(banned[:n], float("-inf"))
+        row[:n].masked_fill_(banned[:n].to(row.device), float("-inf"))  # the mask is cached on the CPU
         if row.shape[-1] > n:
             row[n:] = float("-inf")
 

@@ -14,6 +14,10 @@ engine thread runs *continuous* dynamic batching:
   ``max_tokens``, or cancellation — a disconnected client frees its slot at the
   next step), after which its rows are dropped from the cache.
 
+The eager engine's batch tensors (ids, masks, positions, KV cache) live on the model's
+device (:attr:`Engine.device`) and sampling runs there; per step only the chosen token
+ids (and requested log-probabilities) come back to the CPU.
+
 The waiting queue is bounded: :meth:`Engine.submit` raises :class:`QueueFull`
 (the server answers 429 with ``Retry-After``).
 """
@@ -29,6 +33,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from llmos_serve.placement import device_of
 from llmos_serve.rows import pad_prompts, text_decoder
 
 log = logging.getLogger("llmos.serve.engine")
@@ -145,6 +150,7 @@ class Engine:
     ) -> None:
         self.model = model
         self.tokenizer = tokenizer
+        self.device = device_of(model)  # where the batch's tensors live ("cpu", "cuda:0", ...)
         self.max_batch_size = max(1, int(max_batch_size))
         self.max_queue = max(0, int(max_queue))
         self.label = label
@@ -203,7 +209,7 @@ class Engine:
         now = time.perf_counter()
         for s in seqs:
             s.t_submit = now
-            g = torch.Generator()
+            g = torch.Generator(device=self.device)
             g.manual_seed(s.params.seed if s.params.seed is not None else torch.seed())
             s.generator = g
         with self._cv:
@@ -226,6 +232,7 @@ class Engine:
         return {
             "label": self.label,
             "engine": self.kind,
+            "device": str(self.device),
             "running": self.num_running,
             "waiting": self.num_waiting,
             "steps": self.steps,
@@ -327,14 +334,14 @@ class Engine:
         from transformers import DynamicCache
 
         ids_np, mask_np, lens = pad_prompts(new, self.pad_id, left=True)
-        ids, mask = torch.from_numpy(ids_np), torch.from_numpy(mask_np)
+        ids, mask = torch.from_numpy(ids_np).to(self.device), torch.from_numpy(mask_np).to(self.device)
         pos = (mask.cumsum(-1) - 1).clamp(min=0)
         out = self.model(
             input_ids=ids, attention_mask=mask, position_ids=pos, past_key_values=DynamicCache(), use_cache=True
         )
         cache = out.past_key_values
         self._record_prompt_logprobs(out.logits, new, left=True)
-        next_pos = torch.tensor(lens, dtype=torch.long)
+        next_pos = torch.tensor(lens, dtype=torch.long, device=self.device)
         if self._active and self._cache is not None:
             self._merge(cache, mask, next_pos)
         else:
@@ -366,9 +373,9 @@ class Engine:
         import torch
 
         batch = len(self._active)
-        mask = torch.cat([self._mask, torch.ones((batch, 1), dtype=torch.long)], 1)
+        mask = torch.cat([self._mask, torch.ones((batch, 1), dtype=torch.long, device=self.device)], 1)
         out = self.model(
-            input_ids=torch.tensor(self._last, dtype=torch.long)[:, None],
+            input_ids=torch.tensor(self._last, dtype=torch.long, device=self.device)[:, None],
             attention_mask=mask,
             position_ids=self._pos[:, None],
             past_key_values=self._cache,
@@ -382,7 +389,7 @@ class Engine:
     def _keep_rows(self, keep: list[int]) -> None:
         import torch
 
-        idx = torch.tensor(keep, dtype=torch.long)
+        idx = torch.tensor(keep, dtype=torch.long, device=self.device)
         self._cache.batch_select_indices(idx)
         self._mask, self._pos = self._mask[idx], self._pos[idx]
         # drop columns that are padding for every remaining row
@@ -402,8 +409,8 @@ class Engine:
         logits = logits.float()
         for i, s in enumerate(seqs):
             if s.params.logit_bias:
-                ids = torch.tensor(list(s.params.logit_bias), dtype=torch.long)
-                logits[i, ids] += torch.tensor(list(s.params.logit_bias.values()), dtype=logits.dtype)
+                ids = torch.tensor(list(s.params.logit_bias), dtype=torch.long, device=logits.device)
+                logits[i, ids] += torch.tensor(list(s.params.logit_bias.values()), device=logits.device)
             if s.processor is not None:
                 s.processor.apply(logits[i])
         out = torch.argmax(logits, dim=-1)
@@ -462,7 +469,8 @@ class Engine:
         p = s.params
         penalized = (p.presence_penalty or p.frequency_penalty) and s.generated
         if penalized:  # OpenAI's penalties over the tokens generated so far
-            counts = torch.bincount(torch.tensor(s.generated), minlength=logits.shape[-1])[: logits.shape[-1]]
+            done = torch.tensor(s.generated, device=logits.device)
+            counts = torch.bincount(done, minlength=logits.shape[-1])[: logits.shape[-1]]
             row = logits[i] - p.frequency_penalty * counts - p.presence_penalty * (counts > 0).float()
             if p.temperature <= 1e-5:
                 out[i] = torch.argmax(row)

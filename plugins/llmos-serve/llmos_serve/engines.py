@@ -174,6 +174,12 @@ def _ort_unsupported(loaded: Any) -> str | None:
         return "the ort engine needs onnxruntime and llmos-export: pip install llmos-export"
     if is_onnx(loaded.model):
         return None
+    if getattr(loaded, "device", "cpu") != "cpu":
+        return (f"{loaded.ref} is loaded on {loaded.device}, and the ort engine runs ONNX Runtime on the CPU: "
+                f"serve it with --engine eager, or on the CPU (--device cpu)")
+    if getattr(loaded, "base", None):
+        return (f"{loaded.ref} is an adapter served on the shared base {loaded.base}, which the ort engine cannot "
+                f"run: serve it with --engine eager, or merge it into a full version (llmos merge {loaded.ref})")
     try:
         import llmos_export  # noqa: F401
     except ImportError:
@@ -241,6 +247,8 @@ def choose(kind: str, loaded: Any, tags: dict[str, str] | None = None) -> tuple[
         return requested, source
     if is_onnx(loaded.model):
         return "ort", "an ONNX version"
+    if getattr(loaded, "device", "cpu") != "cpu":
+        return "eager", f"auto: the model is on {loaded.device} (ONNX Runtime runs on the CPU here)"
     if "ort" in engines and not _ort_unsupported(loaded) and cached_export(loaded) is not None:
         from llmos_export.runtime import OnnxCausalLM
 

@@ -10,7 +10,11 @@ A *model spec* is what the user typed after ``llmos serve``:
 
 Models load through ``llmos_models.io.load_model`` when the model plugin is
 installed (so int8 and other compressed versions load with their own loader),
-otherwise through ``transformers.AutoModelForCausalLM``.
+otherwise through ``transformers.AutoModelForCausalLM``, and are placed on ``device``
+with ``precision`` (``llmos_models.placement.place``: ``auto`` is CUDA, then MPS, then
+the CPU, in bf16 on CUDA GPUs that support it; ONNX and int8 versions stay on the CPU).
+An adapter version loaded with a :class:`~llmos_serve.bases.SharedBases` attaches to the
+base it shares with the other adapters of that base.
 """
 
 from __future__ import annotations
@@ -81,6 +85,19 @@ class LoadedModel:
     generation: dict[str, Any] = field(default_factory=dict)
     #: the ONNX Runtime model the ``auto`` engine choice checked against ``model`` (engines.choose)
     onnx_model: Any = None
+    #: where it runs: the torch device ("cpu", "cuda:0") and precision ("fp32", "bf16", "fp16")
+    device: str = "cpu"
+    precision: str = "fp32"
+    #: for an adapter version on a shared base: the base's "name:N" (``model`` is its view)
+    base: str | None = None
+    #: called once when the version is unloaded (detaches a shared adapter)
+    on_close: Any = field(default=None, repr=False)
+
+    def close(self) -> None:
+        """Free what this version holds beyond its engine (a shared base's adapter)."""
+        fn, self.on_close = self.on_close, None
+        if fn is not None:
+            fn()
 
     @property
     def ref(self) -> str:
@@ -115,33 +132,57 @@ def resolve(spec: ModelSpec, registry: Any = None) -> tuple[str, str, Any]:
     return str(info.model), str(info.number), info
 
 
-def load(spec: ModelSpec, version: str | None = None, registry: Any = None) -> LoadedModel:
-    """Load the version ``spec`` points at (or ``name:version`` when given)."""
+def load(spec: ModelSpec, version: str | None = None, registry: Any = None, *, device: str = "auto",
+         precision: str = "auto", bases: Any = None) -> LoadedModel:
+    """Load the version ``spec`` points at (or ``name:version`` when given) on ``device``
+    with ``precision``; an adapter version attaches to its base in ``bases`` (a
+    :class:`~llmos_serve.bases.SharedBases`) when given."""
     if spec.path is not None:
-        return load_directory(spec.path, name=spec.name, version="local")
+        return load_directory(spec.path, name=spec.name, version="local", device=device, precision=precision,
+                              bases=bases)
     reg = registry if registry is not None else open_registry()
     if version is None:
         _, version, _ = resolve(spec, reg)
     path = Path(reg.checkout(f"{spec.name}:{version}"))
-    return load_directory(path, name=spec.name, version=str(version), ref=f"{spec.name}:{version}")
+    return load_directory(path, name=spec.name, version=str(version), ref=f"{spec.name}:{version}", device=device,
+                          precision=precision, bases=bases, registry=reg)
 
 
-def load_directory(path: Path, *, name: str, version: str, ref: str | None = None) -> LoadedModel:
-    """Load a Hugging Face-layout directory (with its ``llmos.json`` if any); ``ref`` is
-    its registry version (an adapter version loads on its registry parent)."""
+def load_directory(path: Path, *, name: str, version: str, ref: str | None = None, device: str = "auto",
+                   precision: str = "auto", bases: Any = None, registry: Any = None) -> LoadedModel:
+    """Load a Hugging Face-layout directory (with its ``llmos.json`` if any) on ``device``
+    with ``precision``; ``ref`` is its registry version (an adapter version loads on its
+    registry parent, shared through ``bases`` when given)."""
     path = Path(path)
     try:
-        from llmos_models.io import load_model
+        from llmos_models.adapter import is_adapter_dir
+        from llmos_models.io import load_model, load_tokenizer
     except ImportError:
         load_model = None
-    if load_model is not None:
+    base = on_close = None
+    if load_model is not None and bases is not None and is_adapter_dir(path):
+        label = ref or str(path)
+        model, base, where_device, where_precision = bases.attach(path, label, ref=ref, registry=registry,
+                                                                 device=device, precision=precision)
+        on_close = lambda: bases.detach(model)  # noqa: E731
+        tokenizer = load_tokenizer(path)
+    elif load_model is not None:
+        from llmos_models.placement import place
+
         model, tokenizer = load_model(path, ref=ref)
+        where_device, where_precision = place(model, device, precision, what=ref or str(path))
     else:
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
+        from llmos.sdk import autocast_dtype, place_for_inference, precision_name
+
         model = AutoModelForCausalLM.from_pretrained(path, use_safetensors=True, trust_remote_code=False)
         tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=False)
+        where_device = place_for_inference(model, device, precision)
+        where_precision = precision_name(autocast_dtype(where_device, precision))
     if tokenizer is None:
+        if on_close is not None:
+            on_close()
         raise NotFoundError(f"{path} has no tokenizer (tokenizer.json): a served model needs one; re-save it with its tokenizer")
     model.eval()
     meta: dict[str, Any] = {}
@@ -169,4 +210,8 @@ def load_directory(path: Path, *, name: str, version: str, ref: str | None = Non
         context_length=int(ctx),
         chat_template=meta.get("chat_template"),
         generation=dict(generation) if isinstance(generation, dict) else {},
+        device=str(where_device),
+        precision=where_precision,
+        base=base,
+        on_close=on_close,
     )

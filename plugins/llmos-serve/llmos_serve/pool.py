@@ -1,8 +1,12 @@
 """Which version answers a request: aliases followed live, canary split, drain.
 
 The pool holds one :class:`~llmos_serve.engine.Engine` per loaded version and
-two *targets*: the primary spec (``quickstart@production``) and an optional
-canary (``quickstart@canary`` taking ``canary_percent`` of the traffic).
+its *targets*: the primary spec (``quickstart@production``), an optional
+canary (``quickstart@canary`` taking ``canary_percent`` of the traffic), and the
+specs served *also* (``--also quickstart-lora:2``: chosen by requests naming them).
+Adapter versions of one base share one loaded base (:mod:`llmos_serve.bases`).
+Every version loads on the pool's ``device`` with its ``precision`` (a version's tags
+``device=``/``precision=`` decide where those are ``auto``).
 
 A watcher thread re-resolves targets that can move (aliases, bare names) every
 ``poll_interval`` seconds — one cheap registry query each. When a target now
@@ -23,6 +27,7 @@ from typing import Any
 from llmos.sdk import ConflictError, LlmosError, NotFoundError, ValidationError
 
 from llmos_serve import engines
+from llmos_serve.bases import SharedBases
 from llmos_serve.engine import Engine
 from llmos_serve.loader import LoadedModel, ModelSpec, load, open_registry, resolve
 
@@ -88,6 +93,10 @@ class ModelPool:
     :param routing_seed: seed of the canary coin (deterministic split in tests).
     :param poll_interval: seconds between alias checks (0 disables the watcher).
     :param engine: the serving engine (``auto``, ``eager``, ``ort``; see :mod:`llmos_serve.engines`).
+    :param device: where versions load (``auto|cpu|cuda|cuda:N|mps``; see :mod:`llmos.devices`).
+    :param precision: their precision (``auto|fp32|bf16|fp16``).
+    :param also: more specs served, each chosen by requests naming it (its spec as typed,
+        or its model name when no earlier target has that name).
     """
 
     def __init__(
@@ -102,6 +111,9 @@ class ModelPool:
         poll_interval: float = 2.0,
         registry: Any = None,
         engine: str = "auto",
+        device: str = "auto",
+        precision: str = "auto",
+        also: list[str] | tuple[str, ...] = (),
     ) -> None:
         if not 0 <= canary_percent <= 100:
             raise ValidationError(f"--canary-percent must be between 0 and 100, got {canary_percent}")
@@ -110,6 +122,23 @@ class ModelPool:
         self.primary = _Target(ModelSpec.parse(primary))
         self.canary = _Target(ModelSpec.parse(canary)) if canary else None
         self.canary_percent = float(canary_percent)
+        self.also: list[_Target] = []
+        for text in also:
+            spec = ModelSpec.parse(text)
+            if spec.text in [t.spec.text for t in self._targets()]:
+                raise ValidationError(f"--also {spec.text}: that spec is served already; name each version once")
+            self.also.append(_Target(spec))
+        from llmos.sdk import PRECISIONS, check_device_name
+
+        try:
+            check_device_name(device)
+        except ValueError as exc:
+            raise ValidationError(f"--device: {exc}") from None
+        if precision not in PRECISIONS:
+            raise ValidationError(f"--precision {precision!r}: use one of {', '.join(PRECISIONS)}")
+        self.device, self.precision = device, precision
+        #: base models loaded once for all the adapter versions served on them
+        self.bases = SharedBases()
         self.engine_options = dict(engine_options or {})
         self.observer_factory = observer_factory
         self.poll_interval = poll_interval
@@ -141,7 +170,17 @@ class ModelPool:
         ids = [self.primary.spec.name, self.primary.spec.text]
         if self.canary is not None:
             ids += [self.canary.spec.name, self.canary.spec.text]
+        for t in self.also:
+            ids += [t.spec.text, t.spec.name]
         return list(dict.fromkeys(ids))
+
+    def ref_for(self, model_id: str) -> str | None:
+        """The version ("name:N") a request naming ``model_id`` gets (the primary's for a
+        name the canary split shares), or ``None`` while it loads."""
+        extra = self._also_for(model_id)
+        if extra is not None:
+            return extra.ref
+        return self.canary.ref if self.routes_to_canary(model_id) else self.primary.ref  # type: ignore[union-attr]
 
     def serving(self) -> dict[str, Any]:
         with self._lock:
@@ -152,6 +191,8 @@ class ModelPool:
                     "version": self.canary.ref,
                     "percent": self.canary_percent,
                 }
+            if self.also:
+                out["also"] = [{"spec": t.spec.text, "version": t.ref} for t in self.also]
             out["loaded"] = sorted(self._slots)
             if self.failed:
                 out["failed"] = dict(self.failed)
@@ -178,7 +219,11 @@ class ModelPool:
         return self._registry
 
     def check(self) -> None:
-        """Resolve every spec now (fails fast on a wrong reference), loading nothing."""
+        """Resolve every spec now (fails fast on a wrong reference, or a device or precision
+        this machine lacks), loading nothing."""
+        from llmos.sdk import autocast_dtype, resolve_device
+
+        autocast_dtype(resolve_device(self.device), self.precision)
         for t in self._targets():
             if t.spec.path is None:
                 with self._reg_lock:
@@ -213,10 +258,10 @@ class ModelPool:
             slots = list(self._slots.values())
             self._slots.clear()
         for s in slots:
-            s.engine.stop()
+            _unload(s)
 
     def _targets(self) -> list[_Target]:
-        return [self.primary] + ([self.canary] if self.canary is not None else [])
+        return [self.primary] + ([self.canary] if self.canary is not None else []) + self.also
 
     def _watch(self) -> None:
         while not self._stop.wait(self.poll_interval):
@@ -266,13 +311,38 @@ class ModelPool:
     def _load(self, spec: ModelSpec, version: str) -> _Slot:
         with self._reg_lock:
             reg = self._reg() if spec.path is None else None
-            loaded = load(spec, version=version, registry=reg)
-            tags = dict(reg.resolve(loaded.ref).tags or {}) if reg is not None else {}
-        observer = self.observer_factory(loaded) if self.observer_factory is not None else None
-        engine = engines.create(self.engine, loaded, tags, label=loaded.ref, observer=observer,
-                                **self.engine_options)
-        log.info("loaded %s from %s (%s engine)", loaded.ref, loaded.path, engine.kind)
+            tags = dict(reg.resolve(f"{spec.name}:{version}").tags or {}) if reg is not None else {}
+            device, precision = self._placement(f"{spec.name}:{version}", tags)
+            loaded = load(spec, version=version, registry=reg, device=device, precision=precision, bases=self.bases)
+        try:
+            observer = self.observer_factory(loaded) if self.observer_factory is not None else None
+            engine = engines.create(self.engine, loaded, tags, label=loaded.ref, observer=observer,
+                                    **self.engine_options)
+        except BaseException:
+            loaded.close()
+            raise
+        log.info("loaded %s from %s (%s engine, %s, %s%s)", loaded.ref, loaded.path, engine.kind, loaded.device,
+                 loaded.precision, f", adapter on the shared base {loaded.base}" if loaded.base else "")
         return _Slot(loaded, engine.start())
+
+    def _placement(self, ref: str, tags: dict[str, str]) -> tuple[str, str]:
+        """``(device, precision)`` for version ``ref``: the pool's, where ``auto`` leaves the
+        choice to the version's tags ``device=`` and ``precision=``."""
+        from llmos.sdk import PRECISIONS, check_device_name
+
+        device, precision = self.device, self.precision
+        if device == "auto" and tags.get("device"):
+            device = tags["device"]
+            try:
+                check_device_name(device)
+            except ValueError as exc:
+                raise ValidationError(f"the tag device={device} of {ref}: {exc} (llmos model tag {ref} device=...)") from None
+        if precision == "auto" and tags.get("precision"):
+            precision = tags["precision"]
+            if precision not in PRECISIONS:
+                raise ValidationError(f"the tag precision={precision} of {ref}: use one of {', '.join(PRECISIONS)} "
+                                      f"(llmos model tag {ref} precision=...)")
+        return device, precision
 
     def _switch(self, target: _Target, slot: _Slot) -> tuple[str, str | None, str]:
         ref = slot.loaded.ref
@@ -299,7 +369,7 @@ class ModelPool:
         if key is None or (key in in_use and self._slots.get(key) is slot) or slot.leases > 0:
             return
         del self._slots[key]
-        threading.Thread(target=slot.engine.stop, daemon=True).start()
+        threading.Thread(target=_unload, args=(slot,), daemon=True).start()
 
     def set_alias(self, alias: str, version: int, model: str | None = None) -> dict[str, Any]:
         """Move ``model@alias`` to ``version`` in the registry and switch now.
@@ -336,6 +406,19 @@ class ModelPool:
 
     # -- routing --------------------------------------------------------------------
 
+    def _also_for(self, model_id: str) -> _Target | None:
+        """The ``also`` target a request naming ``model_id`` goes to, if any: the one typed
+        so, else the first with that model name unless the primary or canary has it."""
+        for t in self.also:
+            if model_id == t.spec.text:
+                return t
+        main = {self.primary.spec.name, self.primary.spec.text}
+        if self.canary is not None:
+            main |= {self.canary.spec.name, self.canary.spec.text}
+        if model_id in main:
+            return None
+        return next((t for t in self.also if model_id == t.spec.name), None)
+
     def acquire(self, model_id: str) -> Lease:
         """Pick the version for a request naming ``model_id`` and hold it.
 
@@ -358,11 +441,14 @@ class ModelPool:
     def routes_to_canary(self, model_id: str) -> bool:
         """True when a request naming ``model_id`` always goes to the canary."""
         c = self.canary
-        if c is None or model_id == self.primary.spec.text:
+        if c is None or model_id == self.primary.spec.text or self._also_for(model_id) is not None:
             return False
         return model_id == c.spec.text or (model_id == c.spec.name and c.spec.name != self.primary.spec.name)
 
     def _route(self, model_id: str) -> _Target:
+        extra = self._also_for(model_id)
+        if extra is not None:
+            return extra
         c = self.canary
         if c is None or c.ref is None:
             return self.primary
@@ -377,3 +463,9 @@ class ModelPool:
             slot.leases -= 1
             if slot.leases <= 0:
                 self._maybe_retire(slot)
+
+
+def _unload(slot: _Slot) -> None:
+    """Stop a slot's engine, then free what its version holds (a shared base's adapter)."""
+    slot.engine.stop()
+    slot.loaded.close()

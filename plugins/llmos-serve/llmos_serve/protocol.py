@@ -211,6 +211,7 @@ class ModelCard(BaseModel):
     owned_by: str = "llmos"
     version: str | None = Field(default=None, description="The version now serving this id (name:N).")
     max_model_len: int | None = None
+    parent: str | None = Field(default=None, description="For an adapter version: its base version (name:N).")
 
 
 class ModelList(BaseModel):

@@ -20,6 +20,9 @@ def build_pool(config: ServeConfig) -> ModelPool:
         routing_seed=config.routing_seed,
         poll_interval=config.poll_interval,
         engine=config.engine,
+        device=config.device,
+        precision=config.precision,
+        also=config.also,
     )
 
 

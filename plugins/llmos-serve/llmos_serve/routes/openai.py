@@ -28,13 +28,13 @@ router = APIRouter(prefix="/v1", tags=["openai"], responses=ERROR_RESPONSES)
 
 def _cards(st: Any) -> list[ModelCard]:
     pool = st.pool
-    serving = pool.serving()
     cards = []
     for mid in pool.model_ids():
-        version = serving["canary"]["version"] if pool.routes_to_canary(mid) else serving["primary"]["version"]
+        version = pool.ref_for(mid)
         loaded = pool.loaded(version)
         ctx = loaded.context_length if loaded is not None else None
-        cards.append(ModelCard(id=mid, created=st.created, version=version, max_model_len=ctx))
+        parent = loaded.base if loaded is not None else None
+        cards.append(ModelCard(id=mid, created=st.created, version=version, max_model_len=ctx, parent=parent))
     return cards
 
 

@@ -42,6 +42,7 @@ async def metrics(request: Request) -> Response:
 
 @router.get("/stats")
 async def stats(request: Request) -> dict[str, Any]:
-    """Engine statistics per loaded version (batch sizes, queue) of this process."""
+    """Engine statistics per loaded version (batch sizes, queue, device) of this process, and
+    the base models shared by adapter versions (each loaded once)."""
     pool = request.app.state.llmos.pool
-    return {"serving": pool.serving(), "engines": [e.stats() for e in pool.engines()]}
+    return {"serving": pool.serving(), "engines": [e.stats() for e in pool.engines()], "bases": pool.bases.stats()}
