@@ -199,7 +199,7 @@ def main() -> int:
 
     name = torch.cuda.get_device_name(0) if gpu else "CPU (reduced check)"
     lines = [
-        f"# GPU check ({name})",
+        f"## GPU check ({name})",
         "",
         f"_benchmarks/gpu_check.py{' --cpu' if not gpu else ''}, torch {torch.__version__}, model "
         f"{shape['hidden']}x{shape['layers']} layers, blocks of {shape['block']}, batch {batch}; "

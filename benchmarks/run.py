@@ -47,7 +47,7 @@ def main(argv: list[str]) -> int:
             failed.append(area)
             continue
         print(text)  # the script wrote it to docs/benchmarks/<area>.md (benchmarks_stamp.write_section)
-    order = ["core", "registry", "data", "train", "lora", "compress", "serve", "constrain", "scale", "monitor",
+    order = ["gpu", "core", "registry", "data", "train", "lora", "compress", "serve", "constrain", "scale", "monitor",
              "community"]
     sections = sorted(
         (DOCS / "benchmarks").glob("*.md"),
