@@ -88,8 +88,10 @@ def test_ort_engine_decodes_pytorch_versions_like_eager(versions, start_server, 
     for stream in (False, True):
         expected = _completions(eager.url, "tiny", stream, max_tokens=32)
         assert _completions(ort.url, "tiny", stream, max_tokens=32) == expected
-    stats = httpx.get(ort.url + "/stats", timeout=10).json()["engines"][0]
-    assert stats["max_batch_size_seen"] == 3, stats
+    # the batch fills when the requests arrive together: on a loaded machine they may not,
+    # so rounds repeat (each compared again) until one ran 3 rows at once
+    _until_batched(ort.url, 3, lambda: _completions(ort.url, "tiny", False, max_tokens=32) == expected)
+    assert _max_batch(ort.url) == 3
 
     # a version's tag decides under auto; --engine decides over the tag
     versions.set_tags("tiny:1", {"engine": "eager"})
@@ -123,6 +125,20 @@ def test_engine_errors_are_one_line(versions, start_server, llmos_home, trained_
     assert r.returncode != 0 and r.stderr.strip() == (
         "Error: unknown serving engine 'tensorrt': use --engine auto|eager|ort"), r.stderr
     shutil.rmtree(int8_dir)
+
+
+def _max_batch(url: str) -> int:
+    return httpx.get(url + "/stats", timeout=10).json()["engines"][0]["max_batch_size_seen"]
+
+
+def _until_batched(url: str, rows: int, same_text: Any, rounds: int = 6) -> None:
+    """Repeat a concurrent round (``same_text()``: it gave the expected texts) until the
+    engine has run ``rows`` rows in one step; the texts must match in every round."""
+    for _ in range(rounds):
+        if _max_batch(url) >= rows:
+            return
+        assert same_text()
+    assert _max_batch(url) >= rows, f"the engine never batched {rows} rows in {rounds} concurrent rounds"
 
 
 def _texts(url: str, model: str, jobs: list[tuple[str, int]], stream: bool) -> list[str]:
@@ -159,8 +175,8 @@ def test_ort_rows_of_different_lengths_give_the_eager_text(versions, start_serve
         expected = _texts(eager.url, "tiny", jobs, stream)
         assert all(expected[:5]), expected
         assert _texts(ort.url, "tiny", jobs, stream) == expected
-    stats = httpx.get(ort.url + "/stats", timeout=10).json()["engines"][0]
-    assert stats["engine"] == "ort" and stats["max_batch_size_seen"] >= 3, stats
+    _until_batched(ort.url, 3, lambda: _texts(ort.url, "tiny", jobs, True) == expected)
+    assert _engine_of(ort.url) == "ort"
 
 
 def test_auto_serves_with_ort_only_when_its_greedy_output_is_eager(versions, engine_cache, start_server, tmp_path,
