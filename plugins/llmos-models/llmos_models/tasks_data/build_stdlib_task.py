@@ -118,20 +118,8 @@ def build_completions(n_items: int, seed: int = 1) -> list[dict]:
 
 
 def build(n_items: int, seed: int = 0) -> list[dict]:
-    from llmos_data.clean import clean_text, doc_hash, is_validation
-    from llmos_data.sources import iter_python_file, stdlib_files
-
-    held_out, seen = [], set()
-    for sf in stdlib_files():
-        for raw in iter_python_file(sf.path, ["docstrings"]):
-            text = clean_text(raw)
-            digest = doc_hash(text)
-            if digest in seen or not is_validation(digest, 0.05):
-                continue
-            seen.add(digest)
-            parts = sentences(text)
-            if len(parts) >= 2:
-                held_out.append(parts)
+    """Context: a docstring's first sentence; choices: its second and three others'."""
+    held_out = [parts for parts in held_out_docs() if len(parts) >= 2]
     rng = random.Random(seed)
     rng.shuffle(held_out)
     items = []
