@@ -97,7 +97,7 @@ def bench_register_startup(rounds: int = 7) -> dict:
     os.environ.pop("LLMOS_DATABASE_URL", None)
     try:
         from llmos.registry import open_registry
-        from llmos.registry.db import dispose_engines
+        from llmos_registry.db import dispose_engines
 
         models = {"tiny": _safetensors_dir(work / "tiny", 4, 4096),
                   "105 MB": _safetensors_dir(work / "big", 100, 1 << 20)}

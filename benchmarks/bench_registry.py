@@ -84,8 +84,8 @@ def copy_tree(src: Path, dst: Path, fsync: bool, sha256: bool = False) -> None:
 
 
 def bench_register(work: Path) -> dict:
-    from llmos.registry.api import Registry
-    from llmos.registry.db import dispose_engines
+    from llmos_registry.api import Registry
+    from llmos_registry.db import dispose_engines
 
     src = write_model(work / "src", list(range(TENSORS)))
     size = sum(p.stat().st_size for p in src.iterdir())
@@ -118,8 +118,8 @@ def bench_register(work: Path) -> dict:
 
 
 def bench_dedup(work: Path) -> dict:
-    from llmos.registry.api import Registry
-    from llmos.registry.db import dispose_engines
+    from llmos_registry.api import Registry
+    from llmos_registry.db import dispose_engines
 
     home = work / "dedup"
     reg = Registry(f"sqlite:///{home / 'llmos.db'}", home)
@@ -150,9 +150,9 @@ def bench_dedup(work: Path) -> dict:
 def bench_resolve(work: Path) -> dict:
     from sqlalchemy import insert, select
 
-    from llmos.registry.api import Registry
-    from llmos.registry.db import dispose_engines
-    from llmos.registry.models import Alias, Model, ModelVersion, Tag, VersionFile, VersionMetric
+    from llmos_registry.api import Registry
+    from llmos_registry.db import dispose_engines
+    from llmos_registry.models import Alias, Model, ModelVersion, Tag, VersionFile, VersionMetric
 
     home = work / "resolve"
     reg = Registry(f"sqlite:///{home / 'llmos.db'}", home)
@@ -210,9 +210,9 @@ def bench_search(work: Path, url: str | None = None) -> dict:
 
     from sqlalchemy import insert, select
 
-    from llmos.registry.api import Registry
-    from llmos.registry.db import dispose_engines
-    from llmos.registry.models import Alias, Model, ModelVersion, Tag, VersionMetric
+    from llmos_registry.api import Registry
+    from llmos_registry.db import dispose_engines
+    from llmos_registry.models import Alias, Model, ModelVersion, Tag, VersionMetric
 
     home = work / "search"
     url = url or f"sqlite:///{home / 'llmos.db'}"
@@ -295,7 +295,7 @@ def search_lines(sr: dict) -> list[str]:
         f"process's own, which the machine's load inflates far less than wall time.",
         "",
         "What the query plans showed (`EXPLAIN QUERY PLAN` on SQLite, `EXPLAIN ANALYZE` on PostgreSQL) and "
-        "migration 0006 / `llmos/registry/search.py` changed: tags are indexed by (key, value, version_id) "
+        "migration 0006 / `plugins/llmos-registry/llmos_registry/search.py` changed: tags are indexed by (key, value, version_id) "
         "and metrics by (name, value, version_id), so an and-ed `tags.k = 'v'` or `metrics.m < x` reads only "
         "its covering index (tag values are capped at 500 characters, checked on write, so every value fits "
         "a PostgreSQL B-tree entry); comparisons under `or`/`not` are correlated `EXISTS`, which SQLite runs "

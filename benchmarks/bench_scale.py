@@ -45,7 +45,7 @@ def main() -> str:
     try:
         url = pg.create_database()
         home = work / "shared-home"
-        env = {**os.environ, "LLMOS_DATABASE_URL": url, "LLMOS_HOME": str(home), "LLMOS_PLUGINS": "llmos-serve"}
+        env = {**os.environ, "LLMOS_DATABASE_URL": url, "LLMOS_HOME": str(home), "LLMOS_PLUGINS": "llmos-serve,llmos-registry"}
         os.environ.update(LLMOS_DATABASE_URL=url, LLMOS_HOME=str(home))
         from llmos.registry import open_registry
 

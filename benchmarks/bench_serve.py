@@ -325,7 +325,7 @@ def main() -> str:
     load_start = ", ".join(f"{x:.1f}" for x in os.getloadavg())
     work = Path(tempfile.mkdtemp(prefix="llmos-bench-serve-"))
     home = work / "home"
-    env = dict(os.environ, LLMOS_HOME=str(home), LLMOS_PLUGINS="llmos-serve")
+    env = dict(os.environ, LLMOS_HOME=str(home), LLMOS_PLUGINS="llmos-serve,llmos-registry")
     env.pop("LLMOS_DATABASE_URL", None)
     _say(f"building two small-preset models in {work}")
     paths = build_models(work)

@@ -3,7 +3,7 @@
 - Home: ``$LLMOS_HOME``, else the per-user data directory (``~/.local/share/llmos``
   on Linux, via ``platformdirs`` conventions without importing it).
 - Database: ``$LLMOS_DATABASE_URL``, else ``sqlite:///<home>/llmos.db`` (resolved by
-  :class:`llmos.registry.store.Store`, for the home it is given).
+  the registry plugin, llmos-registry, for the home it is given).
 - Settings: ``<home>/settings.json`` — the persisted list of disabled plugins.
   A plain JSON file (not the database) so that loading plugins stays fast and
   works even when the database is unreachable.

@@ -320,6 +320,19 @@ class PluginManager:
             results.append((impl.plugin_name, result))
         return results
 
+    def first_result(self, hook_name: str, **kwargs: Any) -> tuple[str, Any] | None:
+        """Ask a *service* hook: enabled plugins in name order, the first result that is
+        not ``None`` as ``(plugin_name, result)``. Unlike :meth:`call_each`, a plugin's
+        exception reaches the caller (a service's errors are the caller's to show)."""
+        for impl in self._impls(hook_name):
+            info = self.plugins.get(impl.plugin_name)
+            if info is not None and info.status != OK:
+                continue
+            result = impl.function(**{a: kwargs[a] for a in impl.argnames})
+            if result is not None:
+                return impl.plugin_name, result
+        return None
+
     def notify(self, hook_name: str, **kwargs: Any) -> None:
         """Call a lifecycle hook on every plugin; a plugin that raises is marked
         broken and skipped from then on, and the caller never sees the error."""

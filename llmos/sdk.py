@@ -15,13 +15,15 @@ Contents:
   protocols (``CausalLM``, ``Dataset``...) of :mod:`llmos.artifacts`.
 - **plugins and components** — :func:`get_manager`, :func:`import_object`,
   :func:`format_validation_error`, :func:`jsonable`.
-- **the registry** — :func:`open_registry`, :func:`check_name` (a valid model name).
+- **the registry** — :func:`open_registry` (the installed registry plugin's, see
+  ``llmos_open_registry``; model names and references are that plugin's: ``llmos_registry``).
 - **CLI output** — :func:`echo_json`, :func:`echo_table`, ``json_option``,
   :func:`make_console`, :func:`progress_bar`; :func:`parse_key_values`
   (``--set KEY=VALUE`` options), :func:`parse_value`.
 - **files** — ``PICKLE_SUFFIXES``, :func:`fsync_dir`, :func:`home`.
-- **runs** — :class:`MetricBuffer` (batched metric rows of a run), :func:`flatten_config`.
-- **secrets** — :func:`redact_argv`; **liveness** — :class:`Heartbeat`; **devices** — :func:`resolve_device`, :func:`autocast`...
+- **runs** — :class:`MetricBuffer` (batched metric rows of a run), :func:`flatten_config`,
+  :func:`new_run_id`.
+- **secrets** — :func:`redact`, :func:`redact_text`, :func:`redact_argv`; **liveness** — :class:`Heartbeat`; **devices** — :func:`resolve_device`, :func:`autocast`...
 
 Importing this module is light (no torch, numpy, click or rich): the heavier
 names are imported on first use.
@@ -73,14 +75,16 @@ from llmos.plugins import get_manager
 # names imported on first use: "module:attribute"
 _LAZY = {
     "open_registry": "llmos.registry:open_registry",
-    "check_name": "llmos.registry.api:check_name",
     "echo_json": "llmos.cli._output:echo_json",
     "echo_table": "llmos.cli._output:echo_table",
     "json_option": "llmos.cli._output:json_option",
     "make_console": "llmos.cli._output:make_console",
     "MetricBuffer": "llmos.runs:MetricBuffer",
     "flatten_config": "llmos.runs:flatten_config",
+    "new_run_id": "llmos.runs:new_run_id",
+    "redact": "llmos.redact:redact",
     "redact_argv": "llmos.redact:redact_argv",
+    "redact_text": "llmos.redact:redact_text",
     "Heartbeat": "llmos.liveness:Heartbeat",
     "autocast": "llmos.devices:autocast",
     "autocast_dtype": "llmos.devices:autocast_dtype",

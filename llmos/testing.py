@@ -16,11 +16,12 @@ llmos installed can use them::
 Fixtures:
 
 - ``llmos_home`` — a fresh, empty ``$LLMOS_HOME`` (and SQLite database) for the test.
-- ``plugin_manager`` — an isolated plugin manager that loads *no* installed plugin
-  (tests never depend on what happens to be installed), made the process-wide one
-  for the duration of the test.
-- ``standard_plugins`` — a manager with only the named entry-point plugins
-  loaded: ``standard_plugins("llmos-data", "llmos-models")``.
+- ``plugin_manager`` — an isolated plugin manager that loads no installed plugin but
+  the registry's (those implementing ``llmos_open_registry``, e.g. llmos-registry: the
+  pipeline runner records through it), made the process-wide one for the duration of
+  the test.
+- ``standard_plugins`` — a manager with only the named entry-point plugins (and the
+  registry's) loaded: ``standard_plugins("llmos-data", "llmos-models")``.
 - ``installed_plugin`` — install a plugin distribution written in the test (files plus a
   dist-info with its ``llmos`` entry point, what pip writes for a wheel) into a temporary
   site directory on ``sys.path`` and ``PYTHONPATH``, so this process and the processes it
@@ -68,11 +69,37 @@ def plugin_manager(llmos_home: Path) -> Iterator[Any]:
     from llmos.plugins import PluginManager, set_manager
 
     manager = PluginManager(load_entrypoints=False)
+    for name, obj in registry_plugins().items():
+        manager.register(obj, name=name)
     previous = set_manager(manager)
     try:
         yield manager
     finally:
         set_manager(previous)
+
+
+_REGISTRY_PLUGINS: dict[str, Any] | None = None
+
+
+def registry_plugins() -> dict[str, Any]:
+    """``{name: hook module}`` of the installed plugins that open a registry
+    (``llmos_open_registry``): the fixtures' managers keep them, since every pipeline
+    run is recorded through one. Found once per process, whatever ``LLMOS_PLUGINS`` says."""
+    global _REGISTRY_PLUGINS
+    if _REGISTRY_PLUGINS is None:
+        import os
+
+        from llmos.plugins import PluginManager
+
+        saved = os.environ.pop("LLMOS_PLUGINS", None)
+        try:
+            every = PluginManager()
+        finally:
+            if saved is not None:
+                os.environ["LLMOS_PLUGINS"] = saved
+        _REGISTRY_PLUGINS = {n: i.obj for n, i in every.plugins.items()
+                             if i.status == "ok" and "llmos_open_registry" in i.hooks}
+    return _REGISTRY_PLUGINS
 
 
 @pytest.fixture
@@ -84,7 +111,7 @@ def standard_plugins(llmos_home: Path, monkeypatch: pytest.MonkeyPatch) -> Itera
     previous = set_manager(None)
 
     def make(*names: str) -> Any:
-        monkeypatch.setenv("LLMOS_PLUGINS", ",".join(names))
+        monkeypatch.setenv("LLMOS_PLUGINS", ",".join(dict.fromkeys([*names, *registry_plugins()])))
         manager = PluginManager()
         missing = [n for n in names if n not in manager.plugins]
         assert not missing, f"plugins not installed: {missing} (run make install)"

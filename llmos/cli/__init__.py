@@ -120,7 +120,7 @@ class RootGroup(LazyGroup):
     _loaded_for: object = None
 
     def core_group(self, name: str) -> click.Group:
-        """The core command group ``name`` (``plugin``, ``model``, ``runs``, ``db``), for a
+        """The core command group ``name`` (``plugin``, ``runs``), for a
         plugin's ``llmos_register_commands`` to add sub-commands to with
         ``.add_command(cmd)``. This is the documented way: plugins never import
         ``llmos.cli`` modules. Existing commands cannot be replaced (a warning is shown)."""
@@ -169,16 +169,12 @@ CORE_COMMANDS = {
     "components": "llmos.cli.components_cmd:components",
     "run": "llmos.cli.run:run",
     "runs": "llmos.cli.run:runs",
-    "model": "llmos.cli.model:model",
-    "db": "llmos.cli.db:db",
 }
 
 
 #: one-line help of the core commands, so ``llmos --help`` imports none of their modules
 CORE_HELP = {
     "components": "Components by stage, with the plugin of each.",
-    "db": "The registry database: upgrade, info.",
-    "model": "Model versions: register, alias, diff, lineage, export.",
     "plugin": "Plugins: list, info, enable/disable, and what plugins add.",
     "run": "Run a pipeline file (stages in order, recorded).",
     "runs": "Recorded pipeline runs: list, show, compare.",
@@ -204,8 +200,9 @@ def main() -> None:
       llmos plugin list                installed plugins and their state
       llmos run pipelines/quickstart.toml   train a small model end to end
 
-    State lives in $LLMOS_HOME (models, runs, settings); the registry database
-    is $LLMOS_DATABASE_URL (default: SQLite in $LLMOS_HOME).
+    State lives in $LLMOS_HOME (models, runs, settings); the registry (the
+    llmos-registry plugin: llmos model, llmos db) is $LLMOS_DATABASE_URL
+    (default: SQLite in $LLMOS_HOME).
     """
 
 

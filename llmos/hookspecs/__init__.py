@@ -2,10 +2,11 @@
 
 Read top to bottom: this package's modules are the four groups below, in order
 (:mod:`~llmos.hookspecs.steps`, :mod:`~llmos.hookspecs.extensions`,
-:mod:`~llmos.hookspecs.lifecycle`, :mod:`~llmos.hookspecs.cli`). Names follow one grammar: ``llmos_register_<what>`` for
-providers (the name says what is registered), ``llmos_before_<x>`` /
-``llmos_after_<x>`` / ``llmos_on_<x>_error`` for lifecycle notifications.
-Four groups:
+:mod:`~llmos.hookspecs.lifecycle`, :mod:`~llmos.hookspecs.cli`, :mod:`~llmos.hookspecs.services`).
+Names follow one grammar: ``llmos_register_<what>`` for providers (the name says what
+is registered), ``llmos_before_<x>`` / ``llmos_after_<x>`` / ``llmos_on_<x>_error`` for
+lifecycle notifications, ``llmos_open_<service>`` for a service one plugin provides.
+Five groups:
 
 1. **Stage-step providers**, one per stage (data, model, optimizer, compression,
    deployment, monitoring): the steps a pipeline's ``use = "<stage>.<name>"``
@@ -65,6 +66,9 @@ Four groups:
 
 4. **The CLI hook**: plugins add click commands.
 
+5. **Services**: what the core asks one plugin for — the registry
+   (``llmos_open_registry``; the standard plugin llmos-registry provides it).
+
 Rules (pluggy conventions): implementations may accept any subset of a hook's
 arguments (new arguments can be added without breaking old plugins);
 arguments are never renamed or removed; results never depend on plugin order.
@@ -76,7 +80,7 @@ one-line deprecation warning.
 
 from __future__ import annotations
 
-from llmos.hookspecs import cli, extensions, lifecycle, steps
+from llmos.hookspecs import cli, extensions, lifecycle, services, steps
 from llmos.hookspecs.steps import (  # noqa: F401 - the specs, re-exported
     Register,
     llmos_register_data_steps,
@@ -117,6 +121,7 @@ from llmos.hookspecs.cli import (  # noqa: F401 - the specs, re-exported
     llmos_after_plugin_list,
     llmos_after_plugin_info,
 )
+from llmos.hookspecs.services import llmos_open_registry  # noqa: F401 - the spec, re-exported
 
 #: the groups, in reading order (docs/hooks.md follows it)
-GROUPS = (steps, extensions, lifecycle, cli)
+GROUPS = (steps, extensions, lifecycle, cli, services)

@@ -21,9 +21,9 @@ def llmos_register_commands(cli: click.Group) -> None:
     function, so ``llmos --help`` stays fast.
 
     :param cli: the root ``llmos`` click group; call ``cli.add_command(cmd)``.
-        ``cli.core_group("plugin")`` (or ``"model"``, ``"runs"``, ``"db"``) returns a
-        core group to add sub-commands to; never import ``llmos.cli`` modules. A
-        plugin cannot replace an existing command.
+        ``cli.core_group("plugin")`` (or ``"runs"``) returns a core group to add
+        sub-commands to; never import ``llmos.cli`` modules. A plugin cannot replace
+        an existing command (``llmos model`` and ``llmos db`` are llmos-registry's).
     :returns: nothing.
 
     Example::

@@ -149,7 +149,7 @@ def test_plugin_test_run_checks_outputs_against_the_protocols(tmp_path):
     (proj / "llmos_lister.py").write_text(PLUGIN)
     pipe = tmp_path / "tiny.toml"
     # `llmos plugin test` is a command of the standard plugin llmos-community
-    env = dict(__import__("os").environ, LLMOS_HOME=str(tmp_path / "home"), LLMOS_PLUGINS="llmos-community")
+    env = dict(__import__("os").environ, LLMOS_HOME=str(tmp_path / "home"), LLMOS_PLUGINS="llmos-community,llmos-registry")
 
     def run(broken: bool):
         pipe.write_text('[pipeline]\nname = "t"\n\n[[stages]]\nid = "lines"\nuse = "data.lister"\n'

@@ -56,8 +56,8 @@ def test_no_plugin_grafts_commands_onto_core_groups():
 @pytest.mark.parametrize("source", [
     "from llmos.cli._output import echo_json\n",
     "from llmos.context import _NullProgress\n",
-    "from llmos.registry.api import check_name\n",
-    "import llmos.cli.model\n",
+    "from llmos.plugins import get_manager\n",
+    "import llmos.cli.run\n",
     "from llmos.sdk import _LAZY\n",
 ])
 def test_the_checks_catch_private_imports(tmp_path, source):
@@ -140,14 +140,17 @@ def _circles(graph: dict[str, set[str]]) -> list[str]:
 
 def test_plugin_import_graph_has_no_circles():
     """Module-level and function-level imports between the modules of each plugin."""
-    graph: dict[str, set[str]] = {}
+    modules = {}
     for f in PLUGIN_SOURCES:
         pkg_root = next(p for p in f.parents if p.name.startswith("llmos_") and p.parent.parent.name == "plugins")
-        mod = ".".join(f.relative_to(pkg_root.parent).with_suffix("").parts).removesuffix(".__init__")
+        modules[".".join(f.relative_to(pkg_root.parent).with_suffix("").parts).removesuffix(".__init__")] = f
+    graph: dict[str, set[str]] = {}
+    for mod, f in modules.items():
         graph.setdefault(mod, set())
-        for _, m, _names in _imports(f):
-            if m.split(".")[0].startswith("llmos_") and m != mod:
-                graph[mod].add(m)
+        for _, m, names in _imports(f):
+            # ``from llmos_registry import versions`` imports the module llmos_registry.versions
+            targets = [f"{m}.{n}" for n in names if f"{m}.{n}" in modules] or [m]
+            graph[mod].update(t for t in targets if t.split(".")[0].startswith("llmos_") and t != mod)
     # a package's __init__ naming its own submodules for documentation is not an import
     cycles = [c for c in _circles(graph) if not any(part.endswith("__init__") for part in c.split(" -> "))]
     assert not cycles, "import circles:\n" + "\n".join(cycles)
@@ -180,7 +183,7 @@ def _core_graph() -> dict[str, set[str]]:
     for mod, f in CORE_MODULES.items():
         edges = graph.setdefault(mod, set())
         for m, names in _module_level_imports(ast.parse(f.read_text())):
-            # ``from llmos.registry import compare`` imports the module llmos.registry.compare
+            # ``from llmos.hookspecs import cli`` imports the module llmos.hookspecs.cli
             targets = [f"{m}.{n}" for n in names if f"{m}.{n}" in CORE_MODULES] or [m]
             edges.update(t for t in targets if t in CORE_MODULES and t != mod)
     return graph
@@ -190,7 +193,7 @@ def test_core_import_graph_has_no_circles():
     """Module-level imports between the core's modules (llmos/, migrations aside): a
     package's ``__init__`` counts like any module."""
     graph = _core_graph()
-    assert len(graph) > 40 and sum(map(len, graph.values())) > 80  # the graph was read
+    assert len(graph) > 30 and sum(map(len, graph.values())) > 40  # the graph was read
     cycles = _circles(graph)
     assert not cycles, "import circles in the core:\n" + "\n".join(cycles)
 

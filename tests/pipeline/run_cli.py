@@ -6,12 +6,15 @@ import sys
 from pathlib import Path
 
 from llmos.plugins import PluginManager, set_manager
+from llmos.testing import registry_plugins
 
 spec = importlib.util.spec_from_file_location("llmos_test_steps_plugin", Path(__file__).with_name("steps_plugin.py"))
 mod = importlib.util.module_from_spec(spec)
 spec.loader.exec_module(mod)
 manager = PluginManager(load_entrypoints=False)
 manager.register(mod, name="toy")
+for name, obj in registry_plugins().items():  # runs are recorded through it
+    manager.register(obj, name=name)
 set_manager(manager)
 
 from llmos.cli import main  # noqa: E402

@@ -224,7 +224,7 @@ def test_a_run_on_another_host_is_lost_when_its_heartbeat_stops(toy_file, steps,
 
     from sqlalchemy import update
 
-    from llmos.registry.models import Run
+    from llmos_registry.models import Run
 
     assert cli("run", str(toy_file), "-q", "--set", "stages.train.config.fail_at=2").exit_code == 1
     run_id = registry.list_runs()[0].id

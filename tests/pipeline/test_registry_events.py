@@ -51,6 +51,10 @@ def test_run_pipeline_reports_registry_events_to_its_own_manager(llmos_home: Pat
     seen, unseen = Plugin(), Plugin()
     mine.register(seen, name="seen")
     bystander.register(unseen, name="seen")
+    from llmos.testing import registry_plugins
+
+    for name, obj in registry_plugins().items():  # the process-wide manager opens the registry
+        bystander.register(obj, name=name)
     toml = tmp_path / "canary.toml"
     toml.write_text('[pipeline]\nname = "canary"\n\n[[stages]]\nuse = "model.canary"\n')
     previous = set_manager(bystander)  # the process-wide manager is another one

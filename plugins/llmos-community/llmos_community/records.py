@@ -11,7 +11,7 @@ from typing import Any
 
 
 def _reg() -> Any:
-    from llmos.registry import open_registry
+    from llmos_registry import open_registry
 
     return open_registry()
 
@@ -24,7 +24,7 @@ def upsert_contributor(s: Any, handle: str, public_key: str | None = None, role:
                        name: str = "") -> Any:
     from sqlalchemy import select
 
-    from llmos.registry.models import Contributor
+    from llmos_registry.models import Contributor
 
     c = s.scalars(select(Contributor).where(Contributor.handle == handle)).first()
     if c is None:
@@ -44,7 +44,7 @@ def record_submission(plugin: str, version: str | None, kind: str, author: str, 
     """Open (or refresh) the submission of ``plugin``/``version``; returns its id."""
     from sqlalchemy import select
 
-    from llmos.registry.models import Event, Submission
+    from llmos_registry.models import Event, Submission
 
     with _reg().session(write=True) as s:
         upsert_contributor(s, author, public_key, "contributor")
@@ -68,7 +68,7 @@ def record_review(plugin: str, subject: str, reviewer: str, decision: str, diges
     submission was made elsewhere, e.g. by a pull request from another machine)."""
     from sqlalchemy import select
 
-    from llmos.registry.models import Event, Review, Submission
+    from llmos_registry.models import Event, Review, Submission
 
     version = None if subject == "plugin" else subject
     with _reg().session(write=True) as s:
@@ -95,7 +95,7 @@ def submissions(plugin: str | None = None) -> list[dict[str, Any]]:
     """Submissions with their reviews, newest first."""
     from sqlalchemy import select
 
-    from llmos.registry.models import Review, Submission
+    from llmos_registry.models import Review, Submission
 
     with _reg().session() as s:
         q = select(Submission).order_by(Submission.id.desc())
@@ -117,7 +117,7 @@ def submissions(plugin: str | None = None) -> list[dict[str, Any]]:
 def record_install(name: str, version: str, source: str, url: str | None, sha256: str | None) -> None:
     from sqlalchemy import select
 
-    from llmos.registry.models import Event, InstalledPlugin
+    from llmos_registry.models import Event, InstalledPlugin
 
     with _reg().session(write=True) as s:
         for row in s.scalars(select(InstalledPlugin).where(InstalledPlugin.name == name,
@@ -131,7 +131,7 @@ def record_install(name: str, version: str, source: str, url: str | None, sha256
 def record_uninstall(name: str, version: str | None) -> None:
     from sqlalchemy import select
 
-    from llmos.registry.models import Event, InstalledPlugin
+    from llmos_registry.models import Event, InstalledPlugin
 
     with _reg().session(write=True) as s:
         for row in s.scalars(select(InstalledPlugin).where(InstalledPlugin.name == name,
@@ -144,7 +144,7 @@ def installed_record(name: str) -> dict[str, Any] | None:
     """The current install record of ``name`` (from ``llmos plugin install``), if any."""
     from sqlalchemy import select
 
-    from llmos.registry.models import InstalledPlugin
+    from llmos_registry.models import InstalledPlugin
 
     with _reg().session() as s:
         row = s.scalars(select(InstalledPlugin).where(InstalledPlugin.name == name,

@@ -41,7 +41,7 @@ def test_search_the_real_index(llmos_home):
 def test_hook_after_plugin_info_shows_index_state(llmos_home):
     """llmos-community's llmos_after_plugin_info adds the index entry to `llmos plugin info`."""
     out = llmos("plugin", "info", "llmos-data", "--json", cwd=REPO,
-                extra_env={"LLMOS_PLUGINS": "llmos-data,llmos-community"}, check=True)
+                extra_env={"LLMOS_PLUGINS": "llmos-data,llmos-community,llmos-registry"}, check=True)
     data = json.loads(out.stdout)
     assert data["index"]["latest"] == "0.2.0" and data["index"]["origin"] == "in-tree"
     # an in-tree entry is maintained by the core maintainers of maintainers.toml (no key of its own)

@@ -80,7 +80,7 @@ def run_compress(ref: str, method: str, settings: tuple[str, ...], *, name: str 
     reg = open_registry()
     info = reg.resolve(ref)
     if name is not None:
-        from llmos.sdk import check_name
+        from llmos_registry import check_name
 
         check_name(name)
     src = reg.checkout(info.ref)

@@ -62,7 +62,7 @@ with torch.no_grad():
 c = generate(model, tok, "def ", GenerationSettings(max_new_tokens=8))
 print("GENERATED", c.completion_tokens, repr(c.text))
 """
-    env = {**os.environ, "LLMOS_HOME": str(llmos_home), "LLMOS_PLUGINS": "llmos-models,llmos-compress"}
+    env = {**os.environ, "LLMOS_HOME": str(llmos_home), "LLMOS_PLUGINS": "llmos-models,llmos-compress,llmos-registry"}
     p = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=300)
     assert p.returncode == 0, p.stderr[-2000:]
     assert "GENERATED 8" in p.stdout or "GENERATED" in p.stdout
@@ -160,7 +160,7 @@ def test_compare_prints_the_trade_off_table(cli, registry, corpus_file: Path) ->
 
 
 def test_commands_through_the_installed_entry_point(llmos_home: Path) -> None:
-    env = {**os.environ, "LLMOS_HOME": str(llmos_home), "LLMOS_PLUGINS": "llmos-models,llmos-compress"}
+    env = {**os.environ, "LLMOS_HOME": str(llmos_home), "LLMOS_PLUGINS": "llmos-models,llmos-compress,llmos-registry"}
     p = subprocess.run([sys.executable, "-m", "llmos", "compress", "--help"], env=env, capture_output=True,
                        text=True, timeout=120)
     assert p.returncode == 0, p.stderr

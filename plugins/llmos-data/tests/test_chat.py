@@ -142,7 +142,7 @@ def test_chat_fine_tune_through_llmos_run_registers_the_template(tmp_path):
     from llmos_models.io import save_model
 
     home = tmp_path / "home"
-    env = dict(os.environ, LLMOS_HOME=str(home), LLMOS_PLUGINS="llmos-data,llmos-models,llmos-train",
+    env = dict(os.environ, LLMOS_HOME=str(home), LLMOS_PLUGINS="llmos-data,llmos-models,llmos-train,llmos-registry",
                OMP_NUM_THREADS="1")
     env.pop("LLMOS_DATABASE_URL", None)
     text = [f"{q} {a}" for q, a in CHAT] * 20

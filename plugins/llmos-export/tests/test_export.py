@@ -113,7 +113,7 @@ model, tok, ref = load_ref("tiny-onnx:1")
 out = model.generate(torch.arange(3, 13).reshape(1, 10), max_new_tokens=6)
 print(json.dumps({"ref": ref, "type": type(model).__name__, "ids": out.tolist(), "text": tok.decode(out[0])}))
 """
-    env = {**os.environ, "LLMOS_HOME": str(llmos_home), "LLMOS_PLUGINS": "llmos-models,llmos-export"}
+    env = {**os.environ, "LLMOS_HOME": str(llmos_home), "LLMOS_PLUGINS": "llmos-models,llmos-export,llmos-registry"}
     p = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=300)
     assert p.returncode == 0, p.stderr[-2000:]
     got = json.loads(p.stdout.strip().splitlines()[-1])

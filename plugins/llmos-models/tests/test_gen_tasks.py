@@ -175,7 +175,7 @@ def test_llmos_evaluate_cli_records_version_metrics(model_dir, trained, tokenize
     from llmos_models.gen_tasks import GenerationTask, StdlibCompletionConfig
 
     home = tmp_path / "home"
-    env = dict(os.environ, LLMOS_HOME=str(home), LLMOS_PLUGINS="llmos-models", OMP_NUM_THREADS="1")
+    env = dict(os.environ, LLMOS_HOME=str(home), LLMOS_PLUGINS="llmos-models,llmos-registry", OMP_NUM_THREADS="1")
     env.pop("LLMOS_DATABASE_URL", None)
     llmos = [sys.executable, "-m", "llmos"]
     r = subprocess.run([*llmos, "model", "register", "tiny", str(model_dir)], capture_output=True, text=True,

@@ -89,7 +89,7 @@ def test_settings_validation():
 
 
 def _cli(args, env_home, **kw):
-    env = dict(os.environ, LLMOS_HOME=str(env_home), LLMOS_PLUGINS="llmos-models", OMP_NUM_THREADS="1")
+    env = dict(os.environ, LLMOS_HOME=str(env_home), LLMOS_PLUGINS="llmos-models,llmos-registry", OMP_NUM_THREADS="1")
     return subprocess.run([sys.executable, "-m", "llmos", *args], capture_output=True, text=True, env=env,
                           timeout=120, **kw)
 

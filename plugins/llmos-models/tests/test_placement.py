@@ -53,7 +53,7 @@ def test_generate_takes_device_and_precision(model_dir, tmp_path):
 
     assert run() == run("--device", "cpu", "--precision", "fp32")  # what auto is on this machine
     assert run("--precision", "bf16")["completion_tokens"] > 0
-    env = dict(os.environ, LLMOS_HOME=str(tmp_path), LLMOS_PLUGINS="llmos-models", OMP_NUM_THREADS="1")
+    env = dict(os.environ, LLMOS_HOME=str(tmp_path), LLMOS_PLUGINS="llmos-models,llmos-registry", OMP_NUM_THREADS="1")
     r = subprocess.run([sys.executable, "-m", "llmos", "generate", str(model_dir), "hi", "--precision", "fp16"],
                        capture_output=True, text=True, env=env, timeout=120)
     assert r.returncode != 0 and r.stderr.startswith("Error: ") and len(r.stderr.strip().splitlines()) == 1

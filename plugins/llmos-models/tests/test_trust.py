@@ -15,7 +15,7 @@ import pytest
 from llmos import hookimpl
 from llmos.errors import ValidationError
 
-STANDARD = "llmos-models,llmos-compress,llmos-export,llmos-data,llmos-train"
+STANDARD = "llmos-models,llmos-compress,llmos-export,llmos-data,llmos-train,llmos-registry"
 
 CONFTEST = """
 from pathlib import Path

@@ -117,7 +117,7 @@ def expected_points(steps: int = 12, eval_every: int = 4) -> list[tuple[str, int
 def cli(*args: str, home: Path | None = None, check: bool = True,
         env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     """Run the installed ``llmos`` in a fresh process (only this repo's monitor plugin loaded)."""
-    env = dict(os.environ, LLMOS_PLUGINS="llmos-monitor", COLUMNS="200", **(env or {}))
+    env = dict(os.environ, LLMOS_PLUGINS="llmos-monitor,llmos-registry", COLUMNS="200", **(env or {}))
     if home is not None:
         env["LLMOS_HOME"] = str(home)
     cp = subprocess.run([LLMOS, *args], env=env, capture_output=True, text=True, timeout=120)
@@ -181,7 +181,7 @@ class UI:
         self.base = f"http://127.0.0.1:{self.port}"
 
     def __enter__(self) -> UI:
-        env = dict(os.environ, LLMOS_HOME=str(self.home), LLMOS_PLUGINS="llmos-monitor")
+        env = dict(os.environ, LLMOS_HOME=str(self.home), LLMOS_PLUGINS="llmos-monitor,llmos-registry")
         env.pop("LLMOS_DATABASE_URL", None)
         self.proc = subprocess.Popen([LLMOS, "ui", "--port", str(self.port), *self.args], env=env,
                                      stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)

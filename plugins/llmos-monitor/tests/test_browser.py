@@ -85,7 +85,7 @@ def dashboard(tmp_path_factory: pytest.TempPathFactory, h: Any) -> Iterator[dict
     reg.log_run_metrics(live, [("train", s, "loss", helpers.train_loss(s), time.time()) for s in range(1, 6)])
 
     port = _free_port()
-    env = dict(os.environ, LLMOS_HOME=str(home), LLMOS_PLUGINS="llmos-monitor,llmos-jsonl-sink")
+    env = dict(os.environ, LLMOS_HOME=str(home), LLMOS_PLUGINS="llmos-monitor,llmos-jsonl-sink,llmos-registry")
     env.pop("LLMOS_DATABASE_URL", None)
     proc = subprocess.Popen(
         [LLMOS, "ui", "--port", str(port), "--refresh", "0.3", "--index", str(index)],

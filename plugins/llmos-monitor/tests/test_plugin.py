@@ -26,7 +26,7 @@ def test_hook_module_and_commands_import_nothing_heavy() -> None:
         f"print(json.dumps(sorted(m for m in {HEAVY!r} if m in sys.modules)), file=sys.stderr)\n"
     )
     cp = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=120,
-                        env={"LLMOS_PLUGINS": "llmos-monitor", "PATH": "/usr/bin:/bin",
+                        env={"LLMOS_PLUGINS": "llmos-monitor,llmos-registry", "PATH": "/usr/bin:/bin",
                              "LLMOS_HOME": "/tmp/llmos-monitor-light-test"})
     assert "llmos monitor" in cp.stdout and "llmos ui" in cp.stdout, cp.stdout + cp.stderr
     assert json.loads(cp.stderr.strip().splitlines()[-1]) == []

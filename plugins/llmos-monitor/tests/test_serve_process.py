@@ -56,7 +56,7 @@ def test_serve_process_records_a_serve_run(tmp_path: Path, h: Any) -> None:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    env = dict(os.environ, LLMOS_HOME=str(home), LLMOS_PLUGINS="llmos-serve,llmos-monitor",
+    env = dict(os.environ, LLMOS_HOME=str(home), LLMOS_PLUGINS="llmos-serve,llmos-monitor,llmos-registry",
                LLMOS_MONITOR_INTERVAL="0.2")
     env.pop("LLMOS_DATABASE_URL", None)
     from llmos.registry import open_registry

@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 from sqlalchemy import update
 
-from llmos.registry.models import Run
+from llmos_registry.models import Run
 
 
 @pytest.fixture(scope="module")

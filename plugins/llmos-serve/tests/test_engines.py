@@ -52,7 +52,7 @@ def test_onnx_version_gives_the_eager_text_in_generate_and_the_server(versions, 
     from llmos_models.cli import generate
 
     llmos = str(Path(sys.executable).with_name("llmos"))
-    env = {**os.environ, "LLMOS_HOME": str(llmos_home), "LLMOS_PLUGINS": "llmos-models,llmos-export"}
+    env = {**os.environ, "LLMOS_HOME": str(llmos_home), "LLMOS_PLUGINS": "llmos-models,llmos-export,llmos-registry"}
     proc = subprocess.Popen([llmos, "generate", "tiny-onnx:1", PROMPTS[1], "-n", "20"], env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     # ... and the command itself in this process, for both versions, streamed and not
@@ -119,7 +119,7 @@ def test_engine_errors_are_one_line(versions, start_server, llmos_home, trained_
         start_server(model=str(int8_dir), engine="ort")
 
     llmos = str(Path(sys.executable).with_name("llmos"))
-    env = {**os.environ, "LLMOS_HOME": str(llmos_home), "LLMOS_PLUGINS": "llmos-serve"}
+    env = {**os.environ, "LLMOS_HOME": str(llmos_home), "LLMOS_PLUGINS": "llmos-serve,llmos-registry"}
     r = subprocess.run([llmos, "serve", "tiny:1", "--engine", "tensorrt", "--port", "0"], env=env,
                        capture_output=True, text=True, timeout=120)
     assert r.returncode != 0 and r.stderr.strip() == (

@@ -20,7 +20,7 @@ RULE = "val_ppl <= current.val_ppl"
 
 def _registry(backend: str, request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> Any:
     from llmos.registry import open_registry
-    from llmos.registry.db import dispose_engines
+    from llmos_registry.db import dispose_engines
 
     if backend == "postgres":
         monkeypatch.setenv("LLMOS_DATABASE_URL", request.getfixturevalue("postgres_database"))
@@ -70,7 +70,7 @@ def test_two_promotes_held_between_check_and_move(backend: str, request: pytest.
     it from v1; the other sees v1 is gone and decides again against the winner: ppl 95
     is refused against 90, or 90 is promoted over 95. Either way production ends at
     the better model, and v1 left production once."""
-    from llmos.registry import Registry
+    from llmos_registry import Registry
     from llmos_serve.deploy import PromotionRefused, promote
 
     reg = _registry(backend, request, monkeypatch)

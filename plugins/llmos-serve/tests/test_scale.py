@@ -24,7 +24,7 @@ def test_replicas_behind_haproxy(postgres_database: str, tiny_models: list[Path]
 
     shared = tmp_path / "shared-home"  # the blob store every replica reads
     env = {**os.environ, "LLMOS_DATABASE_URL": postgres_database, "LLMOS_HOME": str(shared),
-           "LLMOS_PLUGINS": "llmos-serve"}
+           "LLMOS_PLUGINS": "llmos-serve,llmos-registry"}
     monkeypatch.setenv("LLMOS_DATABASE_URL", postgres_database)
     monkeypatch.setenv("LLMOS_HOME", str(shared))
     reg = open_registry()

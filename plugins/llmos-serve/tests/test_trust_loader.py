@@ -29,7 +29,7 @@ def _evil(src: Path, dst: Path, marker: Path) -> Path:
 def test_llmos_serve_refuses_a_model_dir_naming_code(tiny_models, tmp_path, free_port):
     marker = tmp_path / "marker"
     evil = _evil(tiny_models[0], tmp_path / "evil", marker)
-    env = dict(os.environ, LLMOS_HOME=str(tmp_path / "home"), LLMOS_PLUGINS="llmos-models,llmos-serve",
+    env = dict(os.environ, LLMOS_HOME=str(tmp_path / "home"), LLMOS_PLUGINS="llmos-models,llmos-serve,llmos-registry",
                OMP_NUM_THREADS="1")
     cp = subprocess.run([sys.executable, "-m", "llmos", "serve", str(evil), "--port", str(free_port)],
                         capture_output=True, text=True, env=env, timeout=120, cwd=evil)

@@ -190,7 +190,7 @@ def test_deploy_promote_and_rollback(standard_plugins, registry):
 
 
 def test_cli_serve_with_two_workers_follows_promote(registry, llmos_home, free_port):
-    env = {**os.environ, "LLMOS_HOME": str(llmos_home), "LLMOS_PLUGINS": "llmos-serve"}
+    env = {**os.environ, "LLMOS_HOME": str(llmos_home), "LLMOS_PLUGINS": "llmos-serve,llmos-registry"}
     llmos = str(Path(sys.executable).with_name("llmos"))
     bad = subprocess.run([llmos, "serve", "nosuch@production"], env=env, capture_output=True, text=True, timeout=60)
     assert bad.returncode != 0 and bad.stderr.strip().startswith("Error:"), bad.stderr

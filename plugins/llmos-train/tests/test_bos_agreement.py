@@ -77,7 +77,7 @@ def test_bare_prompt_starts_generation_in_distribution(tmp_path: Path, monkeypat
     text.write_text("\n".join(json.dumps({"text": d}) for d in _docs(600)))
     p = tmp_path / "bt.toml"
     p.write_text(PIPELINE.format(text=text))
-    env = dict(os.environ, LLMOS_HOME=str(home), LLMOS_PLUGINS="llmos-data,llmos-models,llmos-train",
+    env = dict(os.environ, LLMOS_HOME=str(home), LLMOS_PLUGINS="llmos-data,llmos-models,llmos-train,llmos-registry",
                OMP_NUM_THREADS="1")
     env.pop("LLMOS_DATABASE_URL", None)
     r = subprocess.run([sys.executable, "-m", "llmos", "run", str(p)], capture_output=True, text=True, env=env,

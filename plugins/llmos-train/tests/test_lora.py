@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-PLUGINS = "llmos-data,llmos-models,llmos-train"
+PLUGINS = "llmos-data,llmos-models,llmos-train,llmos-registry"
 
 SENTENCES = [
     "Return the number of items in the list.",

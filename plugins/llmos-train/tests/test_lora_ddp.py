@@ -122,7 +122,7 @@ def test_lora_under_ddp_registers_an_adapter_version_through_the_cli(tmp_path: P
                               for i in range(150)))
     p = tmp_path / "dl.toml"
     p.write_text(PIPELINE.format(text=text))
-    env = dict(os.environ, LLMOS_HOME=str(home), LLMOS_PLUGINS="llmos-data,llmos-models,llmos-train",
+    env = dict(os.environ, LLMOS_HOME=str(home), LLMOS_PLUGINS="llmos-data,llmos-models,llmos-train,llmos-registry",
                OMP_NUM_THREADS="1")
     env.pop("LLMOS_DATABASE_URL", None)
 

@@ -98,7 +98,7 @@ def create_app(registry: Any = None, *, poll_ms: int = 2000, index_dir: Path | N
                allowed_hosts: list[str] | None = None) -> Any:
     """Build the dashboard app.
 
-    :param registry: a registry object (default: ``llmos.registry.open_registry()`` on first use).
+    :param registry: a registry object (default: ``llmos_registry.open_registry()`` on first use).
     :param poll_ms: how often a run page polls for new points.
     :param index_dir: the community index folder (default: the one ``llmos plugin install`` reads).
     :param allowed_hosts: ``Host`` names to answer (default: the loopback names); others get a 400.

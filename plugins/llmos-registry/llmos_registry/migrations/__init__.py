@@ -1,0 +1,1 @@
+"""Alembic migrations of the registry schema (applied by :func:`llmos_registry.db.upgrade`)."""
