@@ -21,6 +21,7 @@ from llmos_community.index import DirSource, git_source_for, load_index
 REPO = Path(__file__).resolve().parents[3]
 INDEX = REPO / "registry"
 STANDARD = ["llmos-community", "llmos-compress", "llmos-data", "llmos-export", "llmos-jsonl-sink", "llmos-models",
+            "llmos-registry",
             "llmos-monitor", "llmos-serve",
             "llmos-train"]
 
