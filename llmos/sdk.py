@@ -13,8 +13,11 @@ Contents:
   tests), :class:`NullProgress`.
 - **the artifact contract** — the typed keys (``MODEL``, ``DATASET``...) and
   protocols (``CausalLM``, ``Dataset``...) of :mod:`llmos.artifacts`.
-- **plugins and components** — :func:`get_manager`, :func:`import_object`,
-  :func:`format_validation_error`, :func:`jsonable`.
+- **plugins and components** — :func:`get_manager`, :class:`PluginManager`, the
+  ``STAGES`` and their provider hooks (``STAGE_HOOKS``), :class:`ComponentRef`,
+  :func:`import_object`, :func:`format_validation_error`, :func:`jsonable`;
+  :func:`check_plugin` / :func:`check_outputs` (the plugin contract, for tools that
+  test plugins).
 - **the registry** — :func:`open_registry` (the installed registry plugin's, see
   ``llmos_open_registry``; model names and references are that plugin's: ``llmos_registry``).
 - **CLI output** — :func:`echo_json`, :func:`echo_table`, ``json_option``,
@@ -65,16 +68,18 @@ from llmos.artifacts import (
     Tokenizer,
     check_artifacts,
 )
-from llmos.components import format_validation_error, import_object, jsonable
+from llmos.components import STAGE_HOOKS, STAGES, ComponentRef, format_validation_error, import_object, jsonable
 from llmos.config import home
 from llmos.context import NullProgress, RunContext
 from llmos.errors import ConflictError, LlmosError, NotFoundError, PluginError, ValidationError, exc_line
 from llmos.files import PICKLE_SUFFIXES, fsync_dir
-from llmos.plugins import get_manager
+from llmos.plugins import PluginManager, get_manager
 
 # names imported on first use: "module:attribute"
 _LAZY = {
     "open_registry": "llmos.registry:open_registry",
+    "check_plugin": "llmos.contract:check_plugin",
+    "check_outputs": "llmos.contract:check_outputs",
     "echo_json": "llmos.cli._output:echo_json",
     "echo_table": "llmos.cli._output:echo_table",
     "json_option": "llmos.cli._output:json_option",

@@ -11,9 +11,8 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 PLUGIN_SOURCES = sorted(p for p in ROOT.glob("plugins/*/llmos_*/**/*.py"))
-#: llmos-community administers the index and its registry tables (it was core code until
-#: 17.2): it is exempt from the SDK-only rule, the other standard plugins are not
-SDK_ONLY_SOURCES = [p for p in PLUGIN_SOURCES if "llmos-community" not in p.parts]
+#: every standard plugin, llmos-community and llmos-registry included (they were core code)
+SDK_ONLY_SOURCES = PLUGIN_SOURCES
 #: what a plugin's own code may import from the core
 PUBLIC = {"llmos", "llmos.sdk"}
 

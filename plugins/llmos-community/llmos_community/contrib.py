@@ -23,7 +23,7 @@ from typing import Any
 
 from llmos_community import names, signing
 from llmos_community.index import DirSource, Index, PluginEntry, load_index
-from llmos.errors import ConflictError, NotFoundError, ValidationError
+from llmos.sdk import ConflictError, NotFoundError, ValidationError
 
 
 def _clean(obj: Any) -> Any:

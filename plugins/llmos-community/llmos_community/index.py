@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-from llmos.errors import LlmosError, NotFoundError, ValidationError
+from llmos.sdk import LlmosError, NotFoundError, ValidationError
 
 PLUGINS_DIR = "plugins"
 MAINTAINER_REVIEWS_DIR = "maintainers-approvals"
@@ -293,7 +293,7 @@ def default_index_path() -> Path:
     checkout = Path(llmos.__file__).resolve().parents[1] / "registry"
     if (checkout / "maintainers.toml").exists():
         return checkout
-    from llmos.config import home
+    from llmos.sdk import home
 
     return home() / "index"
 

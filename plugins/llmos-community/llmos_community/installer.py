@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from llmos_community.resolver import Resolved, resolve
-from llmos.errors import LlmosError, NotFoundError, ValidationError
+from llmos.sdk import LlmosError, NotFoundError, ValidationError
 
 CHUNK = 1 << 20
 
@@ -238,7 +238,7 @@ def index_state(index: Any, name: str) -> dict[str, Any] | None:
     """What the index says about ``name``: latest release, yanked versions, status."""
     from packaging.version import Version
 
-    from llmos.errors import NotFoundError as _NF
+    from llmos.sdk import NotFoundError as _NF
 
     try:
         entry = index.find(name)

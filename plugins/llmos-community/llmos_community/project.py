@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from llmos.errors import LlmosError, NotFoundError, ValidationError
+from llmos.sdk import LlmosError, NotFoundError, ValidationError
 
 
 @dataclass
@@ -93,7 +93,7 @@ def load_hook_modules(project: Project) -> dict[str, Any]:
 
 def describe_components(project: Project) -> tuple[list[str], list[str]]:
     """``(stages, component refs)`` the project's plugin registers."""
-    from llmos.plugins import PluginManager
+    from llmos.sdk import PluginManager
 
     stages: set[str] = set()
     refs: list[str] = []
@@ -103,7 +103,7 @@ def describe_components(project: Project) -> tuple[list[str], list[str]]:
         for comp in manager.components():
             stages.add(comp.stage)
             refs.append(comp.ref)
-    from llmos.components import STAGES
+    from llmos.sdk import STAGES
 
     return [s for s in STAGES if s in stages], sorted(set(refs))
 

@@ -23,7 +23,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from llmos.components import STAGES
+from llmos.sdk import STAGES
 
 Stage = Literal[STAGES]  # type: ignore[valid-type]  # the stages, defined once in llmos.components
 HANDLE_PATTERN = r"^[a-z0-9](?:[a-z0-9-]{0,38}[a-z0-9])?$"

@@ -17,7 +17,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from llmos.errors import NotFoundError, ValidationError
+from llmos.sdk import NotFoundError, ValidationError
 
 #: fields of a version manifest that may change after release (a yank can be undone)
 MUTABLE_VERSION_FIELDS = ("yanked", "yanked_reason")
@@ -80,7 +80,7 @@ def review_message(plugin: str, subject: str, decision: str, digest_: str, reaso
 
 
 def keys_dir() -> Path:
-    from llmos.config import home
+    from llmos.sdk import home
 
     return home() / "keys"
 

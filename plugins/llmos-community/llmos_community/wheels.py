@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from email.parser import HeaderParser
 from pathlib import Path, PurePosixPath
 
-from llmos.errors import ValidationError
+from llmos.sdk import ValidationError
 
 #: commands a plugin's wheel may not install a script for
 CORE_COMMANDS = ("llmos", "pip", "pip3", "python", "python3")

@@ -23,7 +23,7 @@ def _rebuild(c: Checker, tree: str, epoch: int) -> tuple[str, int, list[str]] | 
 
     from llmos_community import project as proj
     from llmos_community.wheels import read_wheel
-    from llmos.errors import LlmosError
+    from llmos.sdk import LlmosError
 
     key = (str(c.repo), tree, epoch)
     if key not in _BUILT:

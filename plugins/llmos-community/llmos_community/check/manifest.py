@@ -35,8 +35,8 @@ def check_description(c: Checker) -> Iterator[Problem]:
 
 @rule("components-stage")
 def check_components(c: Checker) -> Iterator[Problem]:
-    from llmos.components import ComponentRef
-    from llmos.errors import ValidationError
+    from llmos.sdk import ComponentRef
+    from llmos.sdk import ValidationError
 
     for e in c.entries():
         for i, ref in enumerate(e.manifest.components):

@@ -158,7 +158,7 @@ def check_wheels(c: Checker) -> Iterator[Problem]:
     replacing a core command). ``llmos plugin install`` checks the same on every wheel."""
     from llmos_community import project as proj
     from llmos_community.wheels import check_identity, read_wheel
-    from llmos.errors import ValidationError
+    from llmos.sdk import ValidationError
 
     for e in c.entries():
         for doc in e.versions.values():

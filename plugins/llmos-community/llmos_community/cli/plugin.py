@@ -6,7 +6,7 @@ from __future__ import annotations
 import click
 
 from llmos.sdk import echo_json, echo_table, json_option
-from llmos.components import STAGES
+from llmos.sdk import STAGES
 
 index_option = click.option(
     "--index", "index_path", type=click.Path(file_okay=False),
@@ -197,7 +197,7 @@ def test(path: str, run_file: str | None, as_json: bool) -> None:
       llmos plugin test ./llmos-my-corpus
       llmos plugin test ./llmos-my-corpus --run pipelines/tiny.toml
     """
-    from llmos.contract import check_outputs, check_plugin
+    from llmos.sdk import check_outputs, check_plugin
     from llmos_community.project import heavy_imports, load_hook_modules, read_project
 
     project = read_project(path)
@@ -229,7 +229,7 @@ def test(path: str, run_file: str | None, as_json: bool) -> None:
 def index_info(name: str) -> dict:
     """For ``llmos plugin info``: the index entry of ``name`` and how it was installed
     (both ``None`` when unknown; an unreadable index or database is not an error here)."""
-    from llmos.errors import LlmosError
+    from llmos.sdk import LlmosError
 
     out: dict = {"index": None, "installed_from": None}
     try:
