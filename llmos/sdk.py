@@ -34,7 +34,6 @@ names are imported on first use.
 
 from __future__ import annotations
 
-import tomllib
 from collections.abc import Iterable
 from typing import Any
 
@@ -118,6 +117,8 @@ def __getattr__(name: str) -> Any:
 def parse_value(text: str) -> Any:
     """A ``--set`` value as a TOML scalar (``3``, ``1e-3``, ``true``, ``"x"``, ``[1, 2]``);
     anything TOML cannot read is taken as a bare string."""
+    import tomllib  # here: the SDK is imported by every plugin's command module
+
     try:
         return tomllib.loads(f"v = {text}")["v"]
     except tomllib.TOMLDecodeError:

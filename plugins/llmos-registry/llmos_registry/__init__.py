@@ -20,10 +20,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from llmos_registry.types import RunInfo, VersionInfo
-
 if TYPE_CHECKING:
     from llmos_registry.api import Registry
+    from llmos_registry.types import RunInfo, VersionInfo
 
 __all__ = ["open_registry", "Registry", "VersionInfo", "RunInfo", "parse_ref", "check_name", "check_alias"]
 
@@ -49,6 +48,10 @@ def __getattr__(name: str) -> Any:
         from llmos_registry.api import Registry
 
         return Registry
+    if name in ("RunInfo", "VersionInfo"):  # dataclasses: built on first use, not when plugins load
+        from llmos_registry import types
+
+        return getattr(types, name)
     if name in ("parse_ref", "check_name", "check_alias"):
         from llmos_registry import refs
 
