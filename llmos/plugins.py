@@ -4,7 +4,8 @@ Plugins are found through the ``llmos`` entry-point group (standard plugins are
 loaded exactly like community ones) or registered in code. Loading is guarded:
 
 - ``LLMOS_PLUGINS=a,b`` loads only the named entry-point plugins (an empty value
-  loads none); the persisted disabled list (``llmos plugin disable``) blocks a
+  loads none: commands that use the registry then need its plugin, llmos-registry, named
+  too); the persisted disabled list (``llmos plugin disable``) blocks a
   plugin *before* it is imported.
 - a plugin that fails to import, declares an API version the core does not
   support (module attribute ``LLMOS_API``), has malformed hook implementations,

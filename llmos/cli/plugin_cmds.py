@@ -13,7 +13,8 @@ def plugin() -> None:
 
     \b
     Plugins are Python distributions with an entry point in the `llmos` group.
-    LLMOS_PLUGINS=a,b loads only those plugins (empty: none).
+    LLMOS_PLUGINS=a,b loads only those plugins (empty: none); name llmos-registry
+    among them for commands that use the registry (llmos run, runs, model).
     Plugins add sub-commands here: search, install, upgrade, uninstall, new and
     test come from the standard plugin llmos-community.
     """
