@@ -48,9 +48,24 @@ class LazyGroup(click.Group):
     def __init__(self, *args: Any, lazy: dict[str, str] | None = None, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.lazy = dict(lazy or {})
+        self.core_names = frozenset(self.lazy)
+        self.lazy_help = dict(type(self).lazy_help)
 
     #: ``{command name: one-line help}`` shown by ``--help`` without importing the module
     lazy_help: dict[str, str] = {}
+
+    def add_lazy_command(self, name: str, target: str, help: str) -> None:
+        """Add the command ``name``, imported from ``target`` (``"module:attr"``) only when
+        it is used; ``llmos --help`` shows ``help``, its one-line summary, without importing
+        the module. This keeps a plugin's command modules out of every ``llmos`` start-up.
+        Like :meth:`add_command`, it cannot replace an existing command (a warning is shown)."""
+        if _plugin_loading.active:
+            if name in self.lazy or name in self.commands:
+                click.echo(f"Warning: a plugin tried to replace the command {name!r}; ignored", err=True)
+                return
+            _plugin_loading.added.append((self, name))
+        self.lazy[name] = target
+        self.lazy_help[name] = help
 
     def list_commands(self, ctx: click.Context) -> list[str]:
         if not isinstance(self, RootGroup):
@@ -71,6 +86,13 @@ class LazyGroup(click.Group):
                 formatter.write_dl(rows)
 
     def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
+        if not isinstance(self, RootGroup):
+            root = ctx.find_root().command if ctx is not None else None
+            if isinstance(root, RootGroup) and (
+                    root._loaded_for is not None or (name not in self.commands and name not in self.core_names)):
+                # plugins' sub-commands of this core group: added, or (after a change of
+                # plugin manager) replaced; a core command needs no plugin at all
+                root._load_plugin_commands()
         if name in self.lazy and name not in self.commands:
             from llmos.components import import_object
 
@@ -81,13 +103,6 @@ class LazyGroup(click.Group):
                 click.Group.add_command(self, import_object(self.lazy[name]), name)
             finally:
                 _plugin_loading.active = active
-        if not isinstance(self, RootGroup):
-            root = ctx.find_root().command if ctx is not None else None
-            if isinstance(root, RootGroup) and (root._loaded_for is not None or name not in self.commands):
-                # plugins' sub-commands of this core group: added, or (after a change of
-                # plugin manager) replaced; a core command found before any plugin
-                # loaded needs no plugin at all (llmos model list stays light)
-                root._load_plugin_commands()
         return super().get_command(ctx, name)
 
     def add_command(self, cmd: click.Command, name: str | None = None) -> None:
@@ -124,9 +139,9 @@ class RootGroup(LazyGroup):
         plugin's ``llmos_register_commands`` to add sub-commands to with
         ``.add_command(cmd)``. This is the documented way: plugins never import
         ``llmos.cli`` modules. Existing commands cannot be replaced (a warning is shown)."""
-        if name not in self.lazy:
+        if name not in self.core_names:
             raise LlmosError(f"no core command group {name!r}: core groups are "
-                             f"{', '.join(sorted(self.lazy))}")
+                             f"{', '.join(sorted(self.core_names))}")
         group = super().get_command(None, name)  # type: ignore[arg-type]
         if not isinstance(group, click.Group):
             raise LlmosError(f"llmos {name} is a command, not a group: add a command of your own instead")
@@ -146,6 +161,8 @@ class RootGroup(LazyGroup):
             return
         for group, name in _plugin_loading.added:  # commands of the previous manager's plugins
             group.commands.pop(name, None)
+            group.lazy.pop(name, None)
+            group.lazy_help.pop(name, None)
         _plugin_loading.added.clear()
         self._loaded_for = manager
         _plugin_loading.active = True
@@ -159,7 +176,7 @@ class RootGroup(LazyGroup):
         return super().list_commands(ctx)
 
     def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
-        if name not in self.lazy:
+        if name not in self.core_names:
             self._load_plugin_commands()
         return super().get_command(ctx, name)
 

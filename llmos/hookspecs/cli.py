@@ -18,7 +18,10 @@ def llmos_register_commands(cli: click.Group) -> None:
     """Add click commands to the ``llmos`` command line.
 
     Keep the command's module light: import heavy libraries inside the command
-    function, so ``llmos --help`` stays fast.
+    function, so ``llmos --help`` stays fast. Better still, name it:
+    ``cli.add_lazy_command(name, "module:attr", help)`` imports the module only when the
+    command is used (``help`` is its one-line summary in ``llmos --help``); every
+    standard plugin does this.
 
     :param cli: the root ``llmos`` click group; call ``cli.add_command(cmd)``.
         ``cli.core_group("plugin")`` (or ``"runs"``) returns a core group to add
@@ -36,6 +39,8 @@ def llmos_register_commands(cli: click.Group) -> None:
                 click.echo("hello")
 
             cli.core_group("plugin").add_command(hello, "hello")  # llmos plugin hello
+            cli.add_lazy_command("train-more", "my_plugin.commands:train_more",
+                                 "Continue training a version.")  # imported when used
     """
 
 

@@ -162,3 +162,43 @@ def test_every_core_command_has_its_help_line():
 
     assert set(CORE_HELP) == set(CORE_COMMANDS)
     assert all(len(h) <= 60 for h in CORE_HELP.values())  # one line in an 80-column terminal
+
+
+def test_plugins_lazy_commands_import_to_what_their_help_says(tmp_path, monkeypatch):
+    """Every installed plugin's lazy command (cli.add_lazy_command) names an importable
+    click command whose help starts with the line `llmos --help` shows without importing it."""
+    import inspect
+
+    import click
+
+    from llmos.cli import CORE_COMMANDS, RootGroup
+    from llmos.components import import_object
+    from llmos.plugins import PluginManager, set_manager
+
+    monkeypatch.setenv("LLMOS_HOME", str(tmp_path))
+    monkeypatch.delenv("LLMOS_PLUGINS", raising=False)
+    previous = set_manager(PluginManager())
+    try:
+        root = RootGroup(name="llmos", lazy=dict(CORE_COMMANDS))
+        root._load_plugin_commands()
+        groups = [root, root.core_group("plugin")]
+        lazy = [(g, n) for g in groups for n in g.lazy if n not in g.core_names]
+        assert {n for _, n in lazy} >= {"model", "db", "serve", "index", "install"}  # the standard plugins'
+        for group, name in lazy:
+            cmd = import_object(group.lazy[name])
+            assert isinstance(cmd, click.Command), name
+            assert inspect.cleandoc(cmd.help or "").splitlines()[0] == group.lazy_help[name], name
+    finally:
+        set_manager(previous)
+
+
+def test_help_does_not_import_plugin_command_modules(tmp_path):
+    env = dict(os.environ, LLMOS_HOME=str(tmp_path))
+    env.pop("LLMOS_PLUGINS", None)
+    probe = ("import sys\nfrom llmos.cli import main\ntry:\n    main(['--help'], prog_name='llmos')\n"
+             "except SystemExit:\n    pass\n"
+             "print(sorted(m for m in sys.modules if m.startswith('llmos_') and '.cli' in m or "
+             "m.endswith(('_cmd', '.commands'))), file=sys.stderr)")
+    cp = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, env=env, timeout=120)
+    assert cp.returncode == 0, cp.stderr
+    assert cp.stderr.strip() == "[]"

@@ -15,18 +15,27 @@ from llmos import hookimpl
 
 LLMOS_API = 2
 
-PLUGIN_SUBCOMMANDS = ("search", "install", "upgrade", "uninstall", "new", "test")
+#: ``llmos plugin <name>``: the first line of each command's help
+PLUGIN_SUBCOMMANDS = {
+    "search": "Search the plugin index by name, summary, keyword or component.",
+    "install": "Install a plugin from the index: hash-verified wheel, never a source build.",
+    "upgrade": "Upgrade an installed plugin to the highest allowed release in the index.",
+    "uninstall": "Uninstall a plugin distribution (recorded in the registry).",
+    "new": "Create a plugin project with a working component and passing tests.",
+    "test": "Run the llmos plugin contract checks on a plugin project directory.",
+}
 
 
 @hookimpl
 def llmos_register_commands(cli: Any) -> None:
-    from llmos_community.cli import contrib, index, plugin
-
-    cli.add_command(index.index)
-    cli.add_command(contrib.contrib)
+    # imported when used: ``llmos --help`` shows these lines without importing the modules
+    cli.add_lazy_command("index", "llmos_community.cli.index:index",
+                         "The community plugin index (registry/ in the llmos repository).")
+    cli.add_lazy_command("contrib", "llmos_community.cli.contrib:contrib",
+                         "Publish plugins to the community index and review them (signed with ed25519).")
     group = cli.core_group("plugin")
-    for name in PLUGIN_SUBCOMMANDS:
-        group.add_command(getattr(plugin, name))
+    for name, help in PLUGIN_SUBCOMMANDS.items():
+        group.add_lazy_command(name, f"llmos_community.cli.plugin:{name}", help)
 
 
 @hookimpl

@@ -3,8 +3,6 @@ imported from :mod:`llmos_compress.cli` when a command runs)."""
 
 from __future__ import annotations
 
-from typing import Any
-
 import click
 
 from llmos.sdk import json_option
@@ -74,10 +72,3 @@ def compare(refs: tuple[str, ...], data: str | None, no_speed: bool, as_json: bo
     from llmos_compress.cli import run_compare
 
     run_compare(refs, data=data, speed=not no_speed, as_json=as_json)
-
-
-def add_commands(cli: Any) -> None:
-    """Add ``llmos compress`` and ``llmos compare`` (through ``llmos_register_commands``
-    only: a plugin never grafts commands onto the core's groups)."""
-    for cmd in (compress, compare):
-        cli.add_command(cmd)

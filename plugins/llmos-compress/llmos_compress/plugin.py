@@ -55,6 +55,8 @@ def llmos_register_model_loaders(register):
 
 @hookimpl
 def llmos_register_commands(cli):
-    from llmos_compress.commands import add_commands
-
-    add_commands(cli)
+    # imported when used: ``llmos --help`` shows these lines without importing the module
+    cli.add_lazy_command("compress", "llmos_compress.commands:compress",
+                         "Compress version REF and register the result as a new version.")
+    cli.add_lazy_command("compare", "llmos_compress.commands:compare",
+                         "Print the trade-off table of versions REFS side by side.")

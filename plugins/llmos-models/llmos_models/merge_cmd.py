@@ -76,9 +76,3 @@ def run_merge(ref: str, *, name: str | None = None, description: str = "", alias
     else:
         click.echo(f"Merged {resolved} into its base {base}: registered {info.ref} ({info.size_bytes:,} bytes)")
     return info
-
-
-def add_commands(cli: Any) -> None:
-    """Add ``llmos merge`` (through ``llmos_register_commands`` only: a plugin never grafts
-    commands onto the core's groups)."""
-    cli.add_command(merge)

@@ -90,10 +90,10 @@ def llmos_register_eval_metrics(register):
 
 @hookimpl
 def llmos_register_commands(cli):
-    from llmos_models.cli import generate
-    from llmos_models.eval_cmd import evaluate
-    from llmos_models.merge_cmd import add_commands
-
-    cli.add_command(generate)
-    cli.add_command(evaluate)
-    add_commands(cli)
+    # imported when used: ``llmos --help`` shows these lines without importing the modules
+    cli.add_lazy_command("generate", "llmos_models.cli:generate",
+                         "Complete PROMPT with a model and stream the tokens as they come.")
+    cli.add_lazy_command("evaluate", "llmos_models.eval_cmd:evaluate",
+                         "Run eval tasks on MODEL_REF and print (and record) task.<name>.v<version>.<metric>.")
+    cli.add_lazy_command("merge", "llmos_models.merge_cmd:merge",
+                         "Merge adapter version REF into its base and register the full model.")

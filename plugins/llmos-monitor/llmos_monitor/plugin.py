@@ -74,7 +74,8 @@ def llmos_after_metrics(source: str, step: int | None, metrics: dict[str, float]
 
 @hookimpl
 def llmos_register_commands(cli: Any) -> None:
-    from llmos_monitor.cli import monitor, ui
-
-    cli.add_command(monitor)
-    cli.add_command(ui)
+    # imported when used: ``llmos --help`` shows these lines without importing the module
+    cli.add_lazy_command("monitor", "llmos_monitor.cli:monitor",
+                         "Metrics of runs and servers: list, summarize, compare, plot.")
+    cli.add_lazy_command("ui", "llmos_monitor.cli:ui",
+                         "Web dashboard: models, versions, aliases, lineage, runs with live curves, plugins.")

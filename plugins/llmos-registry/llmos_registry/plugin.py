@@ -23,10 +23,8 @@ def llmos_open_registry(url: str | None, home: Path | None, notify: Callable[...
 
 @hookimpl
 def llmos_register_commands(cli: Any) -> None:
-    from llmos_registry.cli.db import db
-    from llmos_registry.cli.model import model
-    from llmos_registry.cli.model_export import export
-
-    model.add_command(export)
-    cli.add_command(model)
-    cli.add_command(db)
+    # imported when used: ``llmos --help`` shows these lines without importing the modules
+    cli.add_lazy_command("model", "llmos_registry.cli.commands:model",
+                         "Model versions in the registry: register, list, alias, diff, export.")
+    cli.add_lazy_command("db", "llmos_registry.cli.commands:db",
+                         "The registry database ($LLMOS_DATABASE_URL, default SQLite in $LLMOS_HOME).")

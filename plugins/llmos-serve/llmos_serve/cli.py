@@ -216,9 +216,4 @@ def status(model: str, alias: str, as_json: bool) -> None:
         click.echo(f"{model}@{alias}: version {result['version']}   rollback target: {prev}")
 
 
-def register(cli: click.Group) -> None:
-    cli.add_command(serve)
-    cli.add_command(deploy)
-
-
-__all__ = ["deploy", "register", "serve"]
+__all__ = ["deploy", "serve"]

@@ -42,6 +42,7 @@ def llmos_register_serving_engines(register):  # type: ignore[no-untyped-def]
 
 @hookimpl
 def llmos_register_commands(cli):  # type: ignore[no-untyped-def]
-    from llmos_serve.cli import register
-
-    register(cli)
+    # imported when used: ``llmos --help`` shows these lines without importing the module
+    cli.add_lazy_command("serve", "llmos_serve.cli:serve", "Serve MODEL_REF with an OpenAI-compatible HTTP API.")
+    cli.add_lazy_command("deploy", "llmos_serve.cli:deploy",
+                         "Move aliases between versions: promote a version, roll back.")
