@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import os
 import sys
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from typing import Any
 
 import pluggy
@@ -290,6 +290,13 @@ class PluginManager:
             key=lambda i: i.plugin_name,
         )
 
+    def _enabled_impls(self, hook_name: str) -> Iterator[tuple[Any, PluginInfo | None]]:
+        """``(implementation, its plugin's info)`` of the plugins not broken or disabled."""
+        for impl in self._impls(hook_name):
+            info = self.plugins.get(impl.plugin_name)
+            if info is None or info.status == OK:
+                yield impl, info
+
     def call_each(self, hook_name: str, per_plugin_kwargs: Any = None, **kwargs: Any) -> list[tuple[str, Any]]:
         """Call every implementation of ``hook_name`` on its own, isolating failures.
 
@@ -298,10 +305,7 @@ class PluginManager:
         :returns: ``[(plugin_name, result)]`` for implementations that did not raise.
         """
         results = []
-        for impl in self._impls(hook_name):
-            info = self.plugins.get(impl.plugin_name)
-            if info is not None and info.status != OK:
-                continue
+        for impl, info in self._enabled_impls(hook_name):
             args = dict(kwargs)
             if per_plugin_kwargs is not None:
                 args.update(per_plugin_kwargs(impl.plugin_name))
@@ -325,10 +329,7 @@ class PluginManager:
         """Ask a *service* hook: enabled plugins in name order, the first result that is
         not ``None`` as ``(plugin_name, result)``. Unlike :meth:`call_each`, a plugin's
         exception reaches the caller (a service's errors are the caller's to show)."""
-        for impl in self._impls(hook_name):
-            info = self.plugins.get(impl.plugin_name)
-            if info is not None and info.status != OK:
-                continue
+        for impl, _info in self._enabled_impls(hook_name):
             result = impl.function(**{a: kwargs[a] for a in impl.argnames})
             if result is not None:
                 return impl.plugin_name, result

@@ -59,13 +59,20 @@ class LazyGroup(click.Group):
         it is used; ``llmos --help`` shows ``help``, its one-line summary, without importing
         the module. This keeps a plugin's command modules out of every ``llmos`` start-up.
         Like :meth:`add_command`, it cannot replace an existing command (a warning is shown)."""
-        if _plugin_loading.active:
-            if name in self.lazy or name in self.commands:
-                click.echo(f"Warning: a plugin tried to replace the command {name!r}; ignored", err=True)
-                return
-            _plugin_loading.added.append((self, name))
-        self.lazy[name] = target
-        self.lazy_help[name] = help
+        if self._plugin_may_add(name):
+            self.lazy[name] = target
+            self.lazy_help[name] = help
+
+    def _plugin_may_add(self, name: str) -> bool:
+        """While plugins add commands: refuse (with a warning) one that would replace an
+        existing command, and record the others so a change of plugin manager removes them."""
+        if not _plugin_loading.active:
+            return True
+        if name in self.lazy or name in self.commands:
+            click.echo(f"Warning: a plugin tried to replace the command {name!r}; ignored", err=True)
+            return False
+        _plugin_loading.added.append((self, name))
+        return True
 
     def list_commands(self, ctx: click.Context) -> list[str]:
         if not isinstance(self, RootGroup):
@@ -107,12 +114,8 @@ class LazyGroup(click.Group):
 
     def add_command(self, cmd: click.Command, name: str | None = None) -> None:
         name = name or cmd.name
-        if _plugin_loading.active:
-            if name in self.lazy or name in self.commands:
-                click.echo(f"Warning: a plugin tried to replace the command {name!r}; ignored", err=True)
-                return
-            _plugin_loading.added.append((self, name))
-        super().add_command(cmd, name)
+        if self._plugin_may_add(name):
+            super().add_command(cmd, name)
 
     def invoke(self, ctx: click.Context) -> Any:
         try:

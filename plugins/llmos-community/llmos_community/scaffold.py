@@ -27,8 +27,7 @@ import datetime as dt
 from pathlib import Path
 from typing import NamedTuple
 
-from llmos.sdk import STAGE_HOOKS
-from llmos.sdk import ConflictError, ValidationError
+from llmos.sdk import STAGE_HOOKS, ConflictError, ValidationError
 from llmos_community import names
 
 TORCH_STAGES = ("model", "optimizer", "compression", "deployment")

@@ -35,8 +35,7 @@ def check_description(c: Checker) -> Iterator[Problem]:
 
 @rule("components-stage")
 def check_components(c: Checker) -> Iterator[Problem]:
-    from llmos.sdk import ComponentRef
-    from llmos.sdk import ValidationError
+    from llmos.sdk import ComponentRef, ValidationError
 
     for e in c.entries():
         for i, ref in enumerate(e.manifest.components):

@@ -5,8 +5,7 @@ from __future__ import annotations
 
 import click
 
-from llmos.sdk import echo_json, echo_table, json_option
-from llmos.sdk import STAGES
+from llmos.sdk import STAGES, echo_json, echo_table, json_option
 
 index_option = click.option(
     "--index", "index_path", type=click.Path(file_okay=False),
